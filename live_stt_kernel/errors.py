@@ -1,0 +1,119 @@
+"""One exception root; the blame is in the type.
+
+::
+
+    LiveSTTError
+    ├── ConfigurationError          our caller's misuse: no API key, bad parameter values
+    ├── AudioError                  bad input on our side of the wire
+    │   ├── AudioFileError          missing, empty, not audio, unreadable
+    │   └── AudioDeviceError        the kernel machine cannot record
+    │       ├── PortAudioMissing    libportaudio2 not installed
+    │       └── NoInputDevice       no microphone (typical for remote kernels)
+    ├── ProtocolError               the server sent something that is not v3 (garbled JSON)
+    └── StreamingError              the connection failed or the server said no
+        ├── ServerUnreachable       DNS, refused, TLS, bad URL
+        ├── ConnectTimeout          no handshake or no `Begin` in time
+        ├── ServerRefused           closed with an error code (code, reason, Error frame text)
+        │   ├── AuthenticationError 401 / 1008 Unauthorized: never retried
+        │   └── TooManySessions     1008/3009 concurrency limits: back off
+        ├── ConnectionLost          dropped without a close frame (1006)
+        └── TerminationTimeout      `Terminate` sent, no `Termination` in time
+
+Each message says what happened and what to do; none contains a secret.
+"""
+
+from __future__ import annotations
+
+
+class LiveSTTError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class ConfigurationError(LiveSTTError, ValueError):
+    """The caller asked for something that cannot work (missing key, out-of-range option)."""
+
+
+class AudioError(LiveSTTError):
+    """Audio could not be read from a file or device."""
+
+
+class AudioFileError(AudioError):
+    """A file that is missing, empty, or not audio."""
+
+
+class AudioDeviceError(AudioError):
+    """The kernel's machine cannot record audio."""
+
+
+class PortAudioMissing(AudioDeviceError):
+    """The PortAudio library is not installed."""
+
+
+class NoInputDevice(AudioDeviceError):
+    """PortAudio found no usable microphone."""
+
+
+class ProtocolError(LiveSTTError):
+    """A message from the server is not valid v3 (e.g. not JSON)."""
+
+
+class StreamingError(LiveSTTError):
+    """Connecting to or talking with the streaming server failed."""
+
+
+class ServerUnreachable(StreamingError):
+    """The server could not be reached at all."""
+
+
+class ConnectTimeout(StreamingError):
+    """The handshake or the `Begin` message did not arrive in time."""
+
+
+class ServerRefused(StreamingError):
+    """The server closed the session with an error.
+
+    ``code`` is the WebSocket close code or HTTP status, ``reason`` the close reason and
+    ``error_text`` the text of the `Error` frame that preceded the close, if any.
+    """
+
+    def __init__(self, message: str, *, code: int | None = None, reason: str = "", error_text: str = ""):
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.error_text = error_text
+
+
+class AuthenticationError(ServerRefused):
+    """The key or token was refused. Retrying with the same credentials cannot help."""
+
+
+class TooManySessions(ServerRefused):
+    """A concurrency or rate limit: wait before opening another session."""
+
+
+class ConnectionLost(StreamingError):
+    """The connection dropped without a close frame."""
+
+
+class TerminationTimeout(StreamingError):
+    """`Terminate` was sent but the server never confirmed with `Termination`."""
+
+
+__all__ = [
+    "AudioDeviceError",
+    "AudioError",
+    "AudioFileError",
+    "AuthenticationError",
+    "ConfigurationError",
+    "ConnectTimeout",
+    "ConnectionLost",
+    "LiveSTTError",
+    "NoInputDevice",
+    "PortAudioMissing",
+    "ProtocolError",
+    "ServerRefused",
+    "ServerUnreachable",
+    "StreamingError",
+    "TerminationTimeout",
+    "TooManySessions",
+]

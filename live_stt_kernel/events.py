@@ -1,0 +1,138 @@
+"""The vocabulary: immutable values for everything that happens in a streaming session.
+
+The parser turns server messages into these; the transcript reducer folds them; nothing past the
+parser handles raw dicts. Times on the wire are milliseconds from the start of the session's audio;
+``received_at`` is a ``time.monotonic()`` stamp set by the transport (0.0 when parsed offline).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, TypeAlias
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Word:
+    text: str
+    start_ms: int
+    end_ms: int
+    confidence: float = 1.0
+    is_final: bool = True
+    speaker: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionBegan:
+    """`Begin`: the server accepted the session."""
+
+    session_id: str
+    expires_at: int | None = None
+    configuration: Mapping[str, Any] = field(default_factory=dict)
+    received_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Turn:
+    """`Turn`: a partial or final view of one turn; all messages of a turn share ``turn_order``."""
+
+    turn_order: int
+    transcript: str
+    words: tuple[Word, ...] = ()
+    end_of_turn: bool = False
+    formatted: bool = False
+    end_of_turn_confidence: float = 0.0
+    utterance: str = ""
+    language_code: str | None = None
+    language_confidence: float | None = None
+    speaker: str | None = None
+    received_at: float = 0.0
+    # Seconds from the moment the audio of the last word was sent to this message's arrival;
+    # filled in by the transport for final turns, None when unknown.
+    latency_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpeechStarted:
+    timestamp_ms: int
+    confidence: float | None = None
+    received_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerWarning:
+    message: str
+    code: int | None = None
+    received_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heartbeat:
+    received_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LLMGatewayResponse:
+    turn_order: int
+    transcript: str
+    content: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+    received_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Revision:
+    turn_order: int
+    speaker: str | None = None
+    words: tuple[Word, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpeakerRevision:
+    revisions: tuple[Revision, ...]
+    received_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerError:
+    """An `Error` frame (typed, or the older untyped ``{"error": ...}``); a close usually follows."""
+
+    message: str
+    code: int | None = None
+    received_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionEnded:
+    """`Termination`: the server flushed the last turn and is closing normally."""
+
+    audio_duration_seconds: float
+    session_duration_seconds: float
+    received_at: float = 0.0
+
+
+Event: TypeAlias = (
+    SessionBegan
+    | Turn
+    | SpeechStarted
+    | ServerWarning
+    | Heartbeat
+    | LLMGatewayResponse
+    | SpeakerRevision
+    | ServerError
+    | SessionEnded
+)
+
+__all__ = [
+    "Event",
+    "Heartbeat",
+    "LLMGatewayResponse",
+    "Revision",
+    "ServerError",
+    "ServerWarning",
+    "SessionBegan",
+    "SessionEnded",
+    "SpeakerRevision",
+    "SpeechStarted",
+    "Turn",
+    "Word",
+]

@@ -1,0 +1,399 @@
+"""A real v3 WebSocket server on loopback that replays scripted sessions.
+
+It stands in for AssemblyAI's cloud where the cloud cannot be reached: the test suite drives the
+client through every protocol behaviour (A, B, C), error frame and close code with it, and it
+records everything the client sent (query, headers, frames with arrival times, text messages) so
+tests can assert frame sizes, pacing, `Terminate`, and that every audio byte arrived.
+
+A script is a list of `Step`s, each released once the server has received ``at_ms`` of audio;
+on `Terminate` the server releases the rest, sends `Termination` and closes 1000, as the real
+service flushes the last turn. Like the real service it enforces 50-1000 ms audio frames (3007),
+JSON control messages (3006), 128 KB messages (1009) and credentials (1008 or HTTP 401).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+from urllib.parse import parse_qsl, urlsplit
+
+from .protocol import MAX_FRAME_BYTES, MAX_FRAME_MS, MIN_FRAME_MS, pcm_ms
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close the socket with this code and reason."""
+
+    code: int
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """Abort the TCP connection without a close frame (the client sees 1006)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """Release ``action`` once ``at_ms`` of audio has arrived: a dict is sent as JSON, a str as is."""
+
+    at_ms: float
+    action: dict[str, Any] | str | Close | Drop
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    steps: tuple[Step, ...] = ()
+    send_begin: bool = True
+    answer_terminate: bool = True
+    http_status: int | None = None  # refuse the handshake with this status
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptedTurn:
+    """A turn to replay: words as (text, start_ms, end_ms); formatted text derived if not given."""
+
+    words: tuple[tuple[str, int, int], ...]
+    formatted: str | None = None
+    speaker: str | None = None
+
+    @property
+    def plain(self) -> str:
+        return " ".join(w for w, _, _ in self.words)
+
+    @property
+    def pretty(self) -> str:
+        if self.formatted is not None:
+            return self.formatted
+        text = self.plain
+        return text[:1].upper() + text[1:] + "."
+
+    @property
+    def end_ms(self) -> int:
+        return self.words[-1][2]
+
+
+def _words(turn: ScriptedTurn, count: int, *, final_upto: int, texts: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    out = []
+    for i, (text, start, end) in enumerate(turn.words[:count]):
+        word = {"start": start, "end": end, "text": texts[i] if texts else text, "confidence": 0.9, "word_is_final": i < final_upto}
+        if turn.speaker:
+            word["speaker"] = turn.speaker
+        out.append(word)
+    return out
+
+
+def _turn(order: int, turn: ScriptedTurn, **fields: Any) -> dict[str, Any]:
+    message = {
+        "type": "Turn", "turn_order": order, "turn_is_formatted": False, "end_of_turn": False,
+        "transcript": "", "end_of_turn_confidence": 0.01, "utterance": "", "words": [],
+    }
+    message.update(fields)
+    if turn.speaker:
+        message["speaker_label"] = turn.speaker
+    return message
+
+
+def turns_script(turns: Iterable[ScriptedTurn], behaviour: str = "A", *, final_delay_ms: int = 240) -> Script:
+    """The messages a v3 server sends for these turns, in one of PROTOCOL.md's behaviours:
+
+    A: unformatted partials, an unformatted final, then a formatted final with the same turn_order;
+    B: every message formatted, one final;
+    C: each partial re-transcribes the whole turn (all words non-final, early words revised), one final.
+    """
+    steps: list[Step] = []
+    for order, turn in enumerate(turns):
+        n = len(turn.words)
+        if behaviour == "C":
+            steps.append(Step(turn.words[0][1], {"type": "SpeechStarted", "timestamp": turn.words[0][1], "confidence": 0.9}))
+        for k in range(1, n + 1):
+            at = turn.words[k - 1][2]
+            if behaviour == "A":
+                words = _words(turn, k, final_upto=k - 1)
+                transcript = " ".join(w["text"] for w in words if w["word_is_final"])
+                steps.append(Step(at, _turn(order, turn, transcript=transcript, words=words)))
+            elif behaviour == "B":
+                words = _words(turn, k, final_upto=k - 1)
+                transcript = " ".join(w["text"] for w in words if w["word_is_final"])
+                steps.append(Step(at, _turn(order, turn, transcript=transcript, words=words, turn_is_formatted=True)))
+            elif behaviour == "C":
+                # an earlier hypothesis is revised later: the client must replace, never append
+                texts = [t.upper() if i == 0 and k < n else t for i, (t, _, _) in enumerate(turn.words[:k])]
+                words = _words(turn, k, final_upto=0, texts=texts)
+                steps.append(Step(at, _turn(order, turn, transcript=" ".join(texts), words=words)))
+            else:
+                raise ValueError(f"unknown behaviour {behaviour!r}; use 'A', 'B' or 'C'")
+        final_at = turn.end_ms + final_delay_ms
+        all_final = _words(turn, n, final_upto=n)
+        if behaviour == "A":
+            steps.append(Step(final_at, _turn(order, turn, transcript=turn.plain, words=all_final, end_of_turn=True,
+                                              end_of_turn_confidence=0.8, utterance=turn.plain)))
+            steps.append(Step(final_at, _turn(order, turn, transcript=turn.pretty, words=all_final, end_of_turn=True,
+                                              turn_is_formatted=True, end_of_turn_confidence=0.8, utterance=turn.plain)))
+        else:
+            text = turn.pretty if behaviour == "B" else turn.plain
+            steps.append(Step(final_at, _turn(order, turn, transcript=text, words=all_final, end_of_turn=True,
+                                              turn_is_formatted=behaviour == "B", end_of_turn_confidence=1.0 if behaviour == "C" else 0.8,
+                                              utterance=text)))
+    return Script(steps=tuple(sorted(steps, key=lambda s: s.at_ms)))
+
+
+def even_turns(texts: Sequence[str], *, start_ms: int = 300, word_ms: int = 300, gap_ms: int = 1000) -> list[ScriptedTurn]:
+    """Turns whose words are evenly spaced: handy when the audio is synthetic."""
+    turns, t = [], start_ms
+    for text in texts:
+        words = []
+        for word in text.split():
+            words.append((word, t, t + word_ms - 40))
+            t += word_ms
+        turns.append(ScriptedTurn(tuple(words)))
+        t += gap_ms
+    return turns
+
+
+@dataclass
+class ClientRecord:
+    """What one client connection did, as the server saw it."""
+
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    frame_sizes: list[int] = field(default_factory=list)
+    frame_times: list[float] = field(default_factory=list)
+    audio: bytearray = field(default_factory=bytearray)
+    texts: list[dict[str, Any]] = field(default_factory=list)
+    sent: list[str] = field(default_factory=list)
+    closed: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def audio_ms(self) -> float:
+        return pcm_ms(len(self.audio), int(self.query.get("sample_rate", "16000")))
+
+    @property
+    def terminated(self) -> bool:
+        return any(t.get("type") == "Terminate" for t in self.texts)
+
+
+class ReplayServer:
+    """Serve ``script`` (or ``script(record)`` per connection) at ``ws://127.0.0.1:PORT/v3/ws``.
+
+    ``api_key`` is accepted in the `Authorization` header, ``tokens`` in the header or ``token=``
+    query (each once, like temporary tokens). A wrong key closes 1008 after an Error frame, or is
+    refused with HTTP 401 when ``auth_failure="http"``. ``strict_frames`` enforces 50-1000 ms frames;
+    ``realtime_margin_ms`` (if set) closes 3007 when audio arrives that much faster than real time.
+    """
+
+    def __init__(
+        self,
+        script: Script | Callable[[ClientRecord], Script],
+        *,
+        api_key: str | None = "test-key",
+        tokens: Iterable[str] = (),
+        auth_failure: str = "close",
+        strict_frames: bool = True,
+        realtime_margin_ms: float | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ):
+        self._script = script
+        self.api_key = api_key
+        self.tokens = set(tokens)
+        self.auth_failure = auth_failure
+        self.strict_frames = strict_frames
+        self.realtime_margin_ms = realtime_margin_ms
+        self.host, self.port = host, port
+        self.clients: list[ClientRecord] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._stopping: asyncio.Event | None = None
+        self._startup_error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    def __enter__(self) -> "ReplayServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 10.0) -> "ReplayServer":
+        self._thread = threading.Thread(target=self._serve_forever, name="replay-server", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise RuntimeError("replay server did not start")
+        if self._startup_error:
+            raise self._startup_error
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._loop and self._stopping:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        if self._thread:
+            self._thread.join(timeout)
+
+    def wait_for_client(self, index: int = 0, timeout: float = 10.0) -> ClientRecord:
+        """The ``index``-th connection once it has closed."""
+        deadline = time.monotonic() + timeout
+        while len(self.clients) <= index:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no client #{index} within {timeout} s")
+            time.sleep(0.01)
+        record = self.clients[index]
+        if not record.closed.wait(max(0.0, deadline - time.monotonic())):
+            raise TimeoutError(f"client #{index} still connected after {timeout} s")
+        return record
+
+    # --- the server (its own event loop thread) ----------------------------------------------
+
+    def _serve_forever(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # surfaced by start()
+            self._startup_error = exc
+            self._ready.set()
+
+    async def _main(self) -> None:
+        from websockets.asyncio.server import serve
+
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        async with serve(self._handle, self.host, self.port, process_request=self._check_request,
+                         max_size=MAX_FRAME_BYTES, ping_interval=None) as server:
+            self.port = server.sockets[0].getsockname()[1]
+            self._ready.set()
+            await self._stopping.wait()
+
+    def _authorized(self, record: ClientRecord) -> bool:
+        offered = {record.headers.get("authorization"), record.query.get("token")} - {None}
+        if self.api_key is not None and self.api_key in offered:
+            return True
+        for token in offered & self.tokens:
+            self.tokens.discard(token)  # one token, one session
+            return True
+        return self.api_key is None and not self.tokens
+
+    def _check_request(self, connection: Any, request: Any) -> Any:
+        parts = urlsplit(request.path)
+        record = ClientRecord(path=parts.path, query=dict(parse_qsl(parts.query)),
+                              headers={k.lower(): v for k, v in request.headers.raw_items()})
+        self.clients.append(record)
+        connection.record = record
+        script = self._script(record) if callable(self._script) else self._script
+        connection.script = script
+        if parts.path != "/v3/ws":
+            record.closed.set()
+            return connection.respond(http.HTTPStatus.NOT_FOUND, "Not Found\n")
+        if script.http_status is not None:
+            record.closed.set()
+            return connection.respond(script.http_status, "Refused by script\n")
+        connection.authorized = self._authorized(record)
+        if not connection.authorized and self.auth_failure == "http":
+            record.closed.set()
+            return connection.respond(http.HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
+        return None
+
+    async def _handle(self, ws: Any) -> None:
+        record: ClientRecord = ws.record
+        try:
+            await _Replay(self, ws, record, ws.script).run()
+        finally:
+            record.closed.set()
+
+
+class _Stop(Exception):
+    pass
+
+
+class _Replay:
+    """One connection's replay."""
+
+    def __init__(self, server: ReplayServer, ws: Any, record: ClientRecord, script: Script):
+        self.server, self.ws, self.record, self.script = server, ws, record, script
+        self.pending = list(script.steps)
+        self.received_ms = 0.0
+        self.started = time.monotonic()
+        self.rate = int(record.query.get("sample_rate", "16000"))
+
+    async def send(self, message: dict[str, Any] | str) -> None:
+        text = message if isinstance(message, str) else json.dumps(message)
+        self.record.sent.append(text)
+        await self.ws.send(text)
+
+    async def fail(self, code: int, text: str, *, reason: str | None = None) -> None:
+        await self.send({"type": "Error", "error_code": code, "error": text})
+        await self.ws.close(code, reason if reason is not None else text[:123])
+        raise _Stop
+
+    async def release(self, upto_ms: float) -> None:
+        while self.pending and self.pending[0].at_ms <= upto_ms:
+            action = self.pending.pop(0).action
+            if isinstance(action, Close):
+                await self.ws.close(action.code, action.reason)
+                raise _Stop
+            if isinstance(action, Drop):
+                self.ws.transport.abort()
+                raise _Stop
+            await self.send(action)
+
+    async def run(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            if not self.ws.authorized:
+                await self.fail(1008, "Unauthorized Connection: Invalid API key")
+            if self.script.send_begin:
+                await self.send({"type": "Begin", "id": str(uuid.uuid4()), "expires_at": int(time.time()) + 10800,
+                                 "configuration": dict(self.record.query)})
+            await self.release(0)
+            async for message in self.ws:
+                if isinstance(message, bytes):
+                    await self.on_audio(message)
+                else:
+                    await self.on_text(message)
+        except (_Stop, ConnectionClosed):
+            pass
+
+    async def on_audio(self, frame: bytes) -> None:
+        record = self.record
+        record.frame_sizes.append(len(frame))
+        record.frame_times.append(time.monotonic())
+        record.audio += frame
+        duration = pcm_ms(len(frame), self.rate)
+        if self.server.strict_frames and not MIN_FRAME_MS <= duration <= MAX_FRAME_MS:
+            await self.fail(3007, f"Input Duration Violation: {duration:.0f} ms. Expected between 50 and 1000 ms")
+        self.received_ms += duration
+        margin = self.server.realtime_margin_ms
+        if margin is not None and self.received_ms - (time.monotonic() - self.started) * 1000 > margin:
+            await self.fail(3007, "Audio Transmission Rate Exceeded: audio sent faster than real time")
+        await self.release(self.received_ms)
+
+    async def on_text(self, text: str) -> None:
+        try:
+            message = json.loads(text)
+            kind = message["type"]
+        except (ValueError, KeyError, TypeError):
+            self.record.texts.append({"invalid": text})
+            await self.fail(3006, f"Invalid Message: {text[:60]}")
+            return
+        self.record.texts.append(message)
+        if kind == "Terminate" and self.script.answer_terminate:
+            await self.release(float("inf"))
+            seconds = round(self.received_ms / 1000)
+            await self.send({"type": "Termination", "audio_duration_seconds": seconds,
+                             "session_duration_seconds": round(time.monotonic() - self.started)})
+            await self.ws.close(1000, "")
+            raise _Stop
+        if kind not in ("Terminate", "ForceEndpoint", "UpdateConfiguration", "KeepAlive"):
+            await self.fail(3006, f"Invalid Message Type: {kind}")
+
+
+__all__ = ["ClientRecord", "Close", "Drop", "ReplayServer", "Script", "ScriptedTurn", "Step", "even_turns", "turns_script"]

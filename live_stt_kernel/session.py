@@ -1,0 +1,265 @@
+"""A live session: one worker thread owns the transcript; everyone else reads snapshots.
+
+``start()`` returns at once. Data flows source -> sender -> server -> receiver -> worker, and the
+worker folds each event into the transcript, appends finished turns to the session folder, then
+tells listeners. ``stop()`` is end-of-file: the source closes, the last turn is flushed by the
+server, the worker ends, and any failure it met is raised here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from . import protocol
+from .errors import ConfigurationError
+from .events import Event, SessionBegan, SpeakerRevision, Turn
+from .protocol import StreamingParams
+from .sources import AudioSource, MicSource, WavSource
+from .store import SessionStore, new_session_folder
+from .transcript import Transcript, TurnRecord
+from .transport import StreamingClient
+
+log = logging.getLogger(__name__)
+
+API_KEY_ENV = "ASSEMBLYAI_API_KEY"
+AUTO = "auto"
+
+TurnListener = Callable[[TurnRecord], None]
+EventListener = Callable[[Event], None]
+
+
+def resolve_endpoint(url: str | None, api_key: str | None) -> tuple[str, str | None]:
+    """Which server to talk to and with which key: an explicit URL wins; otherwise the cloud
+    with ``api_key`` or ``$ASSEMBLYAI_API_KEY``."""
+    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
+    if url is not None:
+        return url, key
+    if key:
+        return protocol.CLOUD_URL, key
+    raise ConfigurationError(
+        f"No AssemblyAI API key: set {API_KEY_ENV} (or pass api_key=...), or pass url= of a local v3 server."
+    )
+
+
+def as_source(source: AudioSource | str | Path | None, *, realtime: bool = True) -> AudioSource:
+    """``None`` or ``"mic"``: the kernel microphone; a path: that file; anything else is used as is."""
+    if source is None or source == "mic":
+        return MicSource()
+    if isinstance(source, (str, Path)):
+        return WavSource(source, realtime=realtime)
+    return source
+
+
+class Session:
+    """Stream one audio source to a v3 server and keep what comes back.
+
+    ``folder``: ``"auto"`` makes a new folder under ``./sessions/``; a path uses that folder;
+    ``None`` keeps nothing on disk. Listeners run on the worker thread and must be quick.
+    """
+
+    def __init__(
+        self,
+        source: AudioSource | str | Path | None = None,
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+        token: str | None = None,
+        params: StreamingParams | None = None,
+        folder: str | Path | None = AUTO,
+        realtime: bool = True,
+        frame_ms: int = 50,
+        connect_timeout: float = 10.0,
+        begin_timeout: float = 10.0,
+        terminate_timeout: float = 10.0,
+        on_turn: TurnListener | None = None,
+        on_event: EventListener | None = None,
+    ):
+        server, key = resolve_endpoint(url, None if token else api_key)
+        self.source = as_source(source, realtime=realtime)
+        self.client = StreamingClient(
+            server, api_key=key, token=token, params=params, frame_ms=frame_ms, connect_timeout=connect_timeout,
+            begin_timeout=begin_timeout, terminate_timeout=terminate_timeout,
+        )
+        self.folder = None if folder is None else new_session_folder() if folder == AUTO else Path(folder)
+        self.session_ids: list[str] = []
+        self.callback_errors: list[BaseException] = []
+        self._turn_listeners: list[TurnListener] = [on_turn] if on_turn else []
+        self._event_listeners: list[EventListener] = [on_event] if on_event else []
+        self._transcript = Transcript()
+        self._store: SessionStore | None = None
+        self._worker: threading.Thread | None = None
+        self._finished = threading.Event()
+        self._error: BaseException | None = None
+        self._stop_requested = False
+
+    def __repr__(self) -> str:
+        state = "failed" if self._error else "finished" if self._finished.is_set() else "running" if self._worker else "new"
+        return f"<Session {state} turns={len(self._transcript.rows)} url={self.client.url!r} folder={str(self.folder)!r}>"
+
+    # --- reading (any thread) -----------------------------------------------------------------
+
+    @property
+    def transcript(self) -> Transcript:
+        """The latest immutable snapshot."""
+        return self._transcript
+
+    @property
+    def df(self) -> Any:
+        """Final turns as a pandas DataFrame, built now from the current snapshot."""
+        return self._transcript.to_frame()
+
+    @property
+    def partial(self) -> str:
+        """The live line of the turn being spoken."""
+        return self._transcript.partial
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    @property
+    def running(self) -> bool:
+        return self._worker is not None and not self._finished.is_set()
+
+    @property
+    def audio_seconds(self) -> float:
+        return self._store.audio.seconds if self._store else self.client.bytes_sent / (2 * protocol.SAMPLE_RATE)
+
+    def on_turn(self, listener: TurnListener) -> TurnListener:
+        """Call ``listener(record)`` for each finished turn (and each later version of it)."""
+        self._turn_listeners.append(listener)
+        return listener
+
+    def on_event(self, listener: EventListener) -> EventListener:
+        self._event_listeners.append(listener)
+        return listener
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> "Session":
+        """Start streaming in the background and return at once."""
+        if self._worker is not None:
+            return self
+        if self.folder is not None:
+            self._store = SessionStore(self.folder, sample_rate=self.client.params.sample_rate)
+            self._store.update_meta(
+                started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                server=self.client.url,
+                params=self.client.params.query(),
+                source=_describe(self.source),
+                status="running",
+            )
+        self._worker = threading.Thread(target=self._run, name="live-stt-session", daemon=True)
+        self._worker.start()
+        return self
+
+    def wait(self, timeout: float | None = None) -> "Session":
+        """Block until the source ends by itself (e.g. a file) and the session is over."""
+        if self._worker is None:
+            self.start()
+        if not self._finished.wait(timeout):
+            raise TimeoutError(f"session still running after {timeout:g} s")
+        return self._raise_failure()
+
+    def stop(self, timeout: float = 30.0) -> "Session":
+        """End-of-file: close the source, let the server flush the last turn, wait, re-raise any
+        failure of the worker. Safe to call more than once."""
+        if self._worker is None:
+            self._finished.set()
+            return self
+        self._stop_requested = True
+        self.source.close()
+        if not self._finished.wait(timeout):
+            raise TimeoutError(f"session did not finish within {timeout:g} s after stop()")
+        return self._raise_failure()
+
+    def __enter__(self) -> "Session":
+        return self.start()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.stop()
+        else:  # do not mask the error that left the block
+            try:
+                self.stop()
+            except Exception as stop_error:
+                log.warning("session ended with an error too: %s", stop_error)
+
+    def _raise_failure(self) -> "Session":
+        if self._error is not None:
+            raise self._error
+        return self
+
+    # --- the worker ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            for event in self.client.stream(self._recorded(self.source)):
+                self._handle(event)
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            if self._store is not None:
+                self._store.update_meta(
+                    ended_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    session_ids=self.session_ids,
+                    audio_seconds=round(self._store.audio.seconds, 3),
+                    turns=len(self._transcript.rows),
+                    status="failed" if self._error else "completed",
+                    error=None if self._error is None else f"{type(self._error).__name__}: {self._error}",
+                )
+                self._store.close()
+            self._finished.set()
+
+    def _recorded(self, source: Iterable[bytes]) -> Iterator[bytes]:
+        """The source, with each block appended to the session's WAV as it is sent."""
+        for block in source:
+            if self._store is not None:
+                self._store.audio.append(block)
+            yield block
+
+    def _handle(self, event: Event) -> None:
+        before = self._transcript
+        after = before.apply(event)
+        self._transcript = after  # one reference swap: readers always see a whole snapshot
+        if isinstance(event, SessionBegan):
+            self.session_ids.append(event.session_id)
+            if self._store is not None:
+                self._store.update_meta(session_ids=self.session_ids, expires_at=event.expires_at)
+        changed: list[TurnRecord] = []
+        if (isinstance(event, Turn) and event.end_of_turn) or isinstance(event, SpeakerRevision):
+            changed = [row for row in after.rows if before.get(row.key) is not row]
+            if self._store is not None:
+                for row in changed:
+                    self._store.append_turn(row)
+        for listener in self._event_listeners:
+            self._call(listener, event)
+        for row in changed:
+            for turn_listener in self._turn_listeners:
+                self._call(turn_listener, row)
+
+    def _call(self, listener: Callable[[Any], None], value: Any) -> None:
+        try:
+            listener(value)
+        except Exception as exc:  # a broken callback must not end the transcription
+            self.callback_errors.append(exc)
+            log.exception("session callback %r failed", listener)
+
+
+def _describe(source: AudioSource) -> str:
+    if isinstance(source, WavSource):
+        return f"file:{source.path.name}"
+    return type(source).__name__
+
+
+def start(source: AudioSource | str | Path | None = None, **options: Any) -> Session:
+    """Start a session on ``source`` (kernel microphone by default) and return it at once."""
+    return Session(source, **options).start()
+
+
+__all__ = ["API_KEY_ENV", "Session", "resolve_endpoint", "start"]

@@ -1,0 +1,141 @@
+"""The session folder: nothing a session produced is lost, even if the kernel dies.
+
+``turns.jsonl``  one line per final turn (or later version of one), appended and flushed as it arrives
+``audio.wav``    the audio sent, appended as it is sent; its header is rewritten after every block,
+                 so the file is a valid WAV at every moment
+``meta.json``    what the session was (server, parameters, times, ids, outcome), replaced atomically
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import threading
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from .protocol import BYTES_PER_SAMPLE, SAMPLE_RATE
+from .transcript import Transcript, TurnRecord
+
+TURNS_FILE = "turns.jsonl"
+AUDIO_FILE = "audio.wav"
+META_FILE = "meta.json"
+
+
+def wav_header(data_bytes: int, sample_rate: int = SAMPLE_RATE, channels: int = 1, bytes_per_sample: int = BYTES_PER_SAMPLE) -> bytes:
+    """A 44-byte PCM WAV header for ``data_bytes`` of audio."""
+    block_align = channels * bytes_per_sample
+    return struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF", 36 + data_bytes, b"WAVE", b"fmt ", 16, 1, channels, sample_rate,
+        sample_rate * block_align, block_align, bytes_per_sample * 8, b"data", data_bytes,
+    )
+
+
+class WavAppender:
+    """A WAV file that stays valid while it grows: sizes are patched after every append."""
+
+    def __init__(self, path: Path, *, sample_rate: int = SAMPLE_RATE):
+        self.path = path
+        self.sample_rate = sample_rate
+        self.data_bytes = 0
+        self._file = open(path, "wb")
+        self._file.write(wav_header(0, sample_rate))
+        self._file.flush()
+        self._lock = threading.Lock()
+
+    def append(self, pcm: bytes) -> None:
+        with self._lock:
+            if self._file.closed or not pcm:
+                return
+            self._file.seek(0, os.SEEK_END)
+            self._file.write(pcm)
+            self.data_bytes += len(pcm)
+            self._file.seek(4)
+            self._file.write(struct.pack("<I", 36 + self.data_bytes))
+            self._file.seek(40)
+            self._file.write(struct.pack("<I", self.data_bytes))
+            self._file.flush()
+
+    @property
+    def seconds(self) -> float:
+        return self.data_bytes / (self.sample_rate * BYTES_PER_SAMPLE)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._file.closed:
+                self._file.close()
+
+
+class SessionStore:
+    """Writes one session folder. Turns are appended by the session worker, audio by the sender."""
+
+    def __init__(self, folder: str | Path, *, sample_rate: int = SAMPLE_RATE):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._turns = open(self.folder / TURNS_FILE, "a", encoding="utf-8")
+        self.audio = WavAppender(self.folder / AUDIO_FILE, sample_rate=sample_rate)
+        self.meta: dict[str, Any] = {}
+
+    def append_turn(self, record: TurnRecord) -> None:
+        self._turns.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
+        self._turns.flush()
+
+    def update_meta(self, **fields: Any) -> None:
+        self.meta.update(fields)
+        write_json_atomic(self.folder / META_FILE, self.meta)
+
+    def close(self) -> None:
+        self.audio.close()
+        self._turns.close()
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def new_session_folder(root: str | Path = "sessions") -> Path:
+    """A fresh, sortable folder name under ``root``: ``2026-11-21T10-15-02`` (suffixed if taken)."""
+    root = Path(root)
+    stamp = time.strftime("%Y-%m-%dT%H-%M-%S")
+    candidate = root / stamp
+    n = 1
+    while candidate.exists():
+        n += 1
+        candidate = root / f"{stamp}-{n}"
+    return candidate
+
+
+def read_turns(path: str | Path) -> Transcript:
+    """The transcript saved in a session folder or a turns JSONL file.
+
+    A torn last line (the process died mid-write) is ignored; every complete line is kept.
+    """
+    path = Path(path)
+    file = path / TURNS_FILE if path.is_dir() else path
+    if not file.exists():
+        raise FileNotFoundError(f"no saved session at {path}: {file.name} not found")
+    records = []
+    lines = file.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(TurnRecord.from_dict(json.loads(line)))
+        except (ValueError, TypeError) as exc:
+            if number == len(lines):
+                break  # torn final line
+            raise ValueError(f"{file}:{number}: not a saved turn: {exc}") from exc
+    return Transcript.from_records(records)
+
+
+def load_session(path: str | Path) -> Any:
+    """The DataFrame of a saved session (folder or ``turns.jsonl``), duplicates folded."""
+    return read_turns(path).to_frame()
+
+
+__all__ = ["SessionStore", "WavAppender", "load_session", "new_session_folder", "read_turns", "wav_header"]

@@ -1,0 +1,191 @@
+"""The transcript: a pure, immutable fold of events into final turns plus the live line.
+
+Final turns are keyed by (session id, ``turn_order``) and upserted, so duplicate formatted finals
+(behaviour A), re-transcribing partials (behaviour C) and speaker revisions all land in one row.
+Only the session worker calls ``apply``; everyone else reads the snapshot it publishes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping
+
+from .events import Event, SessionBegan, SessionEnded, SpeakerRevision, Turn, Word
+from .protocol import live_line
+
+Key = tuple[str, int]
+
+COLUMNS = [
+    "session_id",
+    "turn_index",
+    "turn_order",
+    "start",
+    "end",
+    "text",
+    "words",
+    "confidence",
+    "speaker",
+    "language",
+    "formatted",
+    "end_of_turn_latency",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TurnRecord:
+    """One finished turn. ``start``/``end`` are seconds on the recording's clock (continuous
+    across sessions); word times stay in the server's milliseconds for that session."""
+
+    session_id: str
+    turn_order: int
+    turn_index: int
+    text: str
+    words: tuple[Word, ...]
+    start: float | None
+    end: float | None
+    confidence: float | None
+    speaker: str | None
+    language: str | None
+    formatted: bool
+    end_of_turn_latency: float | None
+
+    @property
+    def key(self) -> Key:
+        return (self.session_id, self.turn_order)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["words"] = [asdict(w) for w in self.words]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TurnRecord":
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        known["words"] = tuple(Word(**w) for w in data.get("words") or ())
+        return cls(**known)
+
+
+def _record(turn: Turn, session_id: str, index: int, offset_ms: int) -> TurnRecord:
+    words = turn.words
+    confidences = [w.confidence for w in words]
+    return TurnRecord(
+        session_id=session_id,
+        turn_order=turn.turn_order,
+        turn_index=index,
+        text=turn.transcript or live_line(words),
+        words=words,
+        start=(offset_ms + min(w.start_ms for w in words)) / 1000 if words else None,
+        end=(offset_ms + max(w.end_ms for w in words)) / 1000 if words else None,
+        confidence=sum(confidences) / len(confidences) if confidences else None,
+        speaker=turn.speaker,
+        language=turn.language_code,
+        formatted=turn.formatted,
+        end_of_turn_latency=turn.latency_s,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    """Immutable snapshot. ``apply`` returns a new one and never mutates this."""
+
+    session_id: str | None = None
+    offset_ms: int = 0
+    rows: tuple[TurnRecord, ...] = ()
+    positions: Mapping[Key, int] = field(default_factory=lambda: MappingProxyType({}))
+    open_turn: Turn | None = None
+    ended: bool = False
+
+    @property
+    def partial(self) -> str:
+        """The live line: words of the turn still being spoken, or "" between turns."""
+        return live_line(self.open_turn.words) if self.open_turn else ""
+
+    def get(self, key: Key) -> TurnRecord | None:
+        position = self.positions.get(key)
+        return None if position is None else self.rows[position]
+
+    def apply(self, event: Event, *, offset_ms: int | None = None) -> "Transcript":
+        """Fold one event. ``offset_ms`` (with `SessionBegan`) places a new session's clock after
+        the audio of the previous ones."""
+        if isinstance(event, Turn):
+            return self._apply_turn(event)
+        if isinstance(event, SessionBegan):
+            return replace(self, session_id=event.session_id, offset_ms=self.offset_ms if offset_ms is None else offset_ms,
+                           open_turn=None, ended=False)
+        if isinstance(event, SpeakerRevision):
+            return self._apply_revision(event)
+        if isinstance(event, SessionEnded):
+            return replace(self, open_turn=None, ended=True)
+        return self
+
+    def _apply_turn(self, turn: Turn) -> "Transcript":
+        session_id = self.session_id or ""
+        key = (session_id, turn.turn_order)
+        existing = self.get(key)
+        if not turn.end_of_turn:
+            if existing is not None:  # a straggling partial of a finished turn changes nothing
+                return self
+            return replace(self, open_turn=turn)
+        open_turn = None if self.open_turn is None or self.open_turn.turn_order == turn.turn_order else self.open_turn
+        if existing is not None:
+            if existing.formatted and not turn.formatted:
+                return replace(self, open_turn=open_turn)
+            updated = _record(turn, session_id, existing.turn_index, self.offset_ms)
+            if updated.end_of_turn_latency is None:
+                updated = replace(updated, end_of_turn_latency=existing.end_of_turn_latency)
+            rows = list(self.rows)
+            rows[self.positions[key]] = replace(updated, speaker=updated.speaker or existing.speaker)
+            return replace(self, rows=tuple(rows), open_turn=open_turn)
+        record = _record(turn, session_id, len(self.rows), self.offset_ms)
+        positions = dict(self.positions)
+        positions[key] = len(self.rows)
+        return replace(self, rows=self.rows + (record,), positions=MappingProxyType(positions), open_turn=open_turn)
+
+    def _apply_revision(self, event: SpeakerRevision) -> "Transcript":
+        rows = list(self.rows)
+        for revision in event.revisions:
+            position = self.positions.get((self.session_id or "", revision.turn_order))
+            if position is None:
+                continue
+            row = rows[position]
+            words = revision.words if revision.words is not None else tuple(
+                replace(w, speaker=revision.speaker) if revision.speaker else w for w in row.words
+            )
+            rows[position] = replace(row, speaker=revision.speaker or row.speaker, words=words)
+        return replace(self, rows=tuple(rows))
+
+    def changed_rows(self, before: "Transcript") -> list[TurnRecord]:
+        """Rows that are new or different compared with an earlier snapshot."""
+        return [row for row in self.rows if before.get(row.key) != row]
+
+    @classmethod
+    def from_records(cls, records: Iterable[TurnRecord]) -> "Transcript":
+        """Fold saved rows (later versions of a key win) back into a transcript."""
+        latest: dict[Key, TurnRecord] = {}
+        for record in records:
+            latest[record.key] = record
+        rows = tuple(sorted(latest.values(), key=lambda r: r.turn_index))
+        positions = {row.key: i for i, row in enumerate(rows)}
+        return cls(rows=rows, positions=MappingProxyType(positions))
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame with one row per final turn (built on demand, never appended to)."""
+        import pandas as pd
+
+        data = [
+            {
+                **{name: getattr(row, name) for name in COLUMNS if name != "words"},
+                "words": [asdict(w) for w in row.words],
+            }
+            for row in self.rows
+        ]
+        frame = pd.DataFrame(data, columns=COLUMNS)
+        for column in ("start", "end", "confidence", "end_of_turn_latency"):
+            frame[column] = frame[column].astype("float64")
+        frame["turn_index"] = frame["turn_index"].astype("int64")
+        frame["turn_order"] = frame["turn_order"].astype("int64")
+        return frame
+
+
+__all__ = ["COLUMNS", "Transcript", "TurnRecord"]
