@@ -79,8 +79,8 @@ class Session:
         on_turn: TurnListener | None = None,
         on_event: EventListener | None = None,
     ):
-        server, key = resolve_endpoint(url, None if token else api_key)
         self.source = as_source(source, realtime=realtime)
+        server, key = resolve_endpoint(url, None if token else api_key)
         self.client = StreamingClient(
             server, api_key=key, token=token, params=params, frame_ms=frame_ms, connect_timeout=connect_timeout,
             begin_timeout=begin_timeout, terminate_timeout=terminate_timeout,

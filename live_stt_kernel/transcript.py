@@ -188,4 +188,40 @@ class Transcript:
         return frame
 
 
-__all__ = ["COLUMNS", "Transcript", "TurnRecord"]
+class TurnSettler:
+    """Decides when a final turn will not change any more, so it is printed or translated once.
+
+    With ``format_turns`` a server may send an unformatted final and then a formatted one
+    (behaviour A). A turn is settled when it is formatted, when formatting is not expected, when a
+    later turn has finished, when the session ended, or ``grace_s`` after its first final (servers
+    that never format). Pure: the caller passes the clock.
+    """
+
+    def __init__(self, *, expect_formatted: bool, grace_s: float = 1.5):
+        self.expect_formatted = expect_formatted
+        self.grace_s = grace_s
+        self._first_seen: dict[Key, float] = {}
+        self._settled: set[Key] = set()
+
+    def update(self, transcript: Transcript, now: float, *, ended: bool = False) -> list[TurnRecord]:
+        """Rows that became settled since the last call, in turn order, each exactly once."""
+        out = []
+        last_index = len(transcript.rows) - 1
+        for row in transcript.rows:
+            if row.key in self._settled:
+                continue
+            first = self._first_seen.setdefault(row.key, now)
+            if (
+                ended
+                or transcript.ended
+                or not self.expect_formatted
+                or row.formatted
+                or row.turn_index < last_index
+                or now - first >= self.grace_s
+            ):
+                self._settled.add(row.key)
+                out.append(row)
+        return out
+
+
+__all__ = ["COLUMNS", "Transcript", "TurnRecord", "TurnSettler"]

@@ -110,7 +110,7 @@ class StreamingClient:
         self.params = params or StreamingParams()
         self._url = protocol.build_url(url, self.params, token=token)
         self._headers = protocol.auth_headers(api_key)
-        self.url = protocol.redact_url(self._url)
+        self.url = self._url.split("?", 1)[0]  # for messages and reprs: no query, so never a token
         Chunker(frame_ms=frame_ms, sample_rate=self.params.sample_rate)  # validate early
         self.frame_ms = frame_ms
         self.connect_timeout = connect_timeout

@@ -1,0 +1,185 @@
+"""The ``live-stt`` command.
+
+``live-stt transcribe FILE``  stream a file through a v3 server, print each turn once as it settles
+``live-stt demo``             the main job: the bundled sample, live, on a local server, saved to ./sessions/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence, TextIO
+
+from .errors import LiveSTTError, ServerRefused
+from .protocol import StreamingParams
+from .session import AUTO, Session
+from .transcript import TurnRecord, TurnSettler
+
+POLL_S = 0.05
+
+
+def sample_path() -> Path:
+    return Path(str(resources.files("live_stt_kernel") / "data" / "sample.wav"))
+
+
+def format_turn(row: TurnRecord) -> str:
+    if row.start is None or row.end is None:
+        return row.text
+    return f"[{row.start:7.2f} - {row.end:7.2f}] {row.text}"
+
+
+def turn_json(row: TurnRecord) -> str:
+    data = {
+        "turn_order": row.turn_order,
+        "turn_index": row.turn_index,
+        "session_id": row.session_id,
+        "text": row.text,
+        "start": row.start,
+        "end": row.end,
+        "confidence": row.confidence,
+        "speaker": row.speaker,
+        "end_of_turn_latency": row.end_of_turn_latency,
+    }
+    return json.dumps(data, ensure_ascii=False)
+
+
+def follow(session: Session, *, out: TextIO, fmt: str, live: TextIO | None) -> None:
+    """Print each turn once, as soon as it settles, until the session ends; show the live line on
+    ``live`` (a terminal) if given. Runs on the calling thread; the session works in the background."""
+    settler = TurnSettler(expect_formatted=bool(session.client.params.format_turns))
+    shown = ""
+
+    def emit(rows: list[TurnRecord]) -> None:
+        nonlocal shown
+        for row in rows:
+            if live is not None and shown:
+                live.write("\r\033[K")
+                shown = ""
+            out.write((turn_json(row) if fmt == "jsonl" else format_turn(row)) + "\n")
+            out.flush()
+
+    while session.running:
+        emit(settler.update(session.transcript, time.monotonic()))
+        if live is not None and session.partial != shown:
+            shown = session.partial
+            live.write("\r\033[K" + shown[-(_columns() - 1):])
+            live.flush()
+        time.sleep(POLL_S)
+    emit(settler.update(session.transcript, time.monotonic(), ended=True))
+    if live is not None and shown:
+        live.write("\r\033[K")
+        live.flush()
+
+
+def _columns() -> int:
+    try:
+        return os.get_terminal_size().columns
+    except OSError:
+        return 100
+
+
+def run_session(session: Session, args: argparse.Namespace, *, note: str = "") -> int:
+    err = sys.stderr
+    live = err if (err.isatty() and not args.quiet) else None
+    if note and not args.quiet:
+        print(note, file=err)
+    session.start()
+    try:
+        follow(session, out=sys.stdout, fmt=args.format, live=live)
+    except KeyboardInterrupt:
+        print("\nstopping: flushing the last turn...", file=err)
+        session.stop()
+        follow(session, out=sys.stdout, fmt=args.format, live=None)
+    session.stop()
+    if session.folder is not None and not args.quiet:
+        print(f"saved: {session.folder}", file=err)
+    return 0
+
+
+def _params(args: argparse.Namespace) -> StreamingParams:
+    return StreamingParams(
+        speech_model=args.speech_model,
+        format_turns=not args.no_format_turns,
+        keyterms_prompt=args.keyterm or None,
+    )
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    folder: Any = None if args.save is None else (AUTO if args.save == "" else args.save)
+    session = Session(
+        args.file, url=args.url, api_key=args.api_key, params=_params(args), folder=folder,
+        realtime=not args.fast, connect_timeout=args.timeout, begin_timeout=args.timeout,
+    )
+    return run_session(session, args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .replay import ReplayServer, Script, ScriptedTurn, turns_script
+
+    sample = sample_path()
+    spec = json.loads(sample.with_suffix(".json").read_text())
+    turns = [ScriptedTurn(tuple((w, s, e) for w, s, e in t["words"]), formatted=t["formatted"]) for t in spec["turns"]]
+    script: Script = turns_script(turns, "A")
+    with ReplayServer(script, api_key=None) as server:
+        session = Session(sample, url=server.url, api_key="", params=_params(args), folder=args.save or AUTO,
+                          realtime=not args.fast)
+        note = (f"Streaming {sample.name} in real time to a local v3 replay server at {server.url}\n"
+                "(it replays the sample's known transcript; the embedded speech model replaces it when it lands)")
+        return run_session(session, args, note=note)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="live-stt", description="Live speech-to-text over AssemblyAI's v3 streaming protocol.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--format", choices=["text", "jsonl"], default="text",
+                       help="text: one line per turn; jsonl: one JSON object per final turn")
+        p.add_argument("--fast", action="store_true", help="send as fast as the server accepts (local servers only)")
+        p.add_argument("--speech-model", default="universal-streaming-english")
+        p.add_argument("--no-format-turns", action="store_true", help="ask for unformatted finals only")
+        p.add_argument("--keyterm", action="append", default=[], help="a term to boost (repeatable)")
+        p.add_argument("-q", "--quiet", action="store_true", help="only the turns on stdout")
+
+    t = sub.add_parser("transcribe", help="stream an audio file through a v3 server and print the turns")
+    t.add_argument("file", help="WAV, FLAC, OGG, MP3...: any rate and channel count")
+    t.add_argument("--url", help="ws:// or wss:// v3 endpoint (default: AssemblyAI's cloud)")
+    t.add_argument("--api-key", default=None, help="default: $ASSEMBLYAI_API_KEY")
+    t.add_argument("--save", nargs="?", const="", default=None, metavar="DIR",
+                   help="write the session folder (turns.jsonl, audio.wav, meta.json) to DIR, or under ./sessions/")
+    t.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the connection and Begin")
+    common(t)
+    t.set_defaults(run=cmd_transcribe)
+
+    d = sub.add_parser("demo", help="the main job on the embedded default: the bundled sample, live, saved")
+    d.add_argument("--save", default=None, metavar="DIR", help="session folder (default: a new one under ./sessions/)")
+    common(d)
+    d.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ServerRefused as exc:
+        print(f"live-stt: refused: {_one_line(exc)}", file=sys.stderr)
+        return 3
+    except (LiveSTTError, FileNotFoundError, TimeoutError) as exc:
+        print(f"live-stt: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
