@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Set up live_stt_kernel in ./.venv on a fresh Debian/Ubuntu machine (or any machine with Python >= 3.11).
+#   bash scripts/setup.sh          the toolkit
+#   bash scripts/setup.sh --dev    the toolkit plus what the tests need
+# System packages come from apt when it is there (as root, or through sudo); elsewhere the script
+# says what to install by hand. Safe to run again: it only adds what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=0
+[ "${1:-}" = "--dev" ] && dev=1
+
+need=(libportaudio2)   # sounddevice's PortAudio, for the kernel microphone
+
+python=${PYTHON:-python3}
+if ! command -v "$python" >/dev/null; then
+  echo "setup: $python not found; install Python 3.11 or newer" >&2; exit 1
+fi
+"$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+  echo "setup: Python >= 3.11 needed, $("$python" --version) found" >&2; exit 1; }
+"$python" -c 'import ensurepip, venv' 2>/dev/null || need+=("python3-venv")
+
+missing=()
+if command -v dpkg-query >/dev/null; then
+  for pkg in "${need[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+  done
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "setup: installing ${missing[*]} with apt-get"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+elif ! command -v dpkg-query >/dev/null; then
+  echo "setup: no apt here: install PortAudio yourself (macOS: brew install portaudio; conda: conda env create -f environment.yml)"
+fi
+
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+extra=""
+[ "$dev" = 1 ] && extra="[dev]"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extra}"
+echo "setup: ready (.venv/bin/live-stt)"
