@@ -112,8 +112,7 @@ def redact_url(url: str) -> str:
     parts = urlsplit(url)
     if not parts.query:
         return url
-    pairs = [p.split("=", 1) for p in parts.query.split("&")]
-    query = "&".join(f"{k}=***" if k == "token" and len(kv) > 1 else "=".join([k, *kv]) for k, *kv in pairs)
+    query = "&".join("token=***" if p.startswith("token=") else p for p in parts.query.split("&"))
     return parts._replace(query=query).geturl()
 
 
@@ -334,6 +333,7 @@ _CLOSE_TABLE: dict[int, tuple[str, Action]] = {
 }
 
 _CONCURRENCY_WORDS = ("too many", "concurren", "rate limit")
+_CLIENT_BUG_WORDS = ("duration violation", "transmission rate", "chunk", "real time", "invalid message")
 
 
 def classify_close(code: int | None, reason: str = "", error_text: str = "") -> CloseVerdict:
@@ -350,7 +350,7 @@ def classify_close(code: int | None, reason: str = "", error_text: str = "") -> 
             return CloseVerdict(code, "too many concurrent sessions", Action.BACK_OFF)
         if code == 3005 and "expired" in text:
             return CloseVerdict(code, "session expired", Action.NEW_SESSION)
-        if code == 3005 and ("chunk" in text or "real time" in text or "realtime" in text):
+        if code == 3005 and any(w in text for w in _CLIENT_BUG_WORDS):
             return CloseVerdict(code, _CLOSE_TABLE[3007][0], Action.CLIENT_BUG)
     if code == 3006 and "inactiv" in text:
         return CloseVerdict(code, "inactivity timeout", Action.IDLE)

@@ -1,0 +1,50 @@
+"""Shared fixtures: generated audio files and real v3 replay servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from live_stt_kernel.replay import ReplayServer, Script
+
+API_KEY = "test-key-0123456789abcdef0123"
+
+
+def tone(seconds: float, rate: int = 16000, freq: float = 440.0, amplitude: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.fixture
+def make_wav(tmp_path: Path) -> Callable[..., Path]:
+    """Write a tone to a sound file: ``make_wav(seconds, rate=16000, channels=1, subtype="PCM_16", name=...)``."""
+
+    def make(seconds: float = 2.0, *, rate: int = 16000, channels: int = 1, subtype: str = "PCM_16",
+             name: str = "audio.wav", freq: float = 440.0, fmt: str | None = None) -> Path:
+        mono = tone(seconds, rate, freq)
+        data = np.stack([mono] * channels, axis=1) if channels > 1 else mono
+        path = tmp_path / name
+        sf.write(path, data, rate, subtype=subtype, format=fmt)
+        return path
+
+    return make
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., ReplayServer]]:
+    """Start replay servers for a test: ``serve(script, **options)``; all are stopped afterwards."""
+    servers: list[ReplayServer] = []
+
+    def start(script: Script | Callable[..., Script], **options: Any) -> ReplayServer:
+        options.setdefault("api_key", API_KEY)
+        server = ReplayServer(script, **options).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
