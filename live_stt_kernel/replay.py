@@ -204,6 +204,7 @@ class ReplayServer:
         self._script = script
         self.api_key = api_key
         self.tokens = set(tokens)
+        self.open = api_key is None and not self.tokens  # no credentials configured: anyone may connect
         self.auth_failure = auth_failure
         self.strict_frames = strict_frames
         self.realtime_margin_ms = realtime_margin_ms
@@ -267,7 +268,7 @@ class ReplayServer:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         async with serve(self._handle, self.host, self.port, process_request=self._check_request,
-                         max_size=MAX_FRAME_BYTES, ping_interval=None) as server:
+                         max_size=MAX_FRAME_BYTES, max_queue=None, ping_interval=None) as server:
             self.port = server.sockets[0].getsockname()[1]
             self._ready.set()
             await self._stopping.wait()
@@ -279,7 +280,7 @@ class ReplayServer:
         for token in offered & self.tokens:
             self.tokens.discard(token)  # one token, one session
             return True
-        return self.api_key is None and not self.tokens
+        return self.open
 
     def _check_request(self, connection: Any, request: Any) -> Any:
         parts = urlsplit(request.path)

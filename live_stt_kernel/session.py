@@ -13,14 +13,14 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
 from . import protocol
 from .errors import ConfigurationError
 from .events import Event, SessionBegan, SpeakerRevision, Turn
 from .protocol import StreamingParams
 from .sources import AudioSource, MicSource, WavSource
-from .store import SessionStore, new_session_folder
+from .store import SessionStore, WavAppender, new_session_folder
 from .transcript import Transcript, TurnRecord
 from .transport import StreamingClient
 
@@ -199,7 +199,8 @@ class Session:
 
     def _run(self) -> None:
         try:
-            for event in self.client.stream(self._recorded(self.source)):
+            source = self.source if self._store is None else RecordedSource(self.source, self._store.audio)
+            for event in self.client.stream(source):
                 self._handle(event)
         except BaseException as exc:
             self._error = exc
@@ -215,13 +216,6 @@ class Session:
                 )
                 self._store.close()
             self._finished.set()
-
-    def _recorded(self, source: Iterable[bytes]) -> Iterator[bytes]:
-        """The source, with each block appended to the session's WAV as it is sent."""
-        for block in source:
-            if self._store is not None:
-                self._store.audio.append(block)
-            yield block
 
     def _handle(self, event: Event) -> None:
         before = self._transcript
@@ -249,6 +243,22 @@ class Session:
         except Exception as exc:  # a broken callback must not end the transcription
             self.callback_errors.append(exc)
             log.exception("session callback %r failed", listener)
+
+
+class RecordedSource:
+    """A source whose blocks are appended to the session's WAV as the sender takes them."""
+
+    def __init__(self, source: AudioSource, audio: WavAppender):
+        self.source, self.audio = source, audio
+        self.sample_rate = source.sample_rate
+
+    def __iter__(self) -> Iterator[bytes]:
+        for block in self.source:
+            self.audio.append(block)
+            yield block
+
+    def close(self) -> None:
+        self.source.close()
 
 
 def _describe(source: AudioSource) -> str:

@@ -34,10 +34,11 @@ class AudioSource(Protocol):
 
 
 def float_to_pcm16(samples: np.ndarray) -> bytes:
-    """Float samples in [-1, 1] (any shape, mixed down over the last axis if 2-D) to PCM16 bytes."""
+    """Float samples in [-1, 1) (mixed down over the last axis if 2-D) to PCM16 bytes; the inverse
+    of libsndfile's int16 -> float scaling, so 16-bit input comes back bit-exact."""
     if samples.ndim == 2:
         samples = samples.mean(axis=1)
-    return (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+    return np.clip(np.round(samples * 32768.0), -32768, 32767).astype("<i2").tobytes()
 
 
 class _Resampler:
@@ -121,7 +122,7 @@ class WavSource:
         sent_samples = 0
         started = time.monotonic()
         with sf.SoundFile(str(self.path)) as f:
-            for block in f.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
+            for block in _blocks(f, block_frames):
                 if self._stop.is_set():
                     return
                 pcm = float_to_pcm16(resample(block.mean(axis=1)))
@@ -136,6 +137,13 @@ class WavSource:
             tail = float_to_pcm16(resample(np.zeros(0, dtype=np.float32), last=True))
             if tail:
                 yield tail
+
+
+def _blocks(f: Any, frames: int) -> Iterator[np.ndarray]:
+    if f.format == "MP3":  # libsndfile 1.2 decodes MP3 wrongly when read in pieces: decode whole, then slice
+        whole = f.read(dtype="float32", always_2d=True)
+        return (whole[i : i + frames] for i in range(0, len(whole), frames))
+    return f.blocks(blocksize=frames, dtype="float32", always_2d=True)
 
 
 def _open_info(path: Path) -> Any:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from .errors import ConfigurationError
 from .protocol import BYTES_PER_SAMPLE, SAMPLE_RATE
 from .transcript import Transcript, TurnRecord
 
@@ -74,6 +75,11 @@ class SessionStore:
 
     def __init__(self, folder: str | Path, *, sample_rate: int = SAMPLE_RATE):
         self.folder = Path(folder)
+        taken = [name for name in (TURNS_FILE, AUDIO_FILE) if (self.folder / name).exists()]
+        if taken:
+            raise ConfigurationError(
+                f"{self.folder} already holds a session ({', '.join(taken)}); choose a new folder so nothing is overwritten"
+            )
         self.folder.mkdir(parents=True, exist_ok=True)
         self._turns = open(self.folder / TURNS_FILE, "a", encoding="utf-8")
         self.audio = WavAppender(self.folder / AUDIO_FILE, sample_rate=sample_rate)
@@ -120,12 +126,15 @@ def read_turns(path: str | Path) -> Transcript:
     if not file.exists():
         raise FileNotFoundError(f"no saved session at {path}: {file.name} not found")
     records = []
-    lines = file.read_text(encoding="utf-8").splitlines()
+    # split on b"\n" only: JSON leaves U+2028 and friends unescaped, and a torn line may end mid-character
+    lines = file.read_bytes().split(b"\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            records.append(TurnRecord.from_dict(json.loads(line)))
+            records.append(TurnRecord.from_dict(json.loads(line.decode("utf-8"))))
         except (ValueError, TypeError) as exc:
             if number == len(lines):
                 break  # torn final line

@@ -170,22 +170,22 @@ class Transcript:
         return cls(rows=rows, positions=MappingProxyType(positions))
 
     def to_frame(self) -> Any:
-        """A pandas DataFrame with one row per final turn (built on demand, never appended to)."""
+        """A pandas DataFrame with one row per final turn (built on demand, never appended to).
+
+        Text columns use pandas' nullable ``string`` dtype (missing = ``pd.NA``) so the frame is the
+        same under pandas 2 and 3, live or loaded from disk."""
         import pandas as pd
 
-        data = [
-            {
-                **{name: getattr(row, name) for name in COLUMNS if name != "words"},
-                "words": [asdict(w) for w in row.words],
-            }
-            for row in self.rows
-        ]
-        frame = pd.DataFrame(data, columns=COLUMNS)
-        for column in ("start", "end", "confidence", "end_of_turn_latency"):
-            frame[column] = frame[column].astype("float64")
-        frame["turn_index"] = frame["turn_index"].astype("int64")
-        frame["turn_order"] = frame["turn_order"].astype("int64")
-        return frame
+        values = {name: [getattr(row, name) for row in self.rows] for name in COLUMNS}
+        values["words"] = [[asdict(w) for w in row.words] for row in self.rows]
+        return pd.DataFrame({name: pd.Series(values[name], dtype=_DTYPES[name]) for name in COLUMNS})
+
+
+_DTYPES = {
+    "session_id": "string", "turn_index": "int64", "turn_order": "int64", "start": "float64", "end": "float64",
+    "text": "string", "words": "object", "confidence": "float64", "speaker": "string", "language": "string",
+    "formatted": "bool", "end_of_turn_latency": "float64",
+}
 
 
 class TurnSettler:

@@ -197,6 +197,13 @@ class StreamingClient:
             raise ServerUnreachable(f"cannot reach the streaming server at {self.url}: {exc}") from None
 
     def _await_begin(self, ws: websocket.WebSocket) -> SessionBegan:
+        try:
+            return self._read_until_begin(ws)
+        except BaseException:
+            ws.shutdown()
+            raise
+
+    def _read_until_begin(self, ws: websocket.WebSocket) -> SessionBegan:
         deadline = time.monotonic() + self.begin_timeout
         error_text = ""
         try:
@@ -215,13 +222,9 @@ class StreamingClient:
                     ws.settimeout(None)
                     return event
         except (websocket.WebSocketTimeoutException, socket.timeout, TimeoutError):
-            ws.close(timeout=1)
             raise ConnectTimeout(f"connected to {self.url} but no Begin message within {self.begin_timeout:g} s") from None
-        except websocket.WebSocketConnectionClosedException:
+        except (websocket.WebSocketConnectionClosedException, ConnectionError):
             raise ConnectionLost(f"{self.url} closed the connection before Begin ({error_text or 'no reason given'})") from None
-        except BaseException:
-            ws.abort()
-            raise
 
     @staticmethod
     def _recv(ws: websocket.WebSocket) -> tuple[int, bytes]:

@@ -120,6 +120,7 @@ def test_frame_has_the_documented_columns_and_types():
     assert list(df.columns) == COLUMNS
     assert len(df) == 3 and df["text"].tolist()[0] == "Hello there my friend."
     assert str(df["start"].dtype) == "float64" and str(df["turn_index"].dtype) == "int64"
+    assert str(df["text"].dtype) == "string" and df["speaker"].isna().all()
     assert df["words"][0][0]["text"] == "hello"
     empty = Transcript().to_frame()
     assert list(empty.columns) == COLUMNS and len(empty) == 0

@@ -1,0 +1,709 @@
+#!/usr/bin/env python
+"""Client-side cost of live streaming: CPU per second of audio, and final-turn bookkeeping latency.
+
+Runs, in this order, each client in a fresh Python process against a loopback v3 replay server that
+lives in ANOTHER process (so the server's CPU is never counted):
+
+* ``ours-full``  ``Session(WavSource(wav), folder=tmp)``: the whole pipeline a user runs
+                 (libsndfile decode + float->PCM16, audio.wav + turns.jsonl + meta.json writes,
+                 transcript fold, sender/receiver/worker threads).
+* ``ours-pcm``   ``Session(<pre-decoded 50 ms PCM16 chunks>, folder=None)``: same Session and
+                 threads, fed exactly like the SDK below (no decoding, no disk): the fair comparison.
+* ``ours-transport``  bare ``StreamingClient.stream()`` on the same chunks (no Session, no
+                 transcript): the floor of the transport alone.
+* ``sdk``        official ``assemblyai`` SDK ``streaming.v3.StreamingClient``, ``connect()``,
+                 ``stream()`` of the same paced 50 ms chunks, a Turn handler, ``disconnect(terminate=True)``.
+
+each in real-time pacing (what a live session does) and as fast as possible (secondary). CPU is
+``time.process_time()`` of the client process from just before connect/start to just after the
+session has ended (connect, Begin, streaming, Terminate, Termination and close all included),
+divided by the seconds of audio streamed. Final-turn latency is measured with
+``session.on_event``/``session.on_turn`` on the ``ours-*`` runs.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_client.py                 # full run (~2.5 min on 2 cores), writes out/results.json
+    .venv/bin/python benchmarks/bench_client.py --summarize     # medians over every saved run in out/
+
+Everything below ``--`` style sub-commands (``_serve``, ``_worker``) is internal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+API_KEY = "bench-key"
+RATE = 16_000
+CHUNK_MS = 50
+CHUNK_BYTES = RATE * CHUNK_MS // 1000 * 2  # 1600 bytes: 50 ms of 16 kHz mono PCM16
+
+CLIENTS = ("ours-full", "ours-pcm", "ours-transport", "sdk")
+DEFAULT_RT = CLIENTS
+DEFAULT_FAST = CLIENTS
+
+# ------------------------------------------------------------------------------------------------
+# Test material: a synthetic WAV and a replay script with a turn every ~2.5 s
+# ------------------------------------------------------------------------------------------------
+
+WORDS = (
+    "the quick brown fox jumps over a lazy dog while seven bright engineers measure every "
+    "small delay between the socket and the notebook so that live captions never fall behind "
+    "speakers who talk fast about latency budgets threads queues frames and disk writes"
+).split()
+
+
+def sentences(count: int) -> list[str]:
+    """Deterministic 4-7 word sentences."""
+    out = []
+    for i in range(count):
+        n = 4 + i % 4
+        out.append(" ".join(WORDS[(i * 7 + k) % len(WORDS)] for k in range(n)))
+    return out
+
+
+def scripted_turns(audio_s: float) -> list[Any]:
+    """As many `even_turns` as fit before the audio ends (last final released before Terminate)."""
+    from live_stt_kernel.replay import even_turns
+
+    texts = sentences(int(audio_s) + 10)
+    turns = even_turns(texts, start_ms=500, word_ms=300, gap_ms=1000)
+    limit = audio_s * 1000 - 500
+    return [t for t in turns if t.end_ms + 240 <= limit]
+
+
+def make_wav(path: Path, seconds: float, seed: int = 1) -> None:
+    """16 kHz mono PCM16: a voiced-ish buzz in 'words' on the scripted grid, plus low noise."""
+    import numpy as np
+    import soundfile as sf
+
+    n = int(round(seconds * RATE))
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / RATE
+    audio = 0.01 * rng.standard_normal(n)
+    envelope = ((t * 1000) % 2500 > 500) & ((t * 1000) % 300 < 260)
+    audio += envelope * 0.3 * (np.sin(2 * np.pi * 140 * t) + 0.5 * np.sin(2 * np.pi * 280 * t))
+    sf.write(str(path), np.clip(audio, -1, 1).astype(np.float32), RATE, subtype="PCM_16")
+
+
+def decode_pcm(path: Path) -> list[bytes]:
+    """The WAV as ready-to-send 50 ms PCM16 chunks (done before any measurement starts)."""
+    import soundfile as sf
+
+    data, rate = sf.read(str(path), dtype="int16")
+    assert rate == RATE and data.ndim == 1
+    raw = data.astype("<i2").tobytes()
+    return [raw[i : i + CHUNK_BYTES] for i in range(0, len(raw), CHUNK_BYTES)]
+
+
+class PacedChunks:
+    """An AudioSource (iterable + close) of pre-cut chunks, paced to the wall clock like a live
+    source. The same object feeds our Session and the SDK's ``stream()``."""
+
+    sample_rate = RATE
+
+    def __init__(self, chunks: list[bytes], *, realtime: bool, on_second: Callable[[float], None] | None = None):
+        self.chunks = chunks
+        self.realtime = realtime
+        self.on_second = on_second
+        self._stop = threading.Event()
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def __iter__(self) -> Iterator[bytes]:
+        started = time.monotonic()
+        sent = 0
+        per_second = 1000 // CHUNK_MS
+        for i, chunk in enumerate(self.chunks):
+            if self._stop.is_set():
+                return
+            if self.realtime:  # never ahead of real time: wait until the previous chunk has "played"
+                ahead = sent / (2 * RATE) - (time.monotonic() - started)
+                if ahead > 0 and self._stop.wait(ahead):
+                    return
+            sent += len(chunk)
+            if self.on_second is not None and i % per_second == 0:
+                self.on_second(sent / (2 * RATE))
+            yield chunk
+
+
+# ------------------------------------------------------------------------------------------------
+# The replay server process
+# ------------------------------------------------------------------------------------------------
+
+def serve(args: argparse.Namespace) -> None:
+    from live_stt_kernel.replay import ReplayServer, turns_script
+
+    servers = {}
+    for name, seconds in (("rt", args.rt_seconds), ("fast", args.fast_seconds)):
+        servers[name] = ReplayServer(turns_script(scripted_turns(seconds), "A"), api_key=API_KEY).start()
+
+    def prune() -> None:  # keep the server's memory flat: drop recorded audio of finished clients
+        while True:
+            time.sleep(2)
+            for server in servers.values():
+                for record in list(server.clients):
+                    if record.closed.is_set() and record.audio:
+                        record.audio = bytearray()
+                        record.frame_sizes.clear()
+                        record.frame_times.clear()
+
+    threading.Thread(target=prune, daemon=True).start()
+    print(json.dumps({name: s.url for name, s in servers.items()}), flush=True)
+    sys.stdin.read()  # until the parent closes our stdin (or dies)
+    for server in servers.values():
+        server.stop()
+
+
+# ------------------------------------------------------------------------------------------------
+# Measurement helpers (run inside a worker process)
+# ------------------------------------------------------------------------------------------------
+
+def _thread_times() -> dict[int, tuple[str, int]]:
+    """Per-thread on-CPU nanoseconds from /proc/self/task/*/schedstat, with Python thread names."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                ns = int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        name = names.get(int(tid), f"native-{tid}")
+        name = re.sub(r"^Thread-\d+ \((.*)\)$", r"\1", name)
+        out[int(tid)] = (name, ns)
+    return out
+
+
+class Meter:
+    """Process CPU (all threads) over a window, plus 1 Hz samples for a steady-state rate and an
+    approximate per-thread split (threads that exit lose their last <1 s)."""
+
+    def __init__(self, *, enabled: bool = True, threads_after_s: float = float("inf")) -> None:
+        # Only real-time runs sample (1 Hz, ~1 us each); fast runs never do, so that no client pays
+        # for sampling there. /proc is read only near the end of the audio (twice or so), when
+        # every client thread has done nearly all its work, to keep the meter's own cost negligible.
+        self.enabled = enabled
+        self.threads_after_s = threads_after_s
+        self.samples: list[tuple[float, float, float]] = []  # (wall, cpu, audio_s)
+        self.threads: dict[int, tuple[str, int]] = {}
+        self.baseline: dict[int, int] = {}
+
+    def start(self) -> None:
+        self.baseline = {tid: ns for tid, (_, ns) in _thread_times().items()}
+        self.ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        self.wall0 = time.monotonic()
+        self.cpu0 = time.process_time()
+
+    def sample(self, audio_s: float) -> None:
+        if not self.enabled:
+            return
+        self.samples.append((time.monotonic(), time.process_time(), audio_s))
+        if audio_s >= self.threads_after_s:
+            self.threads.update(_thread_times())
+
+    def stop(self) -> None:
+        self.cpu1 = time.process_time()
+        self.wall1 = time.monotonic()
+        self.ru1 = resource.getrusage(resource.RUSAGE_SELF)
+
+    def result(self, audio_s: float) -> dict[str, Any]:
+        cpu = self.cpu1 - self.cpu0
+        user = self.ru1.ru_utime - self.ru0.ru_utime
+        system = self.ru1.ru_stime - self.ru0.ru_stime
+        steady = None
+        window = [s for s in self.samples if 2.0 <= s[2] <= audio_s - 0.5]
+        if len(window) >= 2 and window[-1][2] - window[0][2] >= 5:
+            steady = (window[-1][1] - window[0][1]) / (window[-1][2] - window[0][2]) * 1000
+        per_thread: dict[str, float] = {}
+        for tid, (name, ns) in self.threads.items():
+            ms = (ns - self.baseline.get(tid, 0)) / 1e6
+            if ms > 0.05:
+                per_thread[name] = round(per_thread.get(name, 0.0) + ms, 2)
+        return {
+            "audio_s": round(audio_s, 3),
+            "wall_s": round(self.wall1 - self.wall0, 3),
+            "cpu_s": round(cpu, 4),
+            "user_s": round(user, 4),
+            "sys_s": round(system, 4),
+            "cpu_ms_per_audio_s": round(cpu / audio_s * 1000, 3),
+            "core_pct": round(cpu / audio_s * 100, 3),
+            "steady_cpu_ms_per_audio_s": None if steady is None else round(steady, 3),
+            "ctx_switches_per_audio_s": round(
+                ((self.ru1.ru_nvcsw - self.ru0.ru_nvcsw) + (self.ru1.ru_nivcsw - self.ru0.ru_nivcsw)) / audio_s, 1
+            ),
+            "thread_cpu_ms": dict(sorted(per_thread.items(), key=lambda kv: -kv[1])),
+        }
+
+
+def percentiles(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"n": 0}
+    import numpy as np
+
+    a = np.asarray(values) * 1000
+    return {
+        "n": len(values),
+        "p50_ms": round(float(np.percentile(a, 50)), 3),
+        "p95_ms": round(float(np.percentile(a, 95)), 3),
+        "max_ms": round(float(a.max()), 3),
+        "mean_ms": round(float(a.mean()), 3),
+    }
+
+
+class LatencyProbe:
+    """received_at of each final Turn (stamped by the receiver thread) -> the moment our on_turn
+    listener runs on the worker thread, which is after the row is in the published snapshot and
+    appended+flushed to turns.jsonl. The checks run after the timestamp is taken."""
+
+    def __init__(self, session: Any, turns_file: Path | None):
+        from live_stt_kernel.events import Turn
+
+        self._turn_type = Turn
+        self.session = session
+        self.turns_file = turns_file
+        self.pending: Any = None
+        self.latencies: list[float] = []
+        self.queue_delays: list[float] = []  # received_at -> on_event (before the turn listeners)
+        self.not_in_snapshot = 0
+        self.not_on_disk = 0
+        self.mismatched_event = 0
+        self.turn_calls = 0
+        self._reader: Any = None
+        session.on_event(self._on_event)
+        session.on_turn(self._on_turn)
+
+    def _on_event(self, event: Any) -> None:
+        if isinstance(event, self._turn_type) and event.end_of_turn:
+            self.pending = event
+            self.queue_delays.append(time.monotonic() - event.received_at)
+
+    def _on_turn(self, row: Any) -> None:
+        now = time.monotonic()
+        event, self.pending = self.pending, None
+        self.turn_calls += 1
+        if event is None or event.turn_order != row.turn_order:
+            self.mismatched_event += 1
+            return
+        self.latencies.append(now - event.received_at)
+        if self.session.transcript.get(row.key) is not row:
+            self.not_in_snapshot += 1
+        if self.turns_file is not None:
+            if self._reader is None:
+                self._reader = open(self.turns_file, encoding="utf-8")
+            lines = self._reader.read().splitlines()
+            if not lines or json.loads(lines[-1]) != json.loads(json.dumps(row.to_dict())):
+                self.not_on_disk += 1
+
+    def result(self) -> dict[str, Any]:
+        if self._reader is not None:
+            self._reader.close()
+        return {
+            "final_to_listener": percentiles(self.latencies),
+            "final_to_event_listener": percentiles(self.queue_delays),
+            "turn_listener_calls": self.turn_calls,
+            "not_in_snapshot": self.not_in_snapshot,
+            "not_on_disk": self.not_on_disk if self.turns_file is not None else None,
+            "unmatched": self.mismatched_event,
+        }
+
+
+def _wait_session(session: Any, meter: Meter) -> None:
+    while True:
+        try:
+            session.wait(timeout=1.0)
+            return
+        except TimeoutError:
+            meter.sample(session.client.bytes_sent / (2 * RATE))
+
+
+# ------------------------------------------------------------------------------------------------
+# Workers: one client run per process
+# ------------------------------------------------------------------------------------------------
+
+def worker(args: argparse.Namespace) -> dict[str, Any]:
+    realtime = args.mode == "rt"
+    wav = Path(args.wav)
+    chunks = decode_pcm(wav)
+    audio_s = sum(len(c) for c in chunks) / (2 * RATE)
+    expected_turns = len(scripted_turns(audio_s))
+    meter = Meter(enabled=realtime, threads_after_s=audio_s - 2.1)
+    result: dict[str, Any] = {"client": args.client, "mode": args.mode, "expected_turns": expected_turns}
+
+    if args.client in ("ours-full", "ours-pcm"):
+        from live_stt_kernel import Session, WavSource
+
+        if args.client == "ours-full":
+            folder = Path(tempfile.mkdtemp(prefix="bench-session-", dir=args.tmp))
+            source: Any = WavSource(wav, realtime=realtime)
+            session = Session(source, url=args.url, api_key=API_KEY, folder=folder)
+            probe = LatencyProbe(session, folder / "turns.jsonl")
+        else:
+            folder = None
+            session = Session(PacedChunks(chunks, realtime=realtime), url=args.url, api_key=API_KEY, folder=None)
+            probe = LatencyProbe(session, None)
+        meter.start()
+        session.start()
+        _wait_session(session, meter)
+        meter.stop()
+        result.update(meter.result(audio_s))
+        result["latency"] = probe.result()
+        frame_start = time.perf_counter()
+        frame = session.df
+        result["df_build_ms"] = round((time.perf_counter() - frame_start) * 1000, 3)
+        result["final_rows"] = len(frame)
+        result["all_formatted"] = bool(frame["formatted"].all()) if len(frame) else False
+        result["audio_sent_s"] = round(session.client.bytes_sent / (2 * RATE), 3)
+        if folder is not None:
+            saved = (folder / "turns.jsonl").read_text(encoding="utf-8").splitlines()
+            result["turns_jsonl_lines"] = len(saved)
+            result["audio_wav_s"] = round(((folder / "audio.wav").stat().st_size - 44) / (2 * RATE), 3)
+        result["ok"] = (
+            result["final_rows"] == expected_turns and result["all_formatted"]
+            and probe.not_in_snapshot == 0 and not probe.not_on_disk and probe.mismatched_event == 0
+        )
+
+    elif args.client == "ours-transport":
+        from live_stt_kernel import StreamingClient
+        from live_stt_kernel.events import Turn
+
+        client = StreamingClient(args.url, api_key=API_KEY)
+        finals = partials = 0
+        meter.start()
+        for event in client.stream(PacedChunks(chunks, realtime=realtime, on_second=meter.sample)):
+            if isinstance(event, Turn):
+                if event.end_of_turn:
+                    finals += 1
+                else:
+                    partials += 1
+        meter.stop()
+        result.update(meter.result(audio_s))
+        result.update(finals=finals, partials=partials, audio_sent_s=round(client.bytes_sent / (2 * RATE), 3))
+        result["ok"] = finals == 2 * expected_turns
+
+    elif args.client == "sdk":
+        import assemblyai
+        from assemblyai.streaming.v3 import (
+            StreamingClient as SdkClient,
+            StreamingClientOptions,
+            StreamingEvents,
+            StreamingParameters,
+        )
+
+        client = SdkClient(StreamingClientOptions(api_key=API_KEY, api_host=args.url, terminate_timeout=60.0))
+        turns: list[tuple[int, bool, bool, str]] = []
+        errors: list[str] = []
+        ended: list[Any] = []
+        client.on(StreamingEvents.Turn, lambda c, ev: turns.append((ev.turn_order, ev.end_of_turn, ev.turn_is_formatted, ev.transcript)))
+        client.on(StreamingEvents.Error, lambda c, err: errors.append(str(err)))
+        client.on(StreamingEvents.Termination, lambda c, ev: ended.append(ev))
+        meter.start()
+        client.connect(StreamingParameters(sample_rate=RATE, format_turns=True))
+        client.stream(PacedChunks(chunks, realtime=realtime, on_second=meter.sample))
+        client.disconnect(terminate=True)
+        meter.stop()
+        result.update(meter.result(audio_s))
+        finals = sum(1 for t in turns if t[1])
+        formatted_orders = {t[0] for t in turns if t[1] and t[2]}
+        result.update(finals=finals, partials=len(turns) - finals, errors=errors, terminated=bool(ended),
+                      sdk_version=assemblyai.__version__)
+        result["ok"] = len(formatted_orders) == expected_turns and bool(ended) and not errors
+    else:
+        raise SystemExit(f"unknown client {args.client}")
+    return result
+
+
+# ------------------------------------------------------------------------------------------------
+# Scaling of the per-final worker cost with transcript length (no server, no threads)
+# ------------------------------------------------------------------------------------------------
+
+def scaling(tmp: Path, marks: tuple[int, ...] = (10, 100, 1000, 3600)) -> dict[str, Any]:
+    """Worker-thread cost of one final (fold + changed-rows scan + turns.jsonl append + listeners)
+    when the transcript already holds N rows: a 3 h session with a turn every 3 s reaches 3600.
+    Drives the private ``Session._handle`` (exactly what the worker runs per event)."""
+    from live_stt_kernel import Session
+    from live_stt_kernel.events import SessionBegan, Turn, Word
+    from live_stt_kernel.store import SessionStore
+
+    session = Session(PacedChunks([], realtime=False), url="ws://127.0.0.1:9", api_key=API_KEY,
+                      folder=tmp / "scaling")
+    if not hasattr(session, "_handle"):
+        return {"skipped": "Session._handle not found"}
+    session._store = SessionStore(session.folder)
+    session._handle(SessionBegan(session_id="scaling"))
+    _ = session.df  # import pandas outside the timings
+    words = tuple(Word(text=w, start_ms=i * 300, end_ms=i * 300 + 260) for i, w in enumerate(WORDS[:6]))
+
+    def final(order: int, formatted: bool) -> Turn:
+        return Turn(turn_order=order, transcript=" ".join(WORDS[:6]), words=words, end_of_turn=True,
+                    formatted=formatted, received_at=time.monotonic())
+
+    out: dict[str, Any] = {}
+    order = 0
+    for mark in marks:
+        while order < mark:
+            session._handle(final(order, False))
+            session._handle(final(order, True))
+            order += 1
+        costs = []
+        for _ in range(10):  # 10 more turns (20 finals) at about this size
+            for formatted in (False, True):
+                started = time.perf_counter()
+                session._handle(final(order, formatted))
+                costs.append(time.perf_counter() - started)
+            order += 1
+        out[str(mark)] = {"median_us_per_final": round(statistics.median(costs) * 1e6, 1),
+                          "max_us_per_final": round(max(costs) * 1e6, 1)}
+        started = time.perf_counter()
+        _ = session.df
+        out[str(mark)]["df_build_ms"] = round((time.perf_counter() - started) * 1000, 2)
+    session._store.close()
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# The orchestrator
+# ------------------------------------------------------------------------------------------------
+
+def machine() -> dict[str, Any]:
+    cpu_model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    try:
+        from importlib.metadata import version
+
+        for name in ("live_stt_kernel", "assemblyai", "websocket-client", "websockets", "numpy", "soundfile", "pandas"):
+            try:
+                versions[name] = version(name)
+            except Exception:
+                versions[name] = None
+    except ImportError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_model": cpu_model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": versions,
+        "switch_interval_s": sys.getswitchinterval(),
+    }
+
+
+def run_worker(client: str, mode: str, wav: Path, url: str, tmp: Path) -> dict[str, Any]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "_worker", "--client", client, "--mode", mode,
+           "--wav", str(wav), "--url", url, "--tmp", str(tmp)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"client": client, "mode": mode, "ok": False, "error": (proc.stderr or proc.stdout)[-2000:]}
+    return json.loads(lines[-1])
+
+
+def fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def tables(runs: list[dict[str, Any]], scale: dict[str, Any] | None = None) -> str:
+    lines = ["### Client CPU per second of audio (whole session: connect ... close)", "",
+             "| client | pacing | audio s | wall s | CPU ms / audio s | % of one core | steady-state ms / audio s | user / sys s | ctx sw / audio s | ok |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|:-:|"]
+    for r in runs:
+        if "cpu_s" not in r:
+            lines.append(f"| {r['client']} | {r['mode']} | failed: {r.get('error', '')[:80]!r} |||||||| no |")
+            continue
+        lines.append(
+            f"| {r['client']} | {'real time' if r['mode'] == 'rt' else 'fast'} | {r['audio_s']:.1f} | {r['wall_s']:.1f} | "
+            f"{r['cpu_ms_per_audio_s']:.2f} | {r['core_pct']:.3f} % | {fmt(r['steady_cpu_ms_per_audio_s'])} | "
+            f"{r['user_s']:.2f} / {r['sys_s']:.2f} | {r['ctx_switches_per_audio_s']:.0f} | {'yes' if r.get('ok') else 'NO'} |"
+        )
+    by = {(r["client"], r["mode"]): r for r in runs if "cpu_s" in r}
+    lines += ["", "### Ours / SDK", "", "| pacing | ours-pcm / sdk (fair: same chunks, no disk) | ours-full / sdk (with decode + disk) | ours-transport / sdk |",
+              "|---|---:|---:|---:|"]
+    for mode in ("rt", "fast"):
+        sdk = by.get(("sdk", mode))
+        if not sdk:
+            continue
+        cells = []
+        for client in ("ours-pcm", "ours-full", "ours-transport"):
+            ours = by.get((client, mode))
+            cells.append(f"{ours['cpu_s'] / sdk['cpu_s']:.2f}x" if ours and sdk["cpu_s"] > 0 else "n/a")
+        lines.append(f"| {'real time' if mode == 'rt' else 'fast'} | " + " | ".join(cells) + " |")
+    lines += ["", "### Final Turn received -> row in session.transcript/df and flushed to turns.jsonl (on_turn listener)", "",
+              "| client | pacing | finals | p50 ms | p95 ms | max ms | received -> on_event p50 / p95 ms | rows in snapshot | rows on disk |",
+              "|---|---|---:|---:|---:|---:|---:|:-:|:-:|"]
+    for r in runs:
+        lat = r.get("latency")
+        if not lat or not lat["final_to_listener"].get("n"):
+            continue
+        a, q = lat["final_to_listener"], lat["final_to_event_listener"]
+        disk = "n/a (folder=None)" if lat["not_on_disk"] is None else ("all" if lat["not_on_disk"] == 0 else f"{lat['not_on_disk']} missing")
+        lines.append(
+            f"| {r['client']} | {'real time' if r['mode'] == 'rt' else 'fast'} | {a['n']} | {a['p50_ms']:.3f} | {a['p95_ms']:.3f} | "
+            f"{a['max_ms']:.3f} | {q['p50_ms']:.3f} / {q['p95_ms']:.3f} | "
+            f"{'all' if lat['not_in_snapshot'] == 0 else str(lat['not_in_snapshot']) + ' missing'} | {disk} |"
+        )
+    rt_threads = [r for r in runs if r.get("mode") == "rt" and r.get("thread_cpu_ms")]
+    if rt_threads:
+        lines += ["", "### Where the CPU goes (real time; ms on CPU per thread over the run, from /proc schedstat, approximate)", ""]
+        for r in rt_threads:
+            parts = ", ".join(f"{k} {v:.0f}" for k, v in r["thread_cpu_ms"].items())
+            lines.append(f"- {r['client']}: {parts}")
+    if scale and "skipped" not in scale:
+        lines += ["", "### Worker cost per final vs transcript length (Session._handle, no server)", "",
+                  "| rows already in transcript | median us / final | max us / final | session.df build ms |", "|---:|---:|---:|---:|"]
+        for n, v in scale.items():
+            lines.append(f"| {n} | {v['median_us_per_final']:.0f} | {v['max_us_per_final']:.0f} | {v['df_build_ms']:.1f} |")
+    return "\n".join(lines)
+
+
+def summarize() -> None:
+    """Medians over every saved run (out/results-*.json)."""
+    files = sorted(OUT.glob("results-*.json"))
+    if not files:
+        raise SystemExit("no saved runs in benchmarks/out/")
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for file in files:
+        for r in json.loads(file.read_text())["runs"]:
+            if "cpu_s" in r:
+                grouped.setdefault((r["client"], r["mode"]), []).append(r)
+    print(f"Medians over {len(files)} runs: " + ", ".join(f.name for f in files) + "\n")
+    print("| client | pacing | runs | CPU ms / audio s (each run) | median % of one core | median steady ms / audio s | median final p50 / p95 / max ms |")
+    print("|---|---|---:|---|---:|---:|---|")
+    medians: dict[tuple[str, str], float] = {}
+    for (client, mode), rs in sorted(grouped.items(), key=lambda kv: (kv[0][1] != "rt", CLIENTS.index(kv[0][0]))):
+        each = ", ".join(f"{r['cpu_ms_per_audio_s']:.2f}" for r in rs)
+        med = statistics.median(r["cpu_ms_per_audio_s"] for r in rs)
+        medians[(client, mode)] = med
+        steady = [r["steady_cpu_ms_per_audio_s"] for r in rs if r.get("steady_cpu_ms_per_audio_s") is not None]
+        lat = [r["latency"]["final_to_listener"] for r in rs if r.get("latency", {}).get("final_to_listener", {}).get("n")]
+        lat_s = (f"{statistics.median(l['p50_ms'] for l in lat):.2f} / {statistics.median(l['p95_ms'] for l in lat):.2f} / "
+                 f"{statistics.median(l['max_ms'] for l in lat):.2f}") if lat else "n/a"
+        print(f"| {client} | {'real time' if mode == 'rt' else 'fast'} | {len(rs)} | {each} | {med / 10:.3f} % | "
+              f"{fmt(statistics.median(steady)) if steady else 'n/a'} | {lat_s} |")
+    print("\n| pacing | ours-pcm / sdk | ours-full / sdk | ours-transport / sdk |\n|---|---:|---:|---:|")
+    for mode in ("rt", "fast"):
+        sdk = medians.get(("sdk", mode))
+        if sdk:
+            cells = [f"{medians[(c, mode)] / sdk:.2f}x" if (c, mode) in medians else "n/a" for c in ("ours-pcm", "ours-full", "ours-transport")]
+            print(f"| {'real time' if mode == 'rt' else 'fast'} | " + " | ".join(cells) + " |")
+
+
+def orchestrate(args: argparse.Namespace) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    rt_clients = [c for c in args.rt_clients.split(",") if c]
+    fast_clients = [c for c in args.fast_clients.split(",") if c]
+    with tempfile.TemporaryDirectory(prefix="live-stt-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        rt_wav, fast_wav = tmp / "rt.wav", tmp / "fast.wav"
+        make_wav(rt_wav, args.rt_seconds, seed=1)
+        make_wav(fast_wav, args.fast_seconds, seed=2)
+        server = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "_serve", "--rt-seconds", str(args.rt_seconds),
+             "--fast-seconds", str(args.fast_seconds)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        try:
+            assert server.stdout is not None
+            urls = json.loads(server.stdout.readline())
+            print(f"replay server pid {server.pid}: {urls}", file=sys.stderr)
+            runs = []
+            for mode, clients, wav in (("rt", rt_clients, rt_wav), ("fast", fast_clients, fast_wav)):
+                for client in clients:
+                    print(f"  {client:15s} {mode:4s} ...", end="", file=sys.stderr, flush=True)
+                    r = run_worker(client, mode, wav, urls[mode], tmp)
+                    runs.append(r)
+                    print(f" {r.get('cpu_ms_per_audio_s', 'FAILED')} ms CPU / audio s, ok={r.get('ok')}", file=sys.stderr)
+            scale = scaling(tmp) if not args.no_scaling else None
+        finally:
+            if server.stdin:
+                server.stdin.close()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    result = {
+        "when": stamp,
+        "machine": machine(),
+        "config": {"rt_seconds": args.rt_seconds, "fast_seconds": args.fast_seconds, "chunk_ms": CHUNK_MS,
+                   "turns_rt": len(scripted_turns(args.rt_seconds)), "turns_fast": len(scripted_turns(args.fast_seconds)),
+                   "behaviour": "A (partials per word, unformatted final, then formatted final)"},
+        "runs": runs,
+        "scaling": scale,
+        "bench_wall_s": round(time.monotonic() - started, 1),
+    }
+    text = json.dumps(result, indent=2)
+    (OUT / "results.json").write_text(text)
+    (OUT / f"results-{stamp}.json").write_text(text)
+    m = result["machine"]
+    print(f"## live_stt_kernel client benchmark ({stamp})\n")
+    print(f"{m['nproc']} CPUs ({m['cpu_model']}), Python {m['python']}, "
+          + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + "\n")
+    print(f"Audio: {args.rt_seconds:g} s real time ({result['config']['turns_rt']} turns), {args.fast_seconds:g} s fast "
+          f"({result['config']['turns_fast']} turns); behaviour A; 50 ms frames. Bench wall time {result['bench_wall_s']} s.\n")
+    print(tables(runs, scale))
+    print(f"\nwrote {OUT / 'results.json'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rt-seconds", type=float, default=30.0, help="audio length of the real-time runs (default 30)")
+    parser.add_argument("--fast-seconds", type=float, default=300.0, help="audio length of the fast runs (default 300)")
+    parser.add_argument("--rt-clients", default=",".join(DEFAULT_RT), help=f"comma list from {CLIENTS}")
+    parser.add_argument("--fast-clients", default=",".join(DEFAULT_FAST), help=f"comma list from {CLIENTS}")
+    parser.add_argument("--no-scaling", action="store_true", help="skip the per-final cost vs transcript length table")
+    parser.add_argument("--summarize", action="store_true", help="print medians over all saved runs and exit")
+    sub = parser.add_subparsers(dest="command")
+    s = sub.add_parser("_serve")
+    s.add_argument("--rt-seconds", type=float, required=True)
+    s.add_argument("--fast-seconds", type=float, required=True)
+    w = sub.add_parser("_worker")
+    w.add_argument("--client", choices=CLIENTS, required=True)
+    w.add_argument("--mode", choices=("rt", "fast"), required=True)
+    w.add_argument("--wav", required=True)
+    w.add_argument("--url", required=True)
+    w.add_argument("--tmp", required=True)
+    args = parser.parse_args()
+    if args.command == "_serve":
+        serve(args)
+    elif args.command == "_worker":
+        print(json.dumps(worker(args)), flush=True)
+    elif args.summarize:
+        summarize()
+    else:
+        orchestrate(args)
+
+
+if __name__ == "__main__":
+    main()

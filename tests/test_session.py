@@ -1,0 +1,311 @@
+"""Sessions end to end: our client against a real v3 server on 127.0.0.1 replaying scripted sessions."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import API_KEY
+from live_stt_kernel import QueueSource, Session, StreamingParams, WavSource, load_session
+from live_stt_kernel.errors import (
+    AuthenticationError,
+    ConnectionLost,
+    ConnectTimeout,
+    ProtocolError,
+    ServerRefused,
+    ServerUnreachable,
+    TerminationTimeout,
+    TooManySessions,
+)
+from live_stt_kernel.replay import Close, Drop, Script, Step, even_turns, turns_script
+
+TEXTS = ["one two three", "four five six"]  # finals at ~1.14 s and ~2.94 s of audio
+
+
+def expected_pcm(path: Path) -> bytes:
+    return b"".join(WavSource(path, realtime=False))
+
+
+def session_for(server, source, tmp_path: Path, **options) -> Session:
+    options.setdefault("api_key", API_KEY)
+    options.setdefault("realtime", False)
+    return Session(source, url=server.url, folder=tmp_path / "session", **options)
+
+
+def with_steps(*steps: Step, behaviour: str = "A") -> Script:
+    base = turns_script(even_turns(TEXTS), behaviour)
+    return Script(steps=tuple(sorted(base.steps + steps, key=lambda s: s.at_ms)))
+
+
+@pytest.mark.parametrize("behaviour, first", [("A", "One two three."), ("B", "One two three."), ("C", "one two three")])
+def test_file_streams_to_the_server_and_turns_come_back_once(serve, make_wav, tmp_path, behaviour, first):
+    server = serve(turns_script(even_turns(TEXTS), behaviour))
+    wav = make_wav(4.0)
+    session = session_for(server, wav, tmp_path).start().wait(timeout=20)
+
+    assert session.df["text"].tolist()[0] == first and len(session.df) == 2
+    record = server.wait_for_client()
+    pcm = expected_pcm(wav)
+    assert bytes(record.audio[: len(pcm)]) == pcm  # every byte, in order
+    assert set(record.audio[len(pcm):]) <= {0} and len(record.audio) - len(pcm) < 1600  # only the tail's padding
+    assert set(record.frame_sizes) == {1600}  # 50 ms frames, the last one padded
+    assert [t["type"] for t in record.texts] == ["Terminate"]
+    assert record.query["speech_model"] == "universal-streaming-english"
+    assert record.headers["authorization"] == API_KEY
+    assert load_session(tmp_path / "session")["text"].tolist() == session.df["text"].tolist()
+    meta = json.loads((tmp_path / "session" / "meta.json").read_text())
+    assert meta["status"] == "completed" and meta["turns"] == 2 and len(meta["session_ids"]) == 1
+    saved, rate = sf.read(tmp_path / "session" / "audio.wav", dtype="int16")
+    assert rate == 16000 and saved.tobytes() == pcm
+
+
+def test_frames_can_be_longer(serve, make_wav, tmp_path):
+    server = serve(turns_script(even_turns(TEXTS), "B"))
+    session_for(server, make_wav(2.0), tmp_path, frame_ms=100).start().wait(timeout=20)
+    assert set(server.wait_for_client().frame_sizes) == {3200}
+
+
+def test_a_file_is_paced_in_real_time(serve, make_wav, tmp_path):
+    server = serve(turns_script(even_turns(["one two"]), "B"), realtime_margin_ms=150)
+    started = time.monotonic()
+    session = session_for(server, make_wav(1.5), tmp_path, realtime=True).start().wait(timeout=20)
+    elapsed = time.monotonic() - started
+    record = server.wait_for_client()
+    assert 1.4 <= elapsed < 5
+    assert record.frame_times[-1] - record.frame_times[0] >= 1.3
+    assert session.df["text"].tolist() == ["One two."]
+
+
+def test_sending_faster_than_real_time_is_refused_as_a_client_bug(serve, make_wav, tmp_path):
+    server = serve(turns_script(even_turns(TEXTS), "A"), realtime_margin_ms=100)
+    session = session_for(server, make_wav(4.0), tmp_path, realtime=False).start()
+    with pytest.raises(ServerRefused) as caught:
+        session.wait(timeout=20)
+    assert caught.value.code == 3007 and "faster than real time" in str(caught.value)
+    assert "client sent something invalid" in str(caught.value)
+
+
+def test_query_parameters_reach_the_server(serve, make_wav, tmp_path):
+    server = serve(turns_script(even_turns(TEXTS), "B"))
+    params = StreamingParams(speech_model="u3-rt-pro", keyterms_prompt=["Jupyter"], format_turns=False, max_turn_silence=1200)
+    session_for(server, make_wav(1.0), tmp_path, params=params).start().wait(timeout=20)
+    query = server.wait_for_client().query
+    assert (query["speech_model"], query["format_turns"], query["max_turn_silence"]) == ("u3-rt-pro", "false", "1200")
+    assert json.loads(query["keyterms_prompt"]) == ["Jupyter"]
+
+
+def test_a_temporary_token_goes_in_the_query_and_opens_one_session(serve, make_wav, tmp_path):
+    server = serve(turns_script(even_turns(TEXTS), "B"), api_key=None, tokens={"one-time-token"})
+    wav = make_wav(1.0)
+    Session(wav, url=server.url, token="one-time-token", realtime=False, folder=None).start().wait(timeout=20)
+    record = server.wait_for_client()
+    assert record.query["token"] == "one-time-token" and "authorization" not in record.headers
+    with pytest.raises(AuthenticationError, match="1008"):
+        Session(wav, url=server.url, token="one-time-token", realtime=False, folder=None).start().wait(timeout=20)
+
+
+@pytest.mark.parametrize("failure", ["close", "http"])
+def test_a_refused_key_is_clear_and_never_retried(serve, make_wav, tmp_path, failure):
+    server = serve(turns_script(even_turns(TEXTS), "B"), auth_failure=failure)
+    session = session_for(server, make_wav(1.0), tmp_path, api_key="wrong-key-aaaaaaaaaaaaaaaaaaaaaaaa")
+    with pytest.raises(AuthenticationError) as caught:
+        session.start().wait(timeout=20)
+    assert ("401" if failure == "http" else "Invalid API key") in str(caught.value)
+    assert "not retrying" in str(caught.value)
+    time.sleep(0.2)  # give a (wrong) retry the chance to show up
+    assert len(server.clients) == 1
+
+
+@pytest.mark.parametrize("code, text, error_type", [
+    (1008, "Unauthorized Connection: Too many concurrent sessions", TooManySessions),
+    (1011, "Internal error while connecting", ServerRefused),
+    (3005, "Internal server error", ServerRefused),
+    (3006, "Invalid Message: bad", ServerRefused),
+    (3007, "Input Duration Violation: 20 ms", ServerRefused),
+    (3008, "Session Expired: Maximum session duration exceeded", ServerRefused),
+    (3009, "Too many concurrent sessions", TooManySessions),
+])
+def test_error_close_codes_keep_finished_turns(serve, make_wav, tmp_path, code, text, error_type):
+    server = serve(with_steps(Step(3500, {"type": "Error", "error_code": code, "error": text}), Step(3500, Close(code, text[:123]))))
+    session = session_for(server, make_wav(5.0), tmp_path).start()
+    with pytest.raises(error_type) as caught:
+        session.wait(timeout=20)
+    assert caught.value.code == code and text in str(caught.value)
+    assert session.error is caught.value
+    assert session.df["text"].tolist() == ["One two three.", "Four five six."]
+    assert load_session(tmp_path / "session")["text"].tolist() == ["One two three.", "Four five six."]
+    assert json.loads((tmp_path / "session" / "meta.json").read_text())["status"] == "failed"
+
+
+def test_an_untyped_error_frame_explains_a_generic_close(serve, make_wav, tmp_path):
+    server = serve(with_steps(Step(1500, {"error": "Session Expired: token max duration reached"}),
+                              Step(1500, Close(3005, "See Error message for details"))))
+    session = session_for(server, make_wav(3.0), tmp_path).start()
+    with pytest.raises(ServerRefused, match="token max duration reached") as caught:
+        session.wait(timeout=20)
+    assert "open a new session" in str(caught.value)
+    assert session.df["text"].tolist() == ["One two three."]
+
+
+def test_a_garbled_message_is_a_protocol_error_and_keeps_turns(serve, make_wav, tmp_path):
+    server = serve(with_steps(Step(2000, '{"type": "Turn", "turn_or')))
+    session = session_for(server, make_wav(4.0), tmp_path).start()
+    with pytest.raises(ProtocolError, match="not JSON"):
+        session.wait(timeout=20)
+    assert load_session(tmp_path / "session")["text"].tolist() == ["One two three."]
+
+
+def test_a_dropped_connection_is_reported_and_keeps_turns(serve, make_wav, tmp_path):
+    server = serve(with_steps(Step(2000, Drop())))
+    session = session_for(server, make_wav(4.0), tmp_path).start()
+    with pytest.raises(ConnectionLost, match="1006"):
+        session.wait(timeout=20)
+    assert session.df["text"].tolist() == ["One two three."]
+    saved, _ = sf.read(tmp_path / "session" / "audio.wav", dtype="int16")
+    assert len(saved) >= 2 * 16000 * 0.9  # the audio sent before the drop is on disk
+
+
+def test_a_server_that_never_begins_times_out(serve, make_wav, tmp_path):
+    server = serve(Script(send_begin=False))
+    session = session_for(server, make_wav(1.0), tmp_path, begin_timeout=0.5).start()
+    started = time.monotonic()
+    with pytest.raises(ConnectTimeout, match="no Begin message within 0.5 s"):
+        session.wait(timeout=10)
+    assert time.monotonic() - started < 3
+
+
+def test_a_refusal_before_begin_is_typed(serve, make_wav, tmp_path):
+    script = Script(send_begin=False, steps=(Step(0, {"type": "Error", "error_code": 3009, "error": "Too many concurrent sessions"}),
+                                             Step(0, Close(3009, "Too many concurrent sessions"))))
+    server = serve(script)
+    with pytest.raises(TooManySessions, match="Wait before starting another session"):
+        session_for(server, make_wav(1.0), tmp_path).start().wait(timeout=10)
+
+
+def test_an_unreachable_server_is_reported(make_wav, tmp_path):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    session = Session(make_wav(1.0), url=f"ws://127.0.0.1:{port}", api_key=API_KEY, realtime=False, folder=tmp_path / "s")
+    with pytest.raises(ServerUnreachable, match=f"127.0.0.1:{port}"):
+        session.start().wait(timeout=10)
+    assert (tmp_path / "s" / "meta.json").exists()
+
+
+def test_an_unanswered_terminate_times_out_with_turns_kept(serve, make_wav, tmp_path):
+    base = turns_script(even_turns(TEXTS), "B")
+    server = serve(Script(steps=base.steps, answer_terminate=False))
+    session = session_for(server, make_wav(4.0), tmp_path, terminate_timeout=0.5).start()
+    with pytest.raises(TerminationTimeout, match="the last turn may be missing"):
+        session.wait(timeout=10)
+    assert session.df["text"].tolist() == ["One two three.", "Four five six."]
+
+
+def test_unknown_and_informational_messages_do_not_disturb(serve, make_wav, tmp_path):
+    server = serve(with_steps(
+        Step(500, {"type": "SomethingFromTheFuture", "x": [1, 2]}),
+        Step(600, {"type": "Warning", "warning": "deprecated model"}),
+        Step(700, {"type": "Heartbeat"}),
+        Step(1500, {"type": "LLMGatewayResponse", "turn_order": 0, "transcript": "x", "data": {}}),
+        Step(3500, {"type": "SpeakerRevision", "revisions": [{"turn_order": 0, "speaker_label": "B"}]}),
+    ))
+    seen = []
+    session = session_for(server, make_wav(4.0), tmp_path, on_event=lambda e: seen.append(type(e).__name__)).start().wait(timeout=20)
+    assert {"ServerWarning", "Heartbeat", "LLMGatewayResponse", "SpeakerRevision"} <= set(seen)
+    for frame in (session.df, load_session(tmp_path / "session")):
+        assert frame["speaker"][0] == "B" and frame["speaker"].isna().tolist() == [False, True]
+
+
+def test_stop_flushes_the_last_turn_of_a_live_source(serve, tmp_path):
+    # the only final comes at 5 s of audio: it can only arrive because stop() sends Terminate
+    server = serve(turns_script(even_turns(["late words"], start_ms=300), "B", final_delay_ms=4000))
+    source = QueueSource()
+    session = session_for(server, source, tmp_path).start()
+    for _ in range(20):
+        source.push(b"\x01\x00" * 1600)  # 2 s in 100 ms blocks
+    deadline = time.monotonic() + 10
+    while session.partial != "late words" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert session.partial == "late words" and len(session.df) == 0
+    session.stop(timeout=10)
+    assert session.df["text"].tolist() == ["Late words."]
+    assert session.stop() is session  # idempotent
+    assert server.wait_for_client().texts == [{"type": "Terminate"}]
+    assert len(server.clients[0].audio) == 2 * 16000 * 2
+
+
+def test_listeners_run_on_the_worker_and_a_slow_one_does_not_stall_the_socket(serve, make_wav, tmp_path):
+    server = serve(turns_script(even_turns(["a b", "c d", "e f", "g h"], gap_ms=200), "B"))
+    threads, arrivals = set(), []
+
+    def slow(row):
+        threads.add(threading.current_thread().name)
+        time.sleep(0.2)
+
+    def on_event(event):
+        threads.add(threading.current_thread().name)
+        if type(event).__name__ == "Turn" and event.end_of_turn:
+            arrivals.append(event.received_at)
+
+    session = session_for(server, make_wav(5.0), tmp_path, on_turn=slow, on_event=on_event).start().wait(timeout=20)
+    assert threads == {"live-stt-session"}
+    assert len(session.df) == 4
+    assert arrivals[-1] - arrivals[0] < 0.2  # all received while the listener was still busy with the first
+
+
+def test_a_failing_listener_is_recorded_not_fatal(serve, make_wav, tmp_path):
+    server = serve(turns_script(even_turns(TEXTS), "B"))
+
+    def broken(row):
+        raise RuntimeError("listener bug")
+
+    session = session_for(server, make_wav(4.0), tmp_path, on_turn=broken).start().wait(timeout=20)
+    assert len(session.df) == 2 and [str(e) for e in session.callback_errors] == ["listener bug"] * 2
+
+
+def test_start_returns_at_once_and_the_context_manager_stops(serve, make_wav, tmp_path):
+    server = serve(turns_script(even_turns(TEXTS), "B"))
+    wav = make_wav(4.0)
+    started = time.monotonic()
+    with session_for(server, wav, tmp_path, realtime=True) as session:
+        assert time.monotonic() - started < 0.5 and session.running
+    assert not session.running and session.stop() is session
+    assert server.wait_for_client().terminated
+
+
+def test_secrets_never_appear_in_reprs_files_or_errors(serve, make_wav, tmp_path):
+    secret = "sk-live-0123456789abcdefABCDEF0123"
+    server = serve(turns_script(even_turns(TEXTS), "B"), api_key=secret)
+    session = session_for(server, make_wav(2.0), tmp_path, api_key=secret).start().wait(timeout=20)
+    refused = session_for(server, make_wav(1.0, name="b.wav"), tmp_path / "other", api_key=secret[::-1]).start()
+    with pytest.raises(AuthenticationError) as caught:
+        refused.wait(timeout=20)
+    visible = [repr(session), repr(session.client), repr(refused), str(caught.value), session.df.to_string()]
+    visible += [p.read_text() for p in (tmp_path / "session").glob("*.json*")]
+    visible += [p.read_text() for p in (tmp_path / "other" / "session").glob("*.json*")]
+    assert not any(secret in text or secret[::-1] in text for text in visible)
+
+
+def test_token_never_appears_in_errors(serve, make_wav):
+    server = serve(Script(send_begin=False), api_key=None)
+    session = Session(make_wav(1.0), url=server.url, token="secret-token-xyz", realtime=False, folder=None, begin_timeout=0.3)
+    with pytest.raises(ConnectTimeout) as caught:
+        session.start().wait(timeout=10)
+    assert "secret-token-xyz" not in str(caught.value) + repr(session) + repr(session.client)
+
+
+def test_stereo_48k_float_file_is_converted_before_sending(serve, make_wav, tmp_path):
+    server = serve(turns_script(even_turns(TEXTS), "B"))
+    wav = make_wav(2.0, rate=48000, channels=2, subtype="FLOAT")
+    session_for(server, wav, tmp_path).start().wait(timeout=20)
+    audio = np.frombuffer(bytes(server.wait_for_client().audio), dtype="<i2")
+    assert abs(len(audio) - 32000) <= 800
+    spectrum = np.abs(np.fft.rfft(audio[:32000].astype(float)))
+    assert abs(np.argmax(spectrum) * 16000 / 32000 - 440) < 2
