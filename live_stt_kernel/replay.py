@@ -49,10 +49,15 @@ class Step:
 
 @dataclass(frozen=True, slots=True)
 class Script:
+    """Steps (kept in ``at_ms`` order, ties in the order given) and how the server behaves."""
+
     steps: tuple[Step, ...] = ()
     send_begin: bool = True
     answer_terminate: bool = True
     http_status: int | None = None  # refuse the handshake with this status
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "steps", tuple(sorted(self.steps, key=lambda s: s.at_ms)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +146,7 @@ def turns_script(turns: Iterable[ScriptedTurn], behaviour: str = "A", *, final_d
             steps.append(Step(final_at, _turn(order, turn, transcript=text, words=all_final, end_of_turn=True,
                                               turn_is_formatted=behaviour == "B", end_of_turn_confidence=1.0 if behaviour == "C" else 0.8,
                                               utterance=text)))
-    return Script(steps=tuple(sorted(steps, key=lambda s: s.at_ms)))
+    return Script(steps=tuple(steps))
 
 
 def even_turns(texts: Sequence[str], *, start_ms: int = 300, word_ms: int = 300, gap_ms: int = 1000) -> list[ScriptedTurn]:

@@ -1,0 +1,36 @@
+"""The project's promises about itself: dependencies in sync, the README's commands are what CI runs."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_environment_yml_pip_list_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert sorted(p for p in pip if p != "-e .") == sorted(project["dependencies"])
+    assert "portaudio" in env["dependencies"]
+    assert any(str(d).startswith("python") and "3.11" in str(d) for d in env["dependencies"])
+    assert project["requires-python"] == ">=3.11"
+
+
+def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one():
+    first_screen = "\n".join((ROOT / "README.md").read_text().splitlines()[:20])
+    commands = re.findall(r"^(bash scripts/setup\.sh.*)$", first_screen, flags=re.M)
+    assert commands == ["bash scripts/setup.sh && .venv/bin/live-stt demo",
+                        "bash scripts/setup.sh --dev && .venv/bin/python -m pytest"]
+    assert commands[1] in (ROOT / ".ci" / "run").read_text()
+
+
+def test_console_script_and_nest_asyncio_explained():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["scripts"]["live-stt"] == "live_stt_kernel.cli:main"
+    assert not any("nest" in d for d in project["dependencies"])
+    assert "nest_asyncio" in (ROOT / "README.md").read_text()
