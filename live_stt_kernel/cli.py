@@ -11,9 +11,10 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence, TextIO
+from typing import Any, TextIO
 
 from .errors import LiveSTTError, ServerRefused
 from .protocol import StreamingParams

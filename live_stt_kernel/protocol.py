@@ -8,9 +8,10 @@ means. The transport moves the bytes; this module decides what they mean.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from enum import Enum
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from .errors import ConfigurationError, ProtocolError
@@ -369,9 +370,9 @@ def live_line(words: Iterable[Word]) -> str:
 
 
 __all__ = [
-    "Action",
     "CLOUD_URL",
     "CLOUD_URL_EU",
+    "Action",
     "Chunker",
     "CloseVerdict",
     "StreamingParams",

@@ -19,8 +19,9 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .protocol import MAX_FRAME_BYTES, MAX_FRAME_MS, MIN_FRAME_MS, pcm_ms
@@ -225,13 +226,13 @@ class ReplayServer:
     def url(self) -> str:
         return f"ws://{self.host}:{self.port}"
 
-    def __enter__(self) -> "ReplayServer":
+    def __enter__(self) -> ReplayServer:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self, timeout: float = 10.0) -> "ReplayServer":
+    def start(self, timeout: float = 10.0) -> ReplayServer:
         self._thread = threading.Thread(target=self._serve_forever, name="replay-server", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):

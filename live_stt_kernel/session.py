@@ -12,8 +12,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from . import protocol
 from .errors import ConfigurationError
@@ -141,7 +142,7 @@ class Session:
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    def start(self) -> "Session":
+    def start(self) -> Session:
         """Start streaming in the background and return at once."""
         if self._worker is not None:
             return self
@@ -158,7 +159,7 @@ class Session:
         self._worker.start()
         return self
 
-    def wait(self, timeout: float | None = None) -> "Session":
+    def wait(self, timeout: float | None = None) -> Session:
         """Block until the source ends by itself (e.g. a file) and the session is over."""
         if self._worker is None:
             self.start()
@@ -166,7 +167,7 @@ class Session:
             raise TimeoutError(f"session still running after {timeout:g} s")
         return self._raise_failure()
 
-    def stop(self, timeout: float = 30.0) -> "Session":
+    def stop(self, timeout: float = 30.0) -> Session:
         """End-of-file: close the source, let the server flush the last turn, wait, re-raise any
         failure of the worker. Safe to call more than once."""
         if self._worker is None:
@@ -178,7 +179,7 @@ class Session:
             raise TimeoutError(f"session did not finish within {timeout:g} s after stop()")
         return self._raise_failure()
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self.start()
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -190,7 +191,7 @@ class Session:
             except Exception as stop_error:
                 log.warning("session ended with an error too: %s", stop_error)
 
-    def _raise_failure(self) -> "Session":
+    def _raise_failure(self) -> Session:
         if self._error is not None:
             raise self._error
         return self

@@ -13,8 +13,9 @@ import os
 import struct
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import ConfigurationError
 from .protocol import BYTES_PER_SAMPLE, SAMPLE_RATE

@@ -7,9 +7,10 @@ Only the session worker calls ``apply``; everyone else reads the snapshot it pub
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .events import Event, SessionBegan, SessionEnded, SpeakerRevision, Turn, Word
 from .protocol import live_line
@@ -60,7 +61,7 @@ class TurnRecord:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TurnRecord":
+    def from_dict(cls, data: Mapping[str, Any]) -> TurnRecord:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         known["words"] = tuple(Word(**w) for w in data.get("words") or ())
         return cls(**known)
@@ -105,7 +106,7 @@ class Transcript:
         position = self.positions.get(key)
         return None if position is None else self.rows[position]
 
-    def apply(self, event: Event, *, offset_ms: int | None = None) -> "Transcript":
+    def apply(self, event: Event, *, offset_ms: int | None = None) -> Transcript:
         """Fold one event. ``offset_ms`` (with `SessionBegan`) places a new session's clock after
         the audio of the previous ones."""
         if isinstance(event, Turn):
@@ -119,7 +120,7 @@ class Transcript:
             return replace(self, open_turn=None, ended=True)
         return self
 
-    def _apply_turn(self, turn: Turn) -> "Transcript":
+    def _apply_turn(self, turn: Turn) -> Transcript:
         session_id = self.session_id or ""
         key = (session_id, turn.turn_order)
         existing = self.get(key)
@@ -142,7 +143,7 @@ class Transcript:
         positions[key] = len(self.rows)
         return replace(self, rows=self.rows + (record,), positions=MappingProxyType(positions), open_turn=open_turn)
 
-    def _apply_revision(self, event: SpeakerRevision) -> "Transcript":
+    def _apply_revision(self, event: SpeakerRevision) -> Transcript:
         rows = list(self.rows)
         for revision in event.revisions:
             position = self.positions.get((self.session_id or "", revision.turn_order))
@@ -155,12 +156,12 @@ class Transcript:
             rows[position] = replace(row, speaker=revision.speaker or row.speaker, words=words)
         return replace(self, rows=tuple(rows))
 
-    def changed_rows(self, before: "Transcript") -> list[TurnRecord]:
+    def changed_rows(self, before: Transcript) -> list[TurnRecord]:
         """Rows that are new or different compared with an earlier snapshot."""
         return [row for row in self.rows if before.get(row.key) != row]
 
     @classmethod
-    def from_records(cls, records: Iterable[TurnRecord]) -> "Transcript":
+    def from_records(cls, records: Iterable[TurnRecord]) -> Transcript:
         """Fold saved rows (later versions of a key win) back into a transcript."""
         latest: dict[Key, TurnRecord] = {}
         for record in records:

@@ -15,8 +15,9 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import websocket
 
@@ -191,7 +192,7 @@ class StreamingClient:
             if status == 429:
                 raise TooManySessions(f"too many sessions (HTTP 429) at {self.url}; wait and retry.", code=status, reason=body) from None
             raise ServerRefused(f"server refused the connection (HTTP {status}) at {self.url}: {body}", code=status, reason=body) from None
-        except (websocket.WebSocketTimeoutException, socket.timeout, TimeoutError):
+        except (websocket.WebSocketTimeoutException, TimeoutError):
             raise ConnectTimeout(f"no answer from {self.url} within {self.connect_timeout:g} s") from None
         except (OSError, websocket.WebSocketException) as exc:
             raise ServerUnreachable(f"cannot reach the streaming server at {self.url}: {exc}") from None
@@ -221,7 +222,7 @@ class StreamingClient:
                 elif isinstance(event, SessionBegan):
                     ws.settimeout(None)
                     return event
-        except (websocket.WebSocketTimeoutException, socket.timeout, TimeoutError):
+        except (websocket.WebSocketTimeoutException, TimeoutError):
             raise ConnectTimeout(f"connected to {self.url} but no Begin message within {self.begin_timeout:g} s") from None
         except (websocket.WebSocketConnectionClosedException, ConnectionError):
             raise ConnectionLost(f"{self.url} closed the connection before Begin ({error_text or 'no reason given'})") from None

@@ -4,8 +4,8 @@ and measure what survived a conversion. Plain functions, no fixtures (conftest.p
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import soundfile as sf

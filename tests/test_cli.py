@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from conftest import API_KEY
+
 from live_stt_kernel.cli import main
 from live_stt_kernel.replay import Drop, Script, Step, even_turns, turns_script
 

@@ -23,7 +23,7 @@ def test_environment_yml_pip_list_matches_pyproject():
 
 def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one():
     first_screen = "\n".join((ROOT / "README.md").read_text().splitlines()[:20])
-    commands = re.findall(r"^(bash scripts/setup\.sh.*)$", first_screen, flags=re.M)
+    commands = re.findall(r"^(bash scripts/setup\.sh.*)$", first_screen, flags=re.MULTILINE)
     assert commands == ["bash scripts/setup.sh && .venv/bin/live-stt demo",
                         "bash scripts/setup.sh --dev && .venv/bin/python -m pytest"]
     assert commands[1] in (ROOT / ".ci" / "run").read_text()

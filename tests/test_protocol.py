@@ -20,7 +20,13 @@ from live_stt_kernel.events import (
     SpeechStarted,
     Turn,
 )
-from live_stt_kernel.protocol import Action, Chunker, StreamingParams, classify_close, parse
+from live_stt_kernel.protocol import (
+    Action,
+    Chunker,
+    StreamingParams,
+    classify_close,
+    parse,
+)
 
 
 def query_of(url: str) -> dict[str, str]:

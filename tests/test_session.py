@@ -11,9 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import API_KEY
-from live_stt_kernel import QueueSource, Session, StreamingParams, WavSource, load_session
+
+from live_stt_kernel import (
+    QueueSource,
+    Session,
+    StreamingParams,
+    WavSource,
+    load_session,
+)
 from live_stt_kernel.errors import (
     AuthenticationError,
     ConnectionLost,

@@ -13,6 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from audio_helpers import (
+    RATE,
+    dominant_frequency,
+    pcm16,
+    sine_residual,
+    tone,
+    tone_amplitude,
+    write_audio,
+)
 
 import live_stt_kernel
 from live_stt_kernel.errors import (
@@ -24,8 +33,6 @@ from live_stt_kernel.errors import (
     PortAudioMissing,
 )
 from live_stt_kernel.sources import AudioSource, QueueSource, WavSource
-
-from audio_helpers import RATE, dominant_frequency, pcm16, sine_residual, tone, tone_amplitude, write_audio
 
 SECONDS = 1.5
 AMPLITUDE = 0.5

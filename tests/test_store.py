@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from audio_helpers import RATE, pcm16, speechlike, wait_until, write_audio
 
 from live_stt_kernel.errors import LiveSTTError
 from live_stt_kernel.events import Word
@@ -31,8 +32,6 @@ from live_stt_kernel.store import (
     wav_header,
 )
 from live_stt_kernel.transcript import COLUMNS, TurnRecord
-
-from audio_helpers import RATE, pcm16, speechlike, wait_until, write_audio
 
 LIVE_STT = str(Path(sys.executable).parent / "live-stt")
 
@@ -184,7 +183,7 @@ def test_a_torn_final_line_cut_inside_a_multibyte_character_is_ignored(tmp_path)
     folder.mkdir()
     complete = [record(0, "buenos días"), record(1, "hasta mañana")]
     torn = jsonl_line(record(2, "el año que viene")).encode("utf-8")
-    torn = torn[: torn.index("ñ".encode("utf-8")) + 1]  # half of the "ñ"
+    torn = torn[: torn.index("ñ".encode()) + 1]  # half of the "ñ"
     (folder / TURNS_FILE).write_bytes("".join(jsonl_line(r) for r in complete).encode("utf-8") + torn)
     assert [r.text for r in read_turns(folder).rows] == ["buenos días", "hasta mañana"]
 

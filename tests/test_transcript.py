@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from live_stt_kernel.events import SessionBegan, SessionEnded, SpeakerRevision, Revision, Turn, Word
+from live_stt_kernel.events import (
+    Revision,
+    SessionBegan,
+    SessionEnded,
+    SpeakerRevision,
+    Turn,
+    Word,
+)
 from live_stt_kernel.protocol import parse
 from live_stt_kernel.replay import even_turns, turns_script
 from live_stt_kernel.transcript import COLUMNS, Transcript, TurnRecord, TurnSettler
