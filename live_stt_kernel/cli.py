@@ -12,7 +12,6 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -22,10 +21,6 @@ from .session import AUTO, Session
 from .transcript import TurnRecord, TurnSettler
 
 POLL_S = 0.05
-
-
-def sample_path() -> Path:
-    return Path(str(resources.files("live_stt_kernel") / "data" / "sample.wav"))
 
 
 def format_turn(row: TurnRecord) -> str:
@@ -120,13 +115,10 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .replay import ReplayServer, Script, ScriptedTurn, turns_script
+    from .samples import sample_server, sample_wav
 
-    sample = sample_path()
-    spec = json.loads(sample.with_suffix(".json").read_text())
-    turns = [ScriptedTurn(tuple((w, s, e) for w, s, e in t["words"]), formatted=t["formatted"]) for t in spec["turns"]]
-    script: Script = turns_script(turns, "A")
-    with ReplayServer(script, api_key=None) as server:
+    sample = sample_wav()
+    with sample_server() as server:
         session = Session(sample, url=server.url, api_key="", params=_params(args), folder=args.save or AUTO,
                           realtime=not args.fast)
         note = (f"Streaming {sample.name} in real time to a local v3 replay server at {server.url}\n"

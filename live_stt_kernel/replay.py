@@ -227,7 +227,7 @@ class ReplayServer:
         return f"ws://{self.host}:{self.port}"
 
     def __enter__(self) -> ReplayServer:
-        return self.start()
+        return self if self._thread is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
