@@ -102,7 +102,7 @@ class WavSource:
 
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, path: str | Path, *, realtime: bool = True, block_ms: int = 100):
+    def __init__(self, path: str | Path, *, realtime: bool = True, block_ms: int = 50):
         self.path = Path(path)
         self.realtime = realtime
         if block_ms <= 0:
@@ -127,12 +127,12 @@ class WavSource:
                 if self._stop.is_set():
                     return
                 pcm = float_to_pcm16(resample(block.mean(axis=1)))
+                sent_samples += len(pcm) // 2
                 if self.realtime:
-                    # pace to the end of the previous block: never ahead of real time
+                    # a block is released once its last sample "has happened", as from a microphone
                     ahead = sent_samples / SAMPLE_RATE - (time.monotonic() - started)
                     if ahead > 0 and self._stop.wait(ahead):
                         return
-                sent_samples += len(pcm) // 2
                 if pcm:
                     yield pcm
             tail = float_to_pcm16(resample(np.zeros(0, dtype=np.float32), last=True))
