@@ -52,10 +52,10 @@ RATE = 16_000
 CHUNK_MS = 50
 CHUNK_BYTES = RATE * CHUNK_MS // 1000 * 2  # 1600 bytes: 50 ms of 16 kHz mono PCM16
 
-CLIENTS = ("ours-full", "ours-pcm", "ours-transport", "sdk", "pacer")
+CLIENTS = ("ours-full", "ours-pcm", "ours-transport", "sdk", "pacer", "wavsource")
 DEFAULT_RT = CLIENTS
 DEFAULT_FAST = ("ours-full", "ours-pcm", "ours-transport", "sdk")
-PACER_MAX_S = 10.0
+CONTROL_MAX_S = 6.0  # the no-network controls need less audio
 
 # ------------------------------------------------------------------------------------------------
 # Test material: a synthetic WAV and a replay script with a turn every ~2.5 s
@@ -256,6 +256,12 @@ class Meter:
         }
 
 
+def settle(seconds: float = 1.0) -> None:
+    """Let the process go quiet before a measurement window opens: importing numpy starts an
+    OpenBLAS worker thread that spins for a while (tens of ms of CPU) after the import."""
+    time.sleep(seconds)
+
+
 def percentiles(values: list[float]) -> dict[str, Any]:
     if not values:
         return {"n": 0}
@@ -272,9 +278,12 @@ def percentiles(values: list[float]) -> dict[str, Any]:
 
 
 class LatencyProbe:
-    """received_at of each final Turn (stamped by the receiver thread) -> the moment our on_turn
-    listener runs on the worker thread, which is after the row is in the published snapshot and
-    appended+flushed to turns.jsonl. The checks run after the timestamp is taken."""
+    """received_at of each final Turn (stamped by the receiver thread when it parsed the message)
+    -> the moment our on_turn listener runs on the worker thread. The session calls turn listeners
+    after the new snapshot is published and the row is appended + flushed to turns.jsonl, so at
+    that moment the listener checks (after taking its timestamp) that the row is in
+    ``session.transcript`` (what ``session.df`` is built from) and notes the size of turns.jsonl;
+    after the run, the file's first ``size`` bytes must end with exactly this row."""
 
     def __init__(self, session: Any, turns_file: Path | None):
         from live_stt_kernel.events import Turn
@@ -284,19 +293,17 @@ class LatencyProbe:
         self.turns_file = turns_file
         self.pending: Any = None
         self.latencies: list[float] = []
-        self.queue_delays: list[float] = []  # received_at -> on_event (before the turn listeners)
+        self.on_disk: list[tuple[int, Any]] = []  # (turns.jsonl size when the listener ran, row)
         self.not_in_snapshot = 0
-        self.not_on_disk = 0
         self.mismatched_event = 0
         self.turn_calls = 0
-        self._reader: Any = None
+        self._fd: int | None = None
         session.on_event(self._on_event)
         session.on_turn(self._on_turn)
 
     def _on_event(self, event: Any) -> None:
         if isinstance(event, self._turn_type) and event.end_of_turn:
             self.pending = event
-            self.queue_delays.append(time.monotonic() - event.received_at)
 
     def _on_turn(self, row: Any) -> None:
         now = time.monotonic()
@@ -309,21 +316,30 @@ class LatencyProbe:
         if self.session.transcript.get(row.key) is not row:
             self.not_in_snapshot += 1
         if self.turns_file is not None:
-            if self._reader is None:
-                self._reader = open(self.turns_file, encoding="utf-8")
-            lines = self._reader.read().splitlines()
-            if not lines or json.loads(lines[-1]) != json.loads(json.dumps(row.to_dict())):
-                self.not_on_disk += 1
+            if self._fd is None:
+                self._fd = os.open(self.turns_file, os.O_RDONLY)
+            self.on_disk.append((os.fstat(self._fd).st_size, row))
 
     def result(self) -> dict[str, Any]:
-        if self._reader is not None:
-            self._reader.close()
+        not_on_disk = None
+        if self.turns_file is not None:
+            if self._fd is not None:
+                os.close(self._fd)
+            data = self.turns_file.read_bytes()
+            not_on_disk = 0
+            for size, row in self.on_disk:
+                prefix = data[:size]
+                last = prefix.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+                try:
+                    ok = prefix.endswith(b"\n") and json.loads(last) == json.loads(json.dumps(row.to_dict()))
+                except ValueError:
+                    ok = False
+                not_on_disk += not ok
         return {
             "final_to_listener": percentiles(self.latencies),
-            "final_to_event_listener": percentiles(self.queue_delays),
             "turn_listener_calls": self.turn_calls,
             "not_in_snapshot": self.not_in_snapshot,
-            "not_on_disk": self.not_on_disk if self.turns_file is not None else None,
+            "not_on_disk": not_on_disk,
             "unmatched": self.mismatched_event,
         }
 
@@ -364,6 +380,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
             folder = None
             session = Session(PacedChunks(chunks, realtime=realtime), url=args.url, api_key=API_KEY, folder=None)
             probe = LatencyProbe(session, None)
+        settle()
         meter.start()
         session.start()
         _wait_session(session, meter)
@@ -382,7 +399,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
             result["audio_wav_s"] = round(((folder / "audio.wav").stat().st_size - 44) / (2 * RATE), 3)
         result["ok"] = (
             result["final_rows"] == expected_turns and result["all_formatted"]
-            and probe.not_in_snapshot == 0 and not probe.not_on_disk and probe.mismatched_event == 0
+            and result["latency"]["not_in_snapshot"] == 0 and not result["latency"]["not_on_disk"]
+            and result["latency"]["unmatched"] == 0
         )
 
     elif args.client == "ours-transport":
@@ -391,6 +409,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
 
         client = StreamingClient(args.url, api_key=API_KEY)
         finals = partials = 0
+        settle()
         meter.start()
         for event in client.stream(PacedChunks(chunks, realtime=realtime, on_second=meter.sample)):
             if isinstance(event, Turn):
@@ -419,6 +438,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         client.on(StreamingEvents.Turn, lambda c, ev: turns.append((ev.turn_order, ev.end_of_turn, ev.turn_is_formatted, ev.transcript)))
         client.on(StreamingEvents.Error, lambda c, err: errors.append(str(err)))
         client.on(StreamingEvents.Termination, lambda c, ev: ended.append(ev))
+        settle()
         meter.start()
         client.connect(StreamingParameters(sample_rate=RATE, format_turns=True))
         client.stream(PacedChunks(chunks, realtime=realtime, on_second=meter.sample))
@@ -430,18 +450,30 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         result.update(finals=finals, partials=len(turns) - finals, errors=errors, terminated=bool(ended),
                       sdk_version=assemblyai.__version__)
         result["ok"] = len(formatted_orders) == expected_turns and bool(ended) and not errors
-    elif args.client == "pacer":
-        # Control: the same 20 Hz pacing loop with no network at all: the platform's cost of
-        # waking a Python thread 20 times a second (every real-time client pays at least this).
-        chunks = chunks[: int(PACER_MAX_S * 1000 / CHUNK_MS)]
+    elif args.client in ("pacer", "wavsource"):
+        # Controls without any network. pacer: the same 20 Hz pacing loop over pre-cut chunks,
+        # i.e. the platform's cost of waking a Python thread 20 times a second (every real-time
+        # client pays at least this). wavsource: the package's WavSource alone (libsndfile decode,
+        # mono mix, float -> PCM16, pacing), i.e. what ours-full adds over ours-pcm besides disk.
+        from live_stt_kernel import WavSource
+
+        chunks = chunks[: int(CONTROL_MAX_S * 1000 / CHUNK_MS)]
         audio_s = sum(len(c) for c in chunks) / (2 * RATE)
+        if args.client == "wavsource":
+            import soundfile as sf
+
+            short = Path(args.tmp) / "control.wav"
+            sf.write(str(short), sf.read(str(wav), dtype="int16")[0][: int(audio_s * RATE)], RATE, subtype="PCM_16")
+            blocks: Any = WavSource(short, realtime=realtime)
+        else:
+            blocks = PacedChunks(chunks, realtime=realtime)
         meter = Meter(enabled=False)
+        settle()
         meter.start()
-        for _ in PacedChunks(chunks, realtime=realtime):
-            pass
+        got = sum(len(b) for b in blocks)
         meter.stop()
         result.update(meter.result(audio_s))
-        result["ok"] = True
+        result["ok"] = abs(got / (2 * RATE) - audio_s) < 0.06
     else:
         raise SystemExit(f"unknown client {args.client}")
     return result
@@ -519,7 +551,16 @@ def machine() -> dict[str, Any]:
                 versions[name] = None
     except ImportError:
         pass
+    def git(*cmd: str) -> str | None:
+        try:
+            return subprocess.run(["git", *cmd], cwd=HERE.parent, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    dirty = git("status", "--porcelain", "--", "live_stt_kernel")
     return {
+        "package_commit": git("rev-parse", "--short", "HEAD"),
+        "package_dirty": None if dirty is None else bool(dirty),
         "nproc": os.cpu_count(),
         "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "cpu_model": cpu_model,
@@ -605,9 +646,15 @@ def tables(runs: list[dict[str, Any]], scale: dict[str, Any] | None = None) -> s
 
 def summarize() -> None:
     """Medians over every saved run (out/results-*.json)."""
-    files = sorted(OUT.glob("results-*.json"))
-    if not files:
+    def key(data: dict[str, Any]) -> tuple[Any, ...]:
+        c = data["config"]
+        return c["rt_seconds"], c["fast_seconds"], c.get("switch_interval")
+
+    if not (OUT / "results.json").exists():
         raise SystemExit("no saved runs in benchmarks/out/")
+    latest = key(json.loads((OUT / "results.json").read_text()))
+    # only runs made with the same settings as the latest one (experiments with other flags are skipped)
+    files = [f for f in sorted(OUT.glob("results-*.json")) if key(json.loads(f.read_text())) == latest]
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for file in files:
         for r in json.loads(file.read_text())["runs"]:
@@ -638,6 +685,7 @@ def summarize() -> None:
 def orchestrate(args: argparse.Namespace) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    load_before = os.getloadavg()  # anything else busy on the machine skews real-time numbers
     rt_clients = [c for c in args.rt_clients.split(",") if c]
     fast_clients = [c for c in args.fast_clients.split(",") if c]
     with tempfile.TemporaryDirectory(prefix="live-stt-bench-") as tmp_name:
@@ -674,21 +722,26 @@ def orchestrate(args: argparse.Namespace) -> None:
         "when": stamp,
         "machine": machine(),
         "config": {"rt_seconds": args.rt_seconds, "fast_seconds": args.fast_seconds, "chunk_ms": CHUNK_MS,
+                   "switch_interval": args.switch_interval, "rt_clients": rt_clients, "fast_clients": fast_clients,
                    "turns_rt": len(scripted_turns(args.rt_seconds)), "turns_fast": len(scripted_turns(args.fast_seconds)),
                    "behaviour": "A (partials per word, unformatted final, then formatted final)"},
         "runs": runs,
         "scaling": scale,
         "bench_wall_s": round(time.monotonic() - started, 1),
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
     }
     text = json.dumps(result, indent=2)
     (OUT / "results.json").write_text(text)
     (OUT / f"results-{stamp}.json").write_text(text)
     m = result["machine"]
     print(f"## live_stt_kernel client benchmark ({stamp})\n")
-    print(f"{m['nproc']} CPUs ({m['cpu_model']}), Python {m['python']}, "
+    print(f"live_stt_kernel at {m['package_commit']}{' + uncommitted changes' if m['package_dirty'] else ''}; "
+          f"{m['nproc']} CPUs ({m['cpu_model']}), Python {m['python']}, "
           + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + "\n")
     print(f"Audio: {args.rt_seconds:g} s real time ({result['config']['turns_rt']} turns), {args.fast_seconds:g} s fast "
           f"({result['config']['turns_fast']} turns); behaviour A; 50 ms frames. Bench wall time {result['bench_wall_s']} s.\n")
+    print(f"Load average before / after: {load_before[0]:.2f} / {result['loadavg_after'][0]:.2f} (1 min).\n")
     print(tables(runs, scale))
     print(f"\nwrote {OUT / 'results.json'}")
 

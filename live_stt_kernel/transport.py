@@ -89,7 +89,7 @@ def _close_frame(data: bytes) -> tuple[int | None, str]:
 
 
 class StreamingClient:
-    """One v3 session per ``stream()`` call.
+    """One v3 session: call ``stream()`` once.
 
     ``api_key`` goes in the `Authorization` header; a temporary ``token`` goes in the query.
     ``on_message(raw_text)`` sees every server text message (receiver thread: keep it trivial).
@@ -135,15 +135,17 @@ class StreamingClient:
 
     def stream(self, source: Iterable[bytes]) -> Iterator[Event]:
         """Connect, stream ``source`` to the end, and yield every event; raise on failure."""
+        if self._ws is not None:
+            raise StreamingError("a StreamingClient streams one session; create a new one")
         ws = self._connect()
         self._ws = ws
         began = self._await_begin(ws)
-        yield began
         receiver = threading.Thread(target=self._receive_loop, args=(ws,), name="live-stt-receiver", daemon=True)
         sender = threading.Thread(target=self._send_loop, args=(source,), name="live-stt-sender", daemon=True)
         receiver.start()
         sender.start()
         try:
+            yield began
             while True:
                 item = self._events.get()
                 if item is _END:
