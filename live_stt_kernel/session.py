@@ -96,7 +96,6 @@ class Session:
         self._worker: threading.Thread | None = None
         self._finished = threading.Event()
         self._error: BaseException | None = None
-        self._stop_requested = False
 
     def __repr__(self) -> str:
         state = "failed" if self._error else "finished" if self._finished.is_set() else "running" if self._worker else "new"
@@ -173,7 +172,6 @@ class Session:
         if self._worker is None:
             self._finished.set()
             return self
-        self._stop_requested = True
         self.source.close()
         if not self._finished.wait(timeout):
             raise TimeoutError(f"session did not finish within {timeout:g} s after stop()")

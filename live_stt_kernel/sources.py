@@ -175,25 +175,16 @@ class MicSource:
     sample_rate = SAMPLE_RATE
 
     def __init__(self, *, device: int | str | None = None, block_ms: int = 50):
-        sd = import_sounddevice()
-        self.device = _pick_input(sd, device)
+        self._sd = import_sounddevice()
+        self.device = _pick_input(self._sd, device)
         self.block_ms = block_ms
         self.overflows = 0
         self._queue = QueueSource()
-        native = int(sd.query_devices(self.device)["default_samplerate"])
         self._rate = SAMPLE_RATE
         try:
-            sd.check_input_settings(device=self.device, channels=1, dtype="int16", samplerate=SAMPLE_RATE)
-        except Exception:  # the device cannot do 16 kHz itself: record natively and resample off the callback
-            self._rate = native
-        self._stream = sd.RawInputStream(
-            device=self.device,
-            channels=1,
-            dtype="int16",
-            samplerate=self._rate,
-            blocksize=self._rate * block_ms // 1000,
-            callback=self._callback,
-        )
+            self._sd.check_input_settings(device=self.device, channels=1, dtype="int16", samplerate=SAMPLE_RATE)
+        except Exception:  # the device cannot do 16 kHz itself: record natively, resample off the callback
+            self._rate = int(self._sd.query_devices(self.device)["default_samplerate"])
 
     def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
         if status.input_overflow:
@@ -201,8 +192,13 @@ class MicSource:
         self._queue.push(bytes(indata))
 
     def __iter__(self) -> Iterator[bytes]:
+        """Open the device, yield what it records until ``close()``, then release it."""
         resample = _Resampler(self._rate)
-        self._stream.start()
+        stream = self._sd.RawInputStream(
+            device=self.device, channels=1, dtype="int16", samplerate=self._rate,
+            blocksize=self._rate * self.block_ms // 1000, callback=self._callback,
+        )
+        stream.start()
         try:
             for block in self._queue:
                 if self._rate == SAMPLE_RATE:
@@ -211,8 +207,8 @@ class MicSource:
                     mono = np.frombuffer(block, dtype="<i2").astype(np.float32) / 32768.0
                     yield float_to_pcm16(resample(mono))
         finally:
-            self._stream.stop()
-            self._stream.close()
+            stream.stop()
+            stream.close()
 
     def close(self) -> None:
         self._queue.close()
