@@ -11,6 +11,8 @@ dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
 need=(libportaudio2)   # sounddevice's PortAudio, for the kernel microphone
+# the tests record a PulseAudio virtual microphone through PortAudio's ALSA pulse plugin
+[ "$dev" = 1 ] && need+=(pulseaudio pulseaudio-utils libasound2-plugins)
 
 python=${PYTHON:-python3}
 if ! command -v "$python" >/dev/null; then
