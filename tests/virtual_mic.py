@@ -29,6 +29,14 @@ class VirtualMic:
         self._thread: threading.Thread | None = None
 
     def start(self) -> "VirtualMic":
+        try:
+            self._launch()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _launch(self) -> None:
         subprocess.run(["pulseaudio", "--daemonize=yes", "--exit-idle-time=-1", "--disallow-exit=yes", "-n",
                         "--load=module-native-protocol-unix"], env=self.env, check=True, timeout=20, capture_output=True)
         self._pactl("load-module", "module-null-sink", "sink_name=virtspk", "rate=16000", "channels=1")
@@ -38,7 +46,6 @@ class VirtualMic:
         self._pactl("set-default-source", "virtmic")
         self._thread = threading.Thread(target=self._feed, name="virtual-mic-feeder", daemon=True)
         self._thread.start()
-        return self
 
     def _pactl(self, *args: str) -> None:
         subprocess.run(["pactl", *args], env=self.env, check=True, timeout=20, capture_output=True)
