@@ -42,8 +42,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
@@ -61,11 +62,12 @@ CONTROL_MAX_S = 6.0  # the no-network controls need less audio
 # Test material: a synthetic WAV and a replay script with a turn every ~2.5 s
 # ------------------------------------------------------------------------------------------------
 
-WORDS = (
+TEXT = (
     "the quick brown fox jumps over a lazy dog while seven bright engineers measure every "
     "small delay between the socket and the notebook so that live captions never fall behind "
     "speakers who talk fast about latency budgets threads queues frames and disk writes"
-).split()
+)
+WORDS = TEXT.split()
 
 
 def sentences(count: int) -> list[str]:
@@ -92,7 +94,7 @@ def make_wav(path: Path, seconds: float, seed: int = 1) -> None:
     import numpy as np
     import soundfile as sf
 
-    n = int(round(seconds * RATE))
+    n = round(seconds * RATE)
     rng = np.random.default_rng(seed)
     t = np.arange(n) / RATE
     audio = 0.01 * rng.standard_normal(n)
@@ -424,8 +426,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
 
     elif args.client == "sdk":
         import assemblyai
+        from assemblyai.streaming.v3 import StreamingClient as SdkClient
         from assemblyai.streaming.v3 import (
-            StreamingClient as SdkClient,
             StreamingClientOptions,
             StreamingEvents,
             StreamingParameters,
@@ -547,13 +549,13 @@ def machine() -> dict[str, Any]:
         for name in ("live_stt_kernel", "assemblyai", "websocket-client", "websockets", "numpy", "soundfile", "pandas"):
             try:
                 versions[name] = version(name)
-            except Exception:
+            except ValueError:  # PackageNotFoundError
                 versions[name] = None
     except ImportError:
         pass
     def git(*cmd: str) -> str | None:
         try:
-            return subprocess.run(["git", *cmd], cwd=HERE.parent, capture_output=True, text=True, timeout=10).stdout.strip()
+            return subprocess.run(["git", *cmd], check=False, cwd=HERE.parent, capture_output=True, text=True, timeout=10).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return None
 
@@ -571,16 +573,29 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _steal_ticks() -> int | None:
+    """Hypervisor steal time (all CPUs, clock ticks) from /proc/stat: high values mean a noisy host."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+        return int(fields[8])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def run_worker(client: str, mode: str, wav: Path, url: str, tmp: Path, switch_interval: float | None = None) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "_worker", "--client", client, "--mode", mode,
            "--wav", str(wav), "--url", url, "--tmp", str(tmp)]
     if switch_interval:
         cmd += ["--switch-interval", str(switch_interval)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+    steal0 = _steal_ticks()
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
+    steal1 = _steal_ticks()
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         return {"client": client, "mode": mode, "ok": False, "error": (proc.stderr or proc.stdout)[-2000:]}
-    return json.loads(lines[-1])
+    result = json.loads(lines[-1])
+    result["host_steal_ticks"] = None if steal0 is None or steal1 is None else steal1 - steal0
+    return result
 
 
 def fmt(value: Any, digits: int = 2) -> str:
@@ -648,7 +663,8 @@ def summarize() -> None:
     """Medians over every saved run (out/results-*.json)."""
     def key(data: dict[str, Any]) -> tuple[Any, ...]:
         c = data["config"]
-        return c["rt_seconds"], c["fast_seconds"], c.get("switch_interval")
+        return (c["rt_seconds"], c["fast_seconds"], c.get("switch_interval"),
+                tuple(c.get("rt_clients", ())), tuple(c.get("fast_clients", ())))
 
     if not (OUT / "results.json").exists():
         raise SystemExit("no saved runs in benchmarks/out/")
