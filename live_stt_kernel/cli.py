@@ -44,10 +44,9 @@ def turn_json(row: TurnRecord) -> str:
     return json.dumps(data, ensure_ascii=False)
 
 
-def follow(session: Session, *, out: TextIO, fmt: str, live: TextIO | None) -> None:
+def follow(session: Session, settler: TurnSettler, *, out: TextIO, fmt: str, live: TextIO | None) -> None:
     """Print each turn once, as soon as it settles, until the session ends; show the live line on
     ``live`` (a terminal) if given. Runs on the calling thread; the session works in the background."""
-    settler = TurnSettler(expect_formatted=bool(session.client.params.format_turns))
     shown = ""
 
     def emit(rows: list[TurnRecord]) -> None:
@@ -84,13 +83,14 @@ def run_session(session: Session, args: argparse.Namespace, *, note: str = "") -
     live = err if (err.isatty() and not args.quiet) else None
     if note and not args.quiet:
         print(note, file=err)
+    settler = TurnSettler(expect_formatted=bool(session.client.params.format_turns))
     session.start()
     try:
-        follow(session, out=sys.stdout, fmt=args.format, live=live)
-    except KeyboardInterrupt:
+        follow(session, settler, out=sys.stdout, fmt=args.format, live=live)
+    except KeyboardInterrupt:  # Ctrl-C is end-of-file: the server still flushes the last turn
         print("\nstopping: flushing the last turn...", file=err)
-        session.stop()
-        follow(session, out=sys.stdout, fmt=args.format, live=None)
+        session.source.close()
+        follow(session, settler, out=sys.stdout, fmt=args.format, live=None)
     session.stop()
     if session.folder is not None and not args.quiet:
         print(f"saved: {session.folder}", file=err)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +86,17 @@ def test_demo_streams_the_bundled_sample_and_saves_the_session(tmp_path):
     (folder,) = (tmp_path / "sessions").iterdir()
     assert len((folder / "turns.jsonl").read_text().splitlines()) == 6  # unformatted + formatted finals, folded on load
     assert f"saved: sessions/{folder.name}" in done.stderr
+
+
+def test_ctrl_c_ends_the_stream_like_end_of_file(serve, make_wav):
+    # the second turn's final only comes when the server flushes on Terminate
+    server = serve(turns_script(even_turns(["one two", "three four"], gap_ms=300), "A", final_delay_ms=3000))
+    process = subprocess.Popen([LIVE_STT, "transcribe", str(make_wav(10.0)), "--url", server.url, "--api-key", API_KEY,
+                                "--format", "jsonl"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = json.loads(process.stdout.readline())  # real time: about 3.9 s in
+    process.send_signal(signal.SIGINT)
+    rest, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert first["text"] == "One two." and [json.loads(line)["text"] for line in rest.splitlines()] == ["Three four."]
+    record = server.wait_for_client()
+    assert record.terminated and record.audio_ms < 8000  # stopped early, not at the end of the file
