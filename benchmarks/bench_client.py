@@ -13,6 +13,8 @@ lives in ANOTHER process (so the server's CPU is never counted):
                  transcript): the floor of the transport alone.
 * ``sdk``        official ``assemblyai`` SDK ``streaming.v3.StreamingClient``, ``connect()``,
                  ``stream()`` of the same paced 50 ms chunks, a Turn handler, ``disconnect(terminate=True)``.
+* ``pacer``, ``wavsource``  controls without any network (6 s, real time only): the bare 20 Hz pacing
+                 loop (the machine's price of waking a thread), and the package's WavSource alone.
 
 each in real-time pacing (what a live session does) and as fast as possible (secondary). CPU is
 ``time.process_time()`` of the client process from just before connect/start to just after the
@@ -23,9 +25,11 @@ divided by the seconds of audio streamed. Final-turn latency is measured with
 Usage::
 
     .venv/bin/python benchmarks/bench_client.py                 # full run (~2.5 min on 2 cores), writes out/results.json
-    .venv/bin/python benchmarks/bench_client.py --summarize     # medians over every saved run in out/
+    .venv/bin/python benchmarks/bench_client.py --summarize     # medians over the saved runs in out/
+                                                                # (same settings and package commit)
 
-Everything below ``--`` style sub-commands (``_serve``, ``_worker``) is internal.
+The sub-commands ``_serve`` (the replay server process) and ``_worker`` (one measured client) are
+internal. See benchmarks/README.md for what the numbers mean.
 """
 
 from __future__ import annotations
@@ -662,21 +666,24 @@ def tables(runs: list[dict[str, Any]], scale: dict[str, Any] | None = None) -> s
 def summarize() -> None:
     """Medians over every saved run (out/results-*.json)."""
     def key(data: dict[str, Any]) -> tuple[Any, ...]:
-        c = data["config"]
+        c, m = data["config"], data["machine"]
         return (c["rt_seconds"], c["fast_seconds"], c.get("switch_interval"),
-                tuple(c.get("rt_clients", ())), tuple(c.get("fast_clients", ())))
+                tuple(c.get("rt_clients", ())), tuple(c.get("fast_clients", ())),
+                m.get("package_commit"), m.get("package_dirty"))
 
     if not (OUT / "results.json").exists():
         raise SystemExit("no saved runs in benchmarks/out/")
     latest = key(json.loads((OUT / "results.json").read_text()))
-    # only runs made with the same settings as the latest one (experiments with other flags are skipped)
+    # only runs made with the same settings and package commit as the latest one (experiments with
+    # other flags, and runs of other versions of the package, are left out)
     files = [f for f in sorted(OUT.glob("results-*.json")) if key(json.loads(f.read_text())) == latest]
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for file in files:
         for r in json.loads(file.read_text())["runs"]:
             if "cpu_s" in r:
                 grouped.setdefault((r["client"], r["mode"]), []).append(r)
-    print(f"Medians over {len(files)} runs: " + ", ".join(f.name for f in files) + "\n")
+    print(f"Medians over {len(files)} runs of live_stt_kernel {latest[5]}{' (uncommitted changes)' if latest[6] else ''}: "
+          + ", ".join(f.name for f in files) + "\n")
     print("| client | pacing | runs | CPU ms / audio s (each run) | median % of one core | median steady ms / audio s | median final p50 / p95 / max ms |")
     print("|---|---|---:|---|---:|---:|---|")
     medians: dict[tuple[str, str], float] = {}

@@ -225,11 +225,13 @@ class Session:
             if self._store is not None:
                 self._store.update_meta(session_ids=self.session_ids, expires_at=event.expires_at)
         changed: list[TurnRecord] = []
-        if (isinstance(event, Turn) and event.end_of_turn) or isinstance(event, SpeakerRevision):
-            changed = [row for row in after.rows if before.get(row.key) is not row]
-            if self._store is not None:
-                for row in changed:
-                    self._store.append_turn(row)
+        if isinstance(event, Turn) and event.end_of_turn:
+            changed = after.changed_rows(before, [event.turn_order])
+        elif isinstance(event, SpeakerRevision):
+            changed = after.changed_rows(before, [r.turn_order for r in event.revisions])
+        if changed and self._store is not None:
+            for row in changed:
+                self._store.append_turn(row)
         for listener in self._event_listeners:
             self._call(listener, event)
         for row in changed:

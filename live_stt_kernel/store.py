@@ -26,6 +26,9 @@ AUDIO_FILE = "audio.wav"
 META_FILE = "meta.json"
 
 
+HEADER_BYTES = 44
+
+
 def wav_header(data_bytes: int, sample_rate: int = SAMPLE_RATE, channels: int = 1, bytes_per_sample: int = BYTES_PER_SAMPLE) -> bytes:
     """A 44-byte PCM WAV header for ``data_bytes`` of audio."""
     block_align = channels * bytes_per_sample
@@ -37,29 +40,25 @@ def wav_header(data_bytes: int, sample_rate: int = SAMPLE_RATE, channels: int = 
 
 
 class WavAppender:
-    """A WAV file that stays valid while it grows: sizes are patched after every append."""
+    """A WAV file that stays valid while it grows: after each block of audio, the two size fields
+    of the header are rewritten in place (positional writes, no buffering, three syscalls)."""
 
     def __init__(self, path: Path, *, sample_rate: int = SAMPLE_RATE):
         self.path = path
         self.sample_rate = sample_rate
         self.data_bytes = 0
-        self._file = open(path, "wb")
-        self._file.write(wav_header(0, sample_rate))
-        self._file.flush()
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(self._fd, wav_header(0, sample_rate))
         self._lock = threading.Lock()
 
     def append(self, pcm: bytes) -> None:
         with self._lock:
-            if self._file.closed or not pcm:
+            if self._fd is None or not pcm:
                 return
-            self._file.seek(0, os.SEEK_END)
-            self._file.write(pcm)
+            os.pwrite(self._fd, pcm, HEADER_BYTES + self.data_bytes)
             self.data_bytes += len(pcm)
-            self._file.seek(4)
-            self._file.write(struct.pack("<I", 36 + self.data_bytes))
-            self._file.seek(40)
-            self._file.write(struct.pack("<I", self.data_bytes))
-            self._file.flush()
+            os.pwrite(self._fd, struct.pack("<I", 36 + self.data_bytes), 4)
+            os.pwrite(self._fd, struct.pack("<I", self.data_bytes), 40)
 
     @property
     def seconds(self) -> float:
@@ -67,8 +66,9 @@ class WavAppender:
 
     def close(self) -> None:
         with self._lock:
-            if not self._file.closed:
-                self._file.close()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 class SessionStore:

@@ -156,9 +156,14 @@ class Transcript:
             rows[position] = replace(row, speaker=revision.speaker or row.speaker, words=words)
         return replace(self, rows=tuple(rows))
 
-    def changed_rows(self, before: Transcript) -> list[TurnRecord]:
-        """Rows that are new or different compared with an earlier snapshot."""
-        return [row for row in self.rows if before.get(row.key) != row]
+    def changed_rows(self, before: Transcript, turn_orders: Iterable[int] | None = None) -> list[TurnRecord]:
+        """Rows that are new or replaced since an earlier snapshot; only ``turn_orders`` of the
+        current session are looked at when given (cheap on long transcripts)."""
+        if turn_orders is None:
+            candidates: Iterable[TurnRecord] = self.rows
+        else:
+            candidates = [row for row in (self.get((self.session_id or "", order)) for order in dict.fromkeys(turn_orders)) if row]
+        return [row for row in candidates if before.get(row.key) is not row]
 
     @classmethod
     def from_records(cls, records: Iterable[TurnRecord]) -> Transcript:

@@ -265,6 +265,7 @@ class StreamingClient:
                     break
                 for frame in chunker.feed(block):
                     send(frame)
+                    time.sleep(0)  # let the receiver and worker run: a fast source must not starve them of the GIL
             else:
                 return
             tail = chunker.flush()
