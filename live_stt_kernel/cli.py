@@ -115,15 +115,44 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .samples import sample_server, sample_wav
+    from .samples import sample_wav
 
     sample = sample_wav()
-    with sample_server() as server:
-        session = Session(sample, url=server.url, api_key="", params=_params(args), folder=args.save or AUTO,
-                          realtime=not args.fast)
-        note = (f"Streaming {sample.name} in real time to a local v3 replay server at {server.url}\n"
-                "(it replays the sample's known transcript; the embedded speech model replaces it when it lands)")
-        return run_session(session, args, note=note)
+    session = Session(sample, url=args.url, api_key=args.api_key, params=_params(args), folder=args.save or AUTO,
+                      realtime=not args.fast)
+    where = "AssemblyAI's cloud" if session.client.url.startswith("wss://streaming.") else f"the server at {session.client.url}"
+    return run_session(session, args, note=f"Streaming {sample.name} ({'fast' if args.fast else 'real time'}) to {where}")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import secrets
+    import threading
+
+    from .local.launcher import READY_PREFIX, TOKEN_ENV
+    from .local.models import cache_dir
+    from .local.recognizer import WhisperRecognizer
+    from .local.server import LocalServer
+
+    token = os.environ.get(TOKEN_ENV)
+    token_note = f"auth: the token in ${TOKEN_ENV}"
+    if not token:
+        token = secrets.token_urlsafe(24)
+        token_file = cache_dir() / "server-token"
+        token_file.parent.mkdir(parents=True, exist_ok=True)
+        token_file.touch(mode=0o600)
+        token_file.write_text(token + "\n")
+        token_note = f"auth: Authorization header or token= with the token in {token_file} (GET /v3/token makes one-time tokens)"
+    recognizer = WhisperRecognizer(args.model, cpu_threads=args.cpu_threads, workers=args.workers)
+    server = LocalServer(recognizer, host=args.host, port=args.port, token=token, workers=args.workers)
+
+    def ready(srv: LocalServer) -> None:
+        print(f"{READY_PREFIX}{srv.url}/v3/ws", flush=True)
+        print(f"model: {args.model}; {token_note}", file=sys.stderr, flush=True)
+        if args.watch_stdin:  # our parent process holds the other end: stop when it goes away
+            threading.Thread(target=lambda: (sys.stdin.read(), srv.stop()), daemon=True).start()
+
+    server.run(on_ready=ready)
+    return 0
 
 
 def _one_line(exc: BaseException) -> str:
@@ -153,10 +182,21 @@ def build_parser() -> argparse.ArgumentParser:
     common(t)
     t.set_defaults(run=cmd_transcribe)
 
-    d = sub.add_parser("demo", help="the main job on the embedded default: the bundled sample, live, saved")
+    d = sub.add_parser("demo", help="the main job: stream the bundled speech sample live, print the turns, save the session")
+    d.add_argument("--url", help="ws:// or wss:// v3 endpoint (default: the embedded local server, or the cloud with a key)")
+    d.add_argument("--api-key", default=None, help="default: $ASSEMBLYAI_API_KEY; none means the embedded local server")
     d.add_argument("--save", default=None, metavar="DIR", help="session folder (default: a new one under ./sessions/)")
     common(d)
     d.set_defaults(run=cmd_demo)
+
+    v = sub.add_parser("serve", help="run the embedded v3 server (offline speech model) on this machine")
+    v.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    v.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    v.add_argument("--model", default="tiny.en", help="tiny.en (default), base, a CTranslate2 folder, or a hub name")
+    v.add_argument("--workers", type=int, default=2, help="decodes that may run at once")
+    v.add_argument("--cpu-threads", type=int, default=1, help="threads per decode")
+    v.add_argument("--watch-stdin", action="store_true", help=argparse.SUPPRESS)
+    v.set_defaults(run=cmd_serve)
     return parser
 
 

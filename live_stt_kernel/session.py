@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from . import protocol
-from .errors import ConfigurationError
 from .events import Event, SessionBegan, SpeakerRevision, Turn
 from .protocol import StreamingParams
 from .sources import AudioSource, MicSource, WavSource
@@ -35,16 +34,16 @@ EventListener = Callable[[Event], None]
 
 
 def resolve_endpoint(url: str | None, api_key: str | None) -> tuple[str, str | None]:
-    """Which server to talk to and with which key: an explicit URL wins; otherwise the cloud
-    with ``api_key`` or ``$ASSEMBLYAI_API_KEY``."""
+    """Which server to talk to and with which key: an explicit URL wins; then the cloud with
+    ``api_key`` or ``$ASSEMBLYAI_API_KEY``; with no key at all, the embedded local server."""
     key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
     if url is not None:
         return url, key
     if key:
         return protocol.CLOUD_URL, key
-    raise ConfigurationError(
-        f"No AssemblyAI API key: set {API_KEY_ENV} (or pass api_key=...), or pass url= of a local v3 server."
-    )
+    from .local.launcher import embedded_endpoint
+
+    return embedded_endpoint()
 
 
 def as_source(source: AudioSource | str | Path | None, *, realtime: bool = True) -> AudioSource:

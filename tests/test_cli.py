@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -72,17 +73,19 @@ def test_bad_inputs_get_specific_errors(tmp_path, make_wav, monkeypatch, capsys)
     for path, message in cases.items():
         assert main(["transcribe", path, "--url", "ws://127.0.0.1:9"]) == 2
         assert message in capsys.readouterr().err
-    assert main(["transcribe", str(make_wav(1.0))]) == 2
-    assert "ASSEMBLYAI_API_KEY" in capsys.readouterr().err
     assert main(["transcribe", str(make_wav(1.0)), "--url", "http://example.com"]) == 2
     assert "ws://" in capsys.readouterr().err
 
 
-def test_demo_streams_the_bundled_sample_and_saves_the_session(tmp_path):
-    done = subprocess.run([LIVE_STT, "demo", "--fast"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+def test_demo_streams_the_bundled_sample_through_the_embedded_server(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "ASSEMBLYAI_API_KEY"}
+    done = subprocess.run([LIVE_STT, "demo", "--fast"], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[0].endswith("Welcome to live speech to text in Jupyter.")
-    assert len(done.stdout.splitlines()) == 3
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3
+    assert lines[0].endswith("Hello and welcome to this short demonstration.")
+    assert lines[2].endswith("The words appear on the screen while you are speaking.")
+    assert "to the server at ws://127.0.0.1:" in done.stderr
     (folder,) = (tmp_path / "sessions").iterdir()
     assert len((folder / "turns.jsonl").read_text().splitlines()) == 6  # unformatted + formatted finals, folded on load
     assert f"saved: sessions/{folder.name}" in done.stderr

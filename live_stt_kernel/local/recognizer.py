@@ -1,0 +1,83 @@
+"""The offline speech model: faster-whisper (CTranslate2), loaded once and shared by every session.
+
+``Recognizer.transcribe(pcm)`` turns 16 kHz PCM16 into words with times in ms from the start of
+that audio. Calls may come from several threads at once: the model runs ``workers`` decodes in
+parallel, each on ``cpu_threads`` threads (one thread per decode was fastest on small machines).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from .models import DEFAULT_MODEL, ModelError, resolve_model
+
+
+@dataclass(frozen=True, slots=True)
+class RecognizedWord:
+    text: str  # as the model wrote it: cased and punctuated
+    start_ms: int
+    end_ms: int
+    confidence: float
+
+
+class Recognizer(Protocol):
+    def transcribe(self, pcm: bytes, *, prompt: str | None = None, keyterms: Sequence[str] = ()) -> list[RecognizedWord]: ...
+
+
+# Whisper's habit on near-silence: drop segments it is unsure contain speech
+NO_SPEECH_PROB = 0.6
+MIN_AVG_LOGPROB = -1.0
+
+
+class WhisperRecognizer:
+    def __init__(self, model: str | os.PathLike[str] = DEFAULT_MODEL, *, cpu_threads: int = 1, workers: int = 2):
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError:
+            raise ModelError("the embedded engine needs faster-whisper: pip install 'live_stt_kernel[local]'") from None
+        self.model_name = os.fspath(model)
+        path = resolve_model(model)
+        self.english_only = self.model_name.endswith(".en") or path.rstrip("/").endswith(".en")
+        self._model = WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=cpu_threads, num_workers=workers)
+        self.transcribe(b"\x00\x00" * 16_000)  # the first decode is slow: pay for it before any session waits
+
+    def transcribe(self, pcm: bytes, *, prompt: str | None = None, keyterms: Sequence[str] = ()) -> list[RecognizedWord]:
+        audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+        if len(audio) < 1600:  # under 100 ms: nothing to say
+            return []
+        segments, _ = self._model.transcribe(
+            audio,
+            language="en" if self.english_only else None,
+            beam_size=1,
+            word_timestamps=True,
+            condition_on_previous_text=False,
+            vad_filter=False,
+            initial_prompt=prompt or None,
+            hotwords=", ".join(keyterms) or None,
+        )
+        words: list[RecognizedWord] = []
+        for segment in segments:
+            if segment.no_speech_prob > NO_SPEECH_PROB and segment.avg_logprob < MIN_AVG_LOGPROB:
+                continue
+            for w in segment.words or ():
+                text = w.word.strip()
+                if text:
+                    words.append(RecognizedWord(text, round(w.start * 1000), round(w.end * 1000), float(w.probability)))
+        return words
+
+
+_PUNCTUATION = re.compile(r"[^\w'-]+")
+
+
+def plain(text: str) -> str:
+    """Universal-Streaming's unformatted style: lower case, no punctuation."""
+    return _PUNCTUATION.sub("", text).lower()
+
+
+__all__ = ["RecognizedWord", "Recognizer", "WhisperRecognizer", "plain"]
