@@ -13,6 +13,8 @@ dev=0
 need=(libportaudio2)   # sounddevice's PortAudio, for the kernel microphone
 # the tests record a PulseAudio virtual microphone through PortAudio's ALSA pulse plugin
 [ "$dev" = 1 ] && need+=(pulseaudio pulseaudio-utils libasound2-plugins)
+# real speech for the embedded server's tests: LibriVox recordings with transcripts, and espeak-ng
+[ "$dev" = 1 ] && need+=(pocketsphinx-testdata espeak-ng sox)
 
 python=${PYTHON:-python3}
 if ! command -v "$python" >/dev/null; then

@@ -51,6 +51,13 @@ class WhisperRecognizer:
         audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
         if len(audio) < 1600:  # under 100 ms: nothing to say
             return []
+        # key terms bias decoding through the prompt (faster-whisper's ``hotwords`` silenced tiny.en in our
+        # tests); a prompt can also make Whisper stop at once, so an empty result is decoded again without it
+        hint = " ".join(p for p in (prompt, f"Key terms: {', '.join(keyterms)}." if keyterms else "") if p)
+        words = self._decode(audio, hint or None)
+        return words if words or not hint else self._decode(audio, None)
+
+    def _decode(self, audio: np.ndarray, prompt: str | None) -> list[RecognizedWord]:
         segments, _ = self._model.transcribe(
             audio,
             language="en" if self.english_only else None,
@@ -58,8 +65,7 @@ class WhisperRecognizer:
             word_timestamps=True,
             condition_on_previous_text=False,
             vad_filter=False,
-            initial_prompt=prompt or None,
-            hotwords=", ".join(keyterms) or None,
+            initial_prompt=prompt,
         )
         words: list[RecognizedWord] = []
         for segment in segments:

@@ -274,6 +274,7 @@ class LocalServer:
     @staticmethod
     def _json(connection: Any, status: http.HTTPStatus, body: dict[str, Any]) -> Any:
         response = connection.respond(status, json.dumps(body))
+        del response.headers["Content-Type"]
         response.headers["Content-Type"] = "application/json"
         return response
 

@@ -1,0 +1,94 @@
+"""The embedded server's turn detector and messages, fed data (no model, no sockets)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from live_stt_kernel.local.messages import final_messages, partial_message, stable_prefix
+from live_stt_kernel.local.recognizer import RecognizedWord, plain
+from live_stt_kernel.local.turns import CHECK, FINAL, PARTIAL, TurnDetector, TurnSettings, reads_finished
+
+
+def energy_vad(frame: bytes) -> bool:
+    return float(np.abs(np.frombuffer(frame, dtype="<i2")).mean()) > 500
+
+
+def audio(*spans: tuple[str, int]) -> bytes:
+    """("speech" | "silence", ms) spans as 16 kHz PCM16."""
+    out = []
+    for kind, ms in spans:
+        n = ms * 16
+        out.append((np.full(n, 3000, dtype="<i2") if kind == "speech" else np.zeros(n, dtype="<i2")).tobytes())
+    return b"".join(out)
+
+
+def feed(detector: TurnDetector, pcm: bytes, block: int = 1600) -> list:
+    requests = []
+    for i in range(0, len(pcm), block):
+        requests += detector.push(pcm[i : i + block])
+    return requests
+
+
+def test_a_turn_gets_partials_then_a_check_then_a_final_when_unfinished():
+    detector = TurnDetector(is_speech=energy_vad, settings=TurnSettings())
+    requests = feed(detector, audio(("silence", 500), ("speech", 2500), ("silence", 1000)))
+    kinds = [r.kind for r in requests]
+    assert kinds == [PARTIAL, PARTIAL, CHECK, FINAL]
+    final = requests[-1]
+    # opened 200 ms (pre-roll) before the 120 ms of speech that confirmed it; ends 200 ms into the silence
+    assert (final.turn_order, final.start_ms, final.end_ms) == (0, 300, 3200)
+    assert len(final.pcm) == (final.end_ms - final.start_ms) * 32
+    assert detector.turn_order == 1
+
+
+def test_a_check_that_reads_finished_ends_the_turn_early():
+    detector = TurnDetector(is_speech=energy_vad)
+    requests = feed(detector, audio(("silence", 300), ("speech", 1500), ("silence", 260)))
+    assert requests[-1].kind == CHECK and reads_finished("That is all.")
+    detector.end_turn()
+    more = feed(detector, audio(("silence", 1000), ("speech", 800), ("silence", 1000)))
+    assert [r.kind for r in more] == [CHECK, FINAL] and more[-1].turn_order == 1
+
+
+def test_the_same_audio_gives_the_same_requests_in_any_block_size():
+    pcm = audio(("silence", 400), ("speech", 3000), ("silence", 300), ("speech", 1200), ("silence", 1500))
+    runs = [[(r.kind, r.start_ms, r.end_ms) for r in feed(TurnDetector(is_speech=energy_vad), pcm, block)] for block in (640, 1600, 32000)]
+    assert runs[0] == runs[1] == runs[2]
+
+
+def test_no_turn_during_silence_or_a_click_and_long_turns_are_cut():
+    detector = TurnDetector(is_speech=energy_vad, settings=TurnSettings(max_turn_ms=3000))
+    assert feed(detector, audio(("silence", 2000), ("speech", 60), ("silence", 2000))) == []
+    requests = feed(detector, audio(("speech", 7000)))
+    finals = [r for r in requests if r.kind == FINAL]
+    assert len(finals) == 2 and all(r.end_ms - r.start_ms <= 3000 for r in finals)
+
+
+def test_force_endpoint_closes_the_open_turn_only():
+    detector = TurnDetector(is_speech=energy_vad)
+    assert detector.force_endpoint() == []
+    feed(detector, audio(("speech", 700)))
+    (request,) = detector.force_endpoint()
+    assert request.kind == FINAL and detector.turn_order == 1 and detector.force_endpoint() == []
+
+
+def test_partial_words_become_final_once_two_decodes_agree():
+    words = [RecognizedWord("Hello,", 0, 300, 0.9), RecognizedWord("world", 300, 600, 0.8), RecognizedWord("again", 600, 900, 0.7)]
+    first = partial_message(0, words[:2], 1000, [])
+    assert first["transcript"] == "" and [w["word_is_final"] for w in first["words"]] == [False, False]
+    second = partial_message(0, words, 1000, ["hello", "world"])
+    assert second["transcript"] == "hello world"
+    assert [w["word_is_final"] for w in second["words"]] == [True, True, False]
+    assert second["words"][0] == {"start": 1000, "end": 1300, "text": "hello", "confidence": 0.9, "word_is_final": True}
+    assert stable_prefix(["a", "b"], ["a", "c"]) == 1 and plain("Don't!") == "don't"
+
+
+def test_finals_come_unformatted_then_formatted_with_the_same_turn_order():
+    words = [RecognizedWord("Hi", 0, 200, 0.9), RecognizedWord("there.", 200, 500, 0.9)]
+    unformatted, formatted = final_messages(4, words, 2000, format_turns=True)
+    assert (unformatted["turn_order"], formatted["turn_order"]) == (4, 4)
+    assert unformatted["transcript"] == "hi there" and not unformatted["turn_is_formatted"]
+    assert formatted["transcript"] == "Hi there." and formatted["turn_is_formatted"]
+    assert all(m["end_of_turn"] for m in (unformatted, formatted))
+    assert [w["start"] for w in formatted["words"]] == [2000, 2200]
+    assert len(final_messages(4, words, 0, format_turns=False)) == 1
