@@ -74,7 +74,8 @@ def _package_dir(import_name: str, pip: str) -> Path:
     return Path(module.__file__ or "").parent
 
 
-def _verified(model_bin: Path, expected: str) -> None:
+def verify_weights(model_bin: Path, expected: str) -> None:
+    """Refuse weights that are missing or not byte-for-byte the pinned ones."""
     if not model_bin.exists():
         raise ModelError(f"model weights missing: {model_bin}")
     actual = sha256_of(model_bin)
@@ -85,7 +86,7 @@ def _verified(model_bin: Path, expected: str) -> None:
 
 def _tiny(spec: PackagedModel) -> Path:
     folder = _package_dir(spec.packages[0], spec.pip) / "model"
-    _verified(folder / "model.bin", spec.model_sha256)
+    verify_weights(folder / "model.bin", spec.model_sha256)
     return folder
 
 
@@ -104,7 +105,7 @@ def _assembled(spec: PackagedModel) -> Path:
         os.replace(partial, model_bin)
         for name in SUPPORT_FILES:
             shutil.copyfile(dirs[0] / name, target / name)
-    _verified(model_bin, spec.model_sha256)
+    verify_weights(model_bin, spec.model_sha256)
     return target
 
 
@@ -124,4 +125,4 @@ def resolve_model(model: str | os.PathLike[str] = DEFAULT_MODEL) -> str:
     return name  # a hub name: faster-whisper downloads it (needs internet)
 
 
-__all__ = ["DEFAULT_MODEL", "ModelError", "PACKAGED", "resolve_model", "sha256_of"]
+__all__ = ["DEFAULT_MODEL", "ModelError", "PACKAGED", "resolve_model", "sha256_of", "verify_weights"]

@@ -1,0 +1,56 @@
+"""The embedded default: one local server per process, started on demand, gone with its parent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from live_stt_kernel.local.launcher import EmbeddedServer, EmbeddedServerError, embedded_endpoint, stop_embedded_server
+from live_stt_kernel.session import resolve_endpoint
+
+
+def test_without_a_key_sessions_use_one_shared_local_server(monkeypatch):
+    monkeypatch.delenv("ASSEMBLYAI_API_KEY", raising=False)
+    try:
+        url, token = resolve_endpoint(None, None)
+        assert url.startswith("ws://127.0.0.1:") and len(token) >= 24
+        assert embedded_endpoint() == (url, token)  # reused, not started twice
+    finally:
+        stop_embedded_server()
+    monkeypatch.setenv("ASSEMBLYAI_API_KEY", "cloud-key")
+    assert resolve_endpoint(None, None) == ("wss://streaming.assemblyai.com/v3/ws", "cloud-key")
+
+
+def test_a_server_that_cannot_start_says_why(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIVE_STT_CACHE", str(tmp_path))
+    with pytest.raises(EmbeddedServerError, match="model folder not found"):
+        EmbeddedServer(model="./no-such-model", timeout=60)
+
+
+def test_the_server_stops_when_its_parent_dies():
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "from live_stt_kernel.local.launcher import embedded_endpoint; embedded_endpoint();"
+         "from live_stt_kernel.local import launcher; print(launcher._server.process.pid, flush=True); import time; time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, env={k: v for k, v in os.environ.items() if k != "ASSEMBLYAI_API_KEY"},
+    )
+    child = int(parent.stdout.readline())
+    os.kill(child, 0)  # running
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=10)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        with open(f"/proc/{child}/stat") as stat:
+            if stat.read().split()[2] == "Z":  # exited, waiting to be reaped by init
+                return
+        time.sleep(0.1)
+    os.kill(child, signal.SIGKILL)
+    pytest.fail("the local server outlived its parent")
