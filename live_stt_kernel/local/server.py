@@ -316,10 +316,13 @@ class _Session:
         self.previous_words: list[str] = []
         self.inbox: asyncio.Queue[Any] = asyncio.Queue()
         self.worker: asyncio.Task[None] | None = None
+        self.partial_task: asyncio.Task[None] | None = None
+        self.closed_turns: set[int] = set()
 
     def cancel(self) -> None:
-        if self.worker is not None:
-            self.worker.cancel()
+        for task in (self.worker, self.partial_task):
+            if task is not None:
+                task.cancel()
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.ws.send(json.dumps(message))
@@ -396,6 +399,8 @@ class _Session:
             item = await self.inbox.get()
             if item is _TERMINATE:
                 await self.run_requests(self.detector.force_endpoint())
+                if self.partial_task is not None:
+                    self.partial_task.cancel()
                 return
             if item is _FORCE:
                 await self.run_requests(self.detector.force_endpoint())
@@ -405,23 +410,39 @@ class _Session:
 
     async def run_requests(self, requests: list[Decode]) -> None:
         for request in requests:
-            if request.kind == PARTIAL and self.backlog_ms > PARTIAL_BACKLOG_MS:
+            if request.kind == PARTIAL:
+                # partials never change the turns: decode them beside the pipeline, one at a time, so a
+                # check or final never waits behind one (there are two decode workers)
+                if self.partial_task is None and self.backlog_ms <= PARTIAL_BACKLOG_MS:
+                    self.partial_task = asyncio.create_task(self.partial(request))
                 continue
-            words = await asyncio.get_running_loop().run_in_executor(
-                self.server.pool,
-                lambda r=request: self.server.recognizer.transcribe(r.pcm, prompt=self.config.prompt, keyterms=self.config.keyterms_prompt),
-            )
+            words = await self.decode(request)
             if request.kind == CHECK and reads_finished(" ".join(w.text for w in words)):
                 self.detector.end_turn()
                 await self.emit(request, words, final=True)
             else:
                 await self.emit(request, words, final=request.kind == FINAL)
 
+    async def decode(self, request: Decode) -> list[Any]:
+        return await asyncio.get_running_loop().run_in_executor(
+            self.server.pool,
+            lambda: self.server.recognizer.transcribe(request.pcm, prompt=self.config.prompt, keyterms=self.config.keyterms_prompt),
+        )
+
+    async def partial(self, request: Decode) -> None:
+        try:
+            words = await self.decode(request)
+            if request.turn_order not in self.closed_turns:  # its final went out meanwhile: too late
+                await self.emit(request, words, final=False)
+        finally:
+            self.partial_task = None
+
     async def emit(self, request: Decode, words: list[Any], *, final: bool) -> None:
         if not words and not (final and request.turn_order in self.turn_orders):
             return  # nothing heard: no Turn during silence
         order = self.turn_orders.setdefault(request.turn_order, len(self.turn_orders))
         if final:
+            self.closed_turns.add(request.turn_order)
             for message in final_messages(order, words, request.start_ms, format_turns=self.config.format_turns):
                 await self.send(message)
             self.previous_words = []
