@@ -128,8 +128,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import secrets
     import threading
 
-    from .local.launcher import READY_PREFIX, TOKEN_ENV
+    from .local.launcher import READY_PREFIX, SERVER_ENV, TOKEN_ENV
     from .local.models import cache_dir
+
+    if any(os.environ.get(k) != v for k, v in SERVER_ENV.items()):  # numpy is loaded already: restart with the limits set
+        os.execve(sys.executable, [sys.executable, "-m", "live_stt_kernel.cli", *sys.argv[1:]], {**os.environ, **SERVER_ENV})
     from .local.recognizer import WhisperRecognizer
     from .local.server import LocalServer
 

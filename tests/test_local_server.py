@@ -77,7 +77,7 @@ def test_the_official_sdk_transcribes_through_the_server(server, talk):
 
     path, reference = talk
     seen: dict[str, list] = {"begin": [], "turns": [], "end": [], "errors": []}
-    client = StreamingClient(StreamingClientOptions(api_key=server.token, api_host=server.url))
+    client = StreamingClient(StreamingClientOptions(api_key=server.token, api_host=server.url, terminate_timeout=60.0))
     client.on(StreamingEvents.Begin, lambda _c, e: seen["begin"].append(e))
     client.on(StreamingEvents.Turn, lambda _c, e: seen["turns"].append(e))
     client.on(StreamingEvents.Termination, lambda _c, e: seen["end"].append(e))
@@ -262,3 +262,15 @@ def test_params_from_our_client_are_understood(server, tmp_path):
     params = StreamingParams(keyterms_prompt=["notebook"], format_turns=True, min_turn_silence=300, max_turn_silence=900)
     session = Session(path, url=server.url, api_key=server.token, params=params, realtime=False, folder=None).start().wait(timeout=60)
     assert "notebook" in " ".join(session.df["text"]).lower()
+
+
+def test_turns_are_found_over_a_noise_floor(server, tmp_path):
+    # room noise between utterances must still read as silence, or turns run to the 15 s cap
+    path = tmp_path / "noisy.wav"
+    reference = conversation(path, librivox()[:3])
+    audio, _ = sf.read(path, dtype="float32")
+    noisy = audio + np.random.default_rng(3).normal(0, 10 ** (-50 / 20), len(audio)).astype(np.float32)
+    sf.write(path, noisy, 16000, subtype="PCM_16")
+    session = Session(path, url=server.url, api_key=server.token, realtime=False, folder=None).start().wait(timeout=120)
+    assert len(session.df) == 3
+    assert wer(reference, " ".join(session.df["text"])) <= 0.12

@@ -62,6 +62,7 @@ class WhisperRecognizer:
             audio,
             language="en" if self.english_only else None,
             beam_size=1,
+            temperature=0.0,  # no fallback re-decodes at higher temperatures: they doubled some decodes' cost
             word_timestamps=True,
             condition_on_previous_text=False,
             vad_filter=False,

@@ -336,7 +336,7 @@ class _Session:
                                                      ("max_turn_silence", self.config.max_turn_silence)) if value}
         from webrtcvad import Vad
 
-        vad = Vad(2)
+        vad = Vad(3)  # the most aggressive mode: mode 2 heard room noise after speech as speech (benchmarks/README.md)
         self.detector = TurnDetector(is_speech=lambda frame: vad.is_speech(frame, 16_000),
                                      settings=replace(self.server.settings, **overrides))
         self.audio_in = AudioIn(self.config)
