@@ -12,7 +12,6 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import LiveSTTError, ServerRefused
@@ -152,7 +151,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"{READY_PREFIX}{srv.url}/v3/ws", flush=True)
         print(f"model: {args.model}; {token_note}", file=sys.stderr, flush=True)
         if args.watch_stdin:  # our parent process holds the other end: stop when it goes away
-            threading.Thread(target=lambda: (sys.stdin.read(), srv.stop()), daemon=True).start()
+
+            def stop_at_eof() -> None:
+                sys.stdin.read()
+                srv.stop()
+
+            threading.Thread(target=stop_at_eof, daemon=True).start()
 
     server.run(on_ready=ready)
     return 0
