@@ -176,7 +176,9 @@ class LocalServer:
         self.host, self.port = host, port
         self.tokens = Tokens(token or secrets.token_urlsafe(24))
         self.settings = settings or TurnSettings()
+        self.workers = workers
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="live-stt-decode")
+        self.decoding = 0  # decodes queued or running, all sessions (event-loop thread only)
         self.active_sessions = 0
         self.sessions_served = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -413,7 +415,9 @@ class _Session:
             if request.kind == PARTIAL:
                 # partials never change the turns: decode them beside the pipeline, one at a time, so a
                 # check or final never waits behind one (there are two decode workers)
-                if self.partial_task is None and self.backlog_ms <= PARTIAL_BACKLOG_MS:
+                # and only on an idle worker, so no session's check or final queues behind another's partial
+                idle = self.server.decoding < self.server.workers
+                if self.partial_task is None and idle and self.backlog_ms <= PARTIAL_BACKLOG_MS:
                     self.partial_task = asyncio.create_task(self.partial(request))
                 continue
             words = await self.decode(request)
@@ -424,10 +428,14 @@ class _Session:
                 await self.emit(request, words, final=request.kind == FINAL)
 
     async def decode(self, request: Decode) -> list[Any]:
-        return await asyncio.get_running_loop().run_in_executor(
-            self.server.pool,
-            lambda: self.server.recognizer.transcribe(request.pcm, prompt=self.config.prompt, keyterms=self.config.keyterms_prompt),
-        )
+        self.server.decoding += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self.server.pool,
+                lambda: self.server.recognizer.transcribe(request.pcm, prompt=self.config.prompt, keyterms=self.config.keyterms_prompt),
+            )
+        finally:
+            self.server.decoding -= 1
 
     async def partial(self, request: Decode) -> None:
         try:
