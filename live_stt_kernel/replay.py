@@ -13,7 +13,6 @@ JSON control messages (3006), 128 KB messages (1009) and credentials (1008 or HT
 
 from __future__ import annotations
 
-import asyncio
 import http
 import json
 import threading
@@ -24,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .protocol import MAX_FRAME_BYTES, MAX_FRAME_MS, MIN_FRAME_MS, pcm_ms
+from .protocol import MAX_FRAME_MS, MIN_FRAME_MS, pcm_ms
+from .wsserver import LoopbackServer
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +186,7 @@ class ClientRecord:
         return any(t.get("type") == "Terminate" for t in self.texts)
 
 
-class ReplayServer:
+class ReplayServer(LoopbackServer):
     """Serve ``script`` (or ``script(record)`` per connection) at ``ws://127.0.0.1:PORT/v3/ws``.
 
     ``api_key`` is accepted in the `Authorization` header, ``tokens`` in the header or ``token=``
@@ -214,38 +214,8 @@ class ReplayServer:
         self.auth_failure = auth_failure
         self.strict_frames = strict_frames
         self.realtime_margin_ms = realtime_margin_ms
-        self.host, self.port = host, port
+        super().__init__(host=host, port=port)
         self.clients: list[ClientRecord] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._stopping: asyncio.Event | None = None
-        self._startup_error: BaseException | None = None
-
-    @property
-    def url(self) -> str:
-        return f"ws://{self.host}:{self.port}"
-
-    def __enter__(self) -> ReplayServer:
-        return self if self._thread is not None else self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self, timeout: float = 10.0) -> ReplayServer:
-        self._thread = threading.Thread(target=self._serve_forever, name="replay-server", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise RuntimeError("replay server did not start")
-        if self._startup_error:
-            raise self._startup_error
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self._loop and self._stopping:
-            self._loop.call_soon_threadsafe(self._stopping.set)
-        if self._thread:
-            self._thread.join(timeout)
 
     def wait_for_client(self, index: int = 0, timeout: float = 10.0) -> ClientRecord:
         """The ``index``-th connection once it has closed."""
@@ -261,23 +231,8 @@ class ReplayServer:
 
     # --- the server (its own event loop thread) ----------------------------------------------
 
-    def _serve_forever(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # surfaced by start()
-            self._startup_error = exc
-            self._ready.set()
-
-    async def _main(self) -> None:
-        from websockets.asyncio.server import serve
-
-        self._loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
-        async with serve(self._handle, self.host, self.port, process_request=self._check_request,
-                         max_size=MAX_FRAME_BYTES, max_queue=None, ping_interval=None) as server:
-            self.port = server.sockets[0].getsockname()[1]
-            self._ready.set()
-            await self._stopping.wait()
+    thread_name = "replay-server"
+    max_queue = None  # never pause reading: a handler awaiting a close must still see the client's close frame
 
     def _authorized(self, record: ClientRecord) -> bool:
         offered = {record.headers.get("authorization"), record.query.get("token")} - {None}

@@ -125,10 +125,6 @@ class Session:
     def running(self) -> bool:
         return self._worker is not None and not self._finished.is_set()
 
-    @property
-    def audio_seconds(self) -> float:
-        return self._store.audio.seconds if self._store else self.client.bytes_sent / (2 * protocol.SAMPLE_RATE)
-
     def on_turn(self, listener: TurnListener) -> TurnListener:
         """Call ``listener(record)`` for each finished turn (and each later version of it)."""
         self._turn_listeners.append(listener)

@@ -15,7 +15,6 @@ import http
 import json
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 
-from ..protocol import MAX_FRAME_BYTES, MAX_FRAME_MS, MIN_FRAME_MS
+from ..protocol import MAX_FRAME_MS, MIN_FRAME_MS
+from ..wsserver import LoopbackServer
 from .messages import begin_message, error_message, final_messages, partial_message, termination_message
 from .recognizer import Recognizer, plain
 from .turns import CHECK, FINAL, PARTIAL, Decode, TurnDetector, TurnSettings, reads_finished
@@ -166,26 +166,22 @@ class Tokens:
         return False, 0
 
 
-class LocalServer:
+class LocalServer(LoopbackServer):
     """Serve v3 at ``ws://host:port/v3/ws``. ``start()`` runs it on its own thread (for tests and the
     embedded default); ``run()`` blocks (for ``live-stt serve``)."""
 
+    thread_name = "live-stt-server"
+
     def __init__(self, recognizer: Recognizer, *, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
                  settings: TurnSettings | None = None, workers: int = 2):
+        super().__init__(host=host, port=port)
         self.recognizer = recognizer
-        self.host, self.port = host, port
         self.tokens = Tokens(token or secrets.token_urlsafe(24))
         self.settings = settings or TurnSettings()
         self.workers = workers
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="live-stt-decode")
         self.decoding = 0  # decodes queued or running, all sessions (event-loop thread only)
         self.active_sessions = 0
-        self.sessions_served = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._failure: BaseException | None = None
 
     def __repr__(self) -> str:
         return f"<LocalServer {self.url} sessions={self.active_sessions}>"
@@ -194,59 +190,13 @@ class LocalServer:
     def token(self) -> str:
         return self.tokens.master
 
-    @property
-    def url(self) -> str:
-        return f"ws://{self.host}:{self.port}"
-
-    # --- lifecycle ----------------------------------------------------------------------------
-
-    def start(self, timeout: float = 30.0) -> LocalServer:
-        self._thread = threading.Thread(target=self.run, name="live-stt-server", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise RuntimeError("the local server did not start in time")
-        if self._failure:
-            raise self._failure
-        return self
-
-    def run(self, on_ready: Any = None) -> None:
-        try:
-            asyncio.run(self._main(on_ready))
-        except BaseException as exc:
-            self._failure = exc
-            self._ready.set()
-            if self._thread is None:
-                raise
-
     def stop(self, timeout: float = 10.0) -> None:
-        if self._loop is not None and self._stopping is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
-        if self._thread is not None:
-            self._thread.join(timeout)
+        super().stop(timeout)
         self.pool.shutdown(wait=False, cancel_futures=True)
-
-    def __enter__(self) -> LocalServer:
-        return self if self._thread is not None else self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def _main(self, on_ready: Any) -> None:
-        from websockets.asyncio.server import serve
-
-        self._loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
-        async with serve(self._session, self.host, self.port, process_request=self._http, max_size=MAX_FRAME_BYTES,
-                         max_queue=64, ping_interval=None) as server:
-            self.port = server.sockets[0].getsockname()[1]
-            self._ready.set()
-            if on_ready is not None:
-                on_ready(self)
-            await self._stopping.wait()
 
     # --- HTTP: the token endpoint and the handshake's credentials ------------------------------
 
-    def _http(self, connection: Any, request: Any) -> Any:
+    def _check_request(self, connection: Any, request: Any) -> Any:
         parts = urlsplit(request.path)
         query = dict(parse_qsl(parts.query))
         header = request.headers.get("Authorization")
@@ -282,9 +232,8 @@ class LocalServer:
 
     # --- one streaming session ----------------------------------------------------------------
 
-    async def _session(self, ws: Any) -> None:
+    async def _handle(self, ws: Any) -> None:
         self.active_sessions += 1
-        self.sessions_served += 1
         session = _Session(self, ws)
         try:
             await session.run()
