@@ -10,14 +10,19 @@
     │       ├── PortAudioMissing    libportaudio2 not installed
     │       └── NoInputDevice       no microphone (typical for remote kernels)
     ├── ProtocolError               the server sent something that is not v3 (garbled JSON)
-    └── StreamingError              the connection failed or the server said no
-        ├── ServerUnreachable       DNS, refused, TLS, bad URL
-        ├── ConnectTimeout          no handshake or no `Begin` in time
-        ├── ServerRefused           closed with an error code (code, reason, Error frame text)
-        │   ├── AuthenticationError 401 / 1008 Unauthorized: never retried
-        │   └── TooManySessions     1008/3009 concurrency limits: back off
-        ├── ConnectionLost          dropped without a close frame (1006)
-        └── TerminationTimeout      `Terminate` sent, no `Termination` in time
+    ├── StreamingError              the connection failed or the server said no
+    │   ├── ServerUnreachable       DNS, refused, TLS, bad URL
+    │   ├── ConnectTimeout          no handshake or no `Begin` in time
+    │   ├── ServerRefused           closed with an error code (code, reason, Error frame text)
+    │   │   ├── AuthenticationError 401 / 1008 Unauthorized: never retried
+    │   │   └── TooManySessions     1008/3009 concurrency limits: back off
+    │   ├── ConnectionLost          dropped without a close frame (1006)
+    │   └── TerminationTimeout      `Terminate` sent, no `Termination` in time
+    └── LLMError                    a language model or translator failed (backend, model, status named)
+        ├── LLMRefused              400/401/403/404: the request, key or model is wrong; never retried
+        │   └── LLMGone             the endpoint is retired (LeMUR): use the LLM Gateway
+        ├── LLMRateLimited          429 on every attempt
+        └── LLMUnavailable          5xx, timeouts, unreachable, unusable answers, after the retries
 
 Each message says what happened and what to do; none contains a secret.
 """
@@ -99,6 +104,33 @@ class TerminationTimeout(StreamingError):
     """`Terminate` was sent but the server never confirmed with `Termination`."""
 
 
+class LLMError(LiveSTTError):
+    """A language-model or translation backend failed. ``backend``, ``model`` and ``status`` (HTTP
+    status, or None) say which and how; the message never contains a key."""
+
+    def __init__(self, message: str, *, backend: str = "", model: str = "", status: int | None = None):
+        super().__init__(message)
+        self.backend = backend
+        self.model = model
+        self.status = status
+
+
+class LLMRefused(LLMError):
+    """The backend refused the request (bad request, bad key, no access, unknown model)."""
+
+
+class LLMGone(LLMRefused):
+    """The endpoint has been retired."""
+
+
+class LLMRateLimited(LLMError):
+    """Still rate-limited after every retry."""
+
+
+class LLMUnavailable(LLMError):
+    """Server errors, timeouts or no connection, after every retry; or an answer we cannot use."""
+
+
 __all__ = [
     "AudioDeviceError",
     "AudioError",
@@ -107,6 +139,11 @@ __all__ = [
     "ConfigurationError",
     "ConnectTimeout",
     "ConnectionLost",
+    "LLMError",
+    "LLMGone",
+    "LLMRateLimited",
+    "LLMRefused",
+    "LLMUnavailable",
     "LiveSTTError",
     "NoInputDevice",
     "PortAudioMissing",

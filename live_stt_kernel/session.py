@@ -12,16 +12,20 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import protocol
-from .events import Event, SessionBegan, SpeakerRevision, Turn
+from .backends import Translator, as_translator
+from .events import Event, SessionBegan, SessionEnded, SpeakerRevision, Turn
+from .live_translation import LiveTranslator
+from .llm import LLM
 from .protocol import StreamingParams
 from .sources import AudioSource, MicSource, WavSource
 from .store import SessionStore, WavAppender, new_session_folder
 from .transcript import Transcript, TurnRecord
+from .translation import with_translations
 from .transport import StreamingClient
 
 log = logging.getLogger(__name__)
@@ -60,6 +64,10 @@ class Session:
 
     ``folder``: ``"auto"`` makes a new folder under ``./sessions/``; a path uses that folder;
     ``None`` keeps nothing on disk. Listeners run on the worker thread and must be quick.
+
+    ``translate_to``: a language (``"es"``) or several: each finished turn is translated once, off
+    the stream, with ``translator`` (a `Translator`, an `LLM`, a backend name, or None for the
+    default: the LLM Gateway with an AssemblyAI key, Apertium without). See `LiveTranslator`.
     """
 
     def __init__(
@@ -78,6 +86,9 @@ class Session:
         terminate_timeout: float = 10.0,
         on_turn: TurnListener | None = None,
         on_event: EventListener | None = None,
+        translate_to: str | Sequence[str] | None = None,
+        translator: Translator | LLM | str | None = None,
+        translation_prompt: str | None = None,
     ):
         self.source = as_source(source, realtime=realtime)
         server, key = resolve_endpoint(url, None if token else api_key)
@@ -95,6 +106,12 @@ class Session:
         self._worker: threading.Thread | None = None
         self._finished = threading.Event()
         self._error: BaseException | None = None
+        self.translations: LiveTranslator | None = None
+        if translate_to:
+            self.translations = LiveTranslator(
+                as_translator(translator, api_key=api_key, prompt=translation_prompt), to=translate_to,
+                prompt=translation_prompt, folder=self.folder, expect_formatted=bool(self.client.params.format_turns),
+            )
 
     def __repr__(self) -> str:
         state = "failed" if self._error else "finished" if self._finished.is_set() else "running" if self._worker else "new"
@@ -109,8 +126,10 @@ class Session:
 
     @property
     def df(self) -> Any:
-        """Final turns as a pandas DataFrame, built now from the current snapshot."""
-        return self._transcript.to_frame()
+        """Final turns as a pandas DataFrame, built now from the current snapshot, with a
+        ``translation_<lang>`` column per target language when translating."""
+        frame = self._transcript.to_frame()
+        return frame if self.translations is None else with_translations(frame, self.translations.translations)
 
     @property
     def partial(self) -> str:
@@ -148,29 +167,36 @@ class Session:
                 params=self.client.params.query(),
                 source=_describe(self.source),
                 status="running",
+                **({} if self.translations is None else {"translation": _describe_translation(self.translations)}),
             )
         self._worker = threading.Thread(target=self._run, name="live-stt-session", daemon=True)
         self._worker.start()
         return self
 
     def wait(self, timeout: float | None = None) -> Session:
-        """Block until the source ends by itself (e.g. a file) and the session is over."""
+        """Block until the source ends by itself (e.g. a file) and the session is over, its last
+        turns translated."""
         if self._worker is None:
             self.start()
         if not self._finished.wait(timeout):
             raise TimeoutError(f"session still running after {timeout:g} s")
-        return self._raise_failure()
+        return self._finish_translations(timeout)._raise_failure()
 
     def stop(self, timeout: float = 30.0) -> Session:
-        """End-of-file: close the source, let the server flush the last turn, wait, re-raise any
-        failure of the worker. Safe to call more than once."""
+        """End-of-file: close the source, let the server flush the last turn, wait (for the last
+        translations too), re-raise any failure of the worker. Safe to call more than once."""
         if self._worker is None:
             self._finished.set()
             return self
         self.source.close()
         if not self._finished.wait(timeout):
             raise TimeoutError(f"session did not finish within {timeout:g} s after stop()")
-        return self._raise_failure()
+        return self._finish_translations(timeout)._raise_failure()
+
+    def _finish_translations(self, timeout: float | None) -> Session:
+        if self.translations is not None and not self.translations.wait(timeout):
+            log.warning("translations still pending after %s s; they keep arriving in session.df", timeout)
+        return self
 
     def __enter__(self) -> Session:
         return self.start()
@@ -199,6 +225,8 @@ class Session:
         except BaseException as exc:
             self._error = exc
         finally:
+            if self.translations is not None:
+                self.translations.feed(self._transcript, ended=True)
             if self._store is not None:
                 self._store.update_meta(
                     ended_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -227,6 +255,8 @@ class Session:
         if changed and self._store is not None:
             for row in changed:
                 self._store.append_turn(row)
+        if self.translations is not None and (changed or isinstance(event, SessionEnded)):
+            self.translations.feed(after)
         for listener in self._event_listeners:
             self._call(listener, event)
         for row in changed:
@@ -255,6 +285,10 @@ class RecordedSource:
 
     def close(self) -> None:
         self.source.close()
+
+
+def _describe_translation(live: LiveTranslator) -> dict[str, Any]:
+    return {"targets": list(live.targets), "backend": live.translator.backend, "model": live.translator.model}
 
 
 def _describe(source: AudioSource) -> str:

@@ -13,13 +13,15 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import ConfigurationError
 from .protocol import BYTES_PER_SAMPLE, SAMPLE_RATE
 from .transcript import Transcript, TurnRecord
+
+T = TypeVar("T")
 
 TURNS_FILE = "turns.jsonl"
 AUDIO_FILE = "audio.wav"
@@ -117,16 +119,10 @@ def new_session_folder(root: str | Path = "sessions") -> Path:
     return candidate
 
 
-def read_turns(path: str | Path) -> Transcript:
-    """The transcript saved in a session folder or a turns JSONL file.
-
-    A torn last line (the process died mid-write) is ignored; every complete line is kept.
-    """
-    path = Path(path)
-    file = path / TURNS_FILE if path.is_dir() else path
-    if not file.exists():
-        raise FileNotFoundError(f"no saved session at {path}: {file.name} not found")
-    records = []
+def read_jsonl(file: Path, parse: Callable[[dict[str, Any]], T], *, what: str = "record") -> list[T]:
+    """Every complete line of an append-only JSONL file. A torn last line (the process died
+    mid-write) is ignored; a bad line anywhere else is an error."""
+    items = []
     # split on b"\n" only: JSON leaves U+2028 and friends unescaped, and a torn line may end mid-character
     lines = file.read_bytes().split(b"\n")
     while lines and not lines[-1].strip():
@@ -135,17 +131,31 @@ def read_turns(path: str | Path) -> Transcript:
         if not line.strip():
             continue
         try:
-            records.append(TurnRecord.from_dict(json.loads(line.decode("utf-8"))))
+            items.append(parse(json.loads(line.decode("utf-8"))))
         except (ValueError, TypeError) as exc:
             if number == len(lines):
                 break  # torn final line
-            raise ValueError(f"{file}:{number}: not a saved turn: {exc}") from exc
-    return Transcript.from_records(records)
+            raise ValueError(f"{file}:{number}: not a saved {what}: {exc}") from exc
+    return items
+
+
+def read_turns(path: str | Path) -> Transcript:
+    """The transcript saved in a session folder or a turns JSONL file."""
+    path = Path(path)
+    file = path / TURNS_FILE if path.is_dir() else path
+    if not file.exists():
+        raise FileNotFoundError(f"no saved session at {path}: {file.name} not found")
+    return Transcript.from_records(read_jsonl(file, TurnRecord.from_dict, what="turn"))
 
 
 def load_session(path: str | Path) -> Any:
-    """The DataFrame of a saved session (folder or ``turns.jsonl``), duplicates folded."""
-    return read_turns(path).to_frame()
+    """The DataFrame of a saved session (folder or ``turns.jsonl``), duplicates folded, with its
+    translations as ``translation_<lang>`` columns."""
+    from .live_translation import read_translations
+    from .translation import with_translations
+
+    path = Path(path)
+    return with_translations(read_turns(path).to_frame(), read_translations(path if path.is_dir() else path.parent))
 
 
 __all__ = ["SessionStore", "WavAppender", "load_session", "new_session_folder", "read_turns", "wav_header"]

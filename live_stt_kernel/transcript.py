@@ -187,6 +187,32 @@ class Transcript:
         return pd.DataFrame({name: pd.Series(values[name], dtype=_DTYPES[name]) for name in COLUMNS})
 
 
+def records_from_frame(frame: Any) -> list[TurnRecord]:
+    """Turn rows back into records, from any turns DataFrame (a live session's, a loaded folder's,
+    one read back from CSV without words). Missing columns get empty values."""
+    import pandas as pd
+
+    records = []
+    for position, row in enumerate(frame.to_dict("records")):
+        data = {k: (None if not isinstance(v, (list, tuple)) and pd.isna(v) else v) for k, v in row.items()}
+        words = data.get("words")
+        records.append(TurnRecord(
+            session_id=str(data.get("session_id") or ""),
+            turn_order=int(data.get("turn_order") if data.get("turn_order") is not None else position),
+            turn_index=int(data.get("turn_index") if data.get("turn_index") is not None else position),
+            text=str(data.get("text") or ""),
+            words=tuple(Word(**w) for w in words) if isinstance(words, (list, tuple)) else (),
+            start=data.get("start"),
+            end=data.get("end"),
+            confidence=data.get("confidence"),
+            speaker=data.get("speaker"),
+            language=data.get("language"),
+            formatted=bool(data.get("formatted")),
+            end_of_turn_latency=data.get("end_of_turn_latency"),
+        ))
+    return records
+
+
 _DTYPES = {
     "session_id": "string", "turn_index": "int64", "turn_order": "int64", "start": "float64", "end": "float64",
     "text": "string", "words": "object", "confidence": "float64", "speaker": "string", "language": "string",
@@ -230,4 +256,4 @@ class TurnSettler:
         return out
 
 
-__all__ = ["COLUMNS", "Transcript", "TurnRecord", "TurnSettler"]
+__all__ = ["COLUMNS", "Transcript", "TurnRecord", "TurnSettler", "records_from_frame"]

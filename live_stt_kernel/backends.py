@@ -1,0 +1,150 @@
+"""Choosing a backend: which model writes coaching reports and which translator translates turns.
+
+The rule everywhere (Python API and CLI alike):
+
+- a ``base_url`` alone means that OpenAI-compatible endpoint (or the LLM Gateway, if it is one);
+- else an AssemblyAI key (``api_key`` or ``$ASSEMBLYAI_API_KEY``) means the LLM Gateway;
+- else the embedded default: Apertium for live translation, the local model for coaching.
+
+The AssemblyAI key is only ever sent to AssemblyAI hosts; a third-party base URL gets ``api_key``
+when it is passed explicitly, or ``$OPENAI_API_KEY``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlparse
+
+from .errors import ConfigurationError
+from .llm import GATEWAY_MODEL, LLM, LeMUR, LLMGateway, Message, OpenAICompatible
+from .translation import clean_reply, translation_messages
+
+API_KEY_ENV = "ASSEMBLYAI_API_KEY"
+OPENAI_KEY_ENV = "OPENAI_API_KEY"
+LLM_BACKENDS = ("gateway", "openai", "lemur", "local")
+TRANSLATORS = ("apertium", *LLM_BACKENDS)
+LOCAL_MODEL = "qwen2.5-coder-1.5b-instruct"
+
+
+@runtime_checkable
+class Translator(Protocol):
+    """Translates one turn. ``backend``/``model`` name it in caches, files and errors."""
+
+    backend: str
+    model: str
+
+    def translate(self, text: str, *, target: str, prompt: str | None = None) -> str: ...
+
+
+class LLMTranslator:
+    """Translation by a chat model, the turn passed as delimited data."""
+
+    def __init__(self, llm: LLM, *, prompt: str | None = None, temperature: float = 0.0):
+        self.llm = llm
+        self.prompt = prompt
+        self.temperature = temperature
+
+    @property
+    def backend(self) -> str:
+        return self.llm.backend
+
+    @property
+    def model(self) -> str:
+        return self.llm.model
+
+    def __repr__(self) -> str:
+        return f"<LLMTranslator {self.llm!r}>"
+
+    def translate(self, text: str, *, target: str, prompt: str | None = None) -> str:
+        if not text.strip():
+            return ""
+        messages = translation_messages(text, target=target, prompt=prompt or self.prompt)
+        # room for a longer target language, never a runaway answer
+        budget = 64 + 4 * len(text.split())
+        return clean_reply(self.llm.complete(messages, max_tokens=budget, temperature=self.temperature))
+
+
+class LocalModel(OpenAICompatible):
+    """The embedded local model: its server is started (or reused) on the first request."""
+
+    backend = "local"
+
+    def __init__(self, **options: Any):
+        super().__init__("http://127.0.0.1", model=LOCAL_MODEL, **options)
+        self._started = False
+
+    def __repr__(self) -> str:
+        return f"<LocalModel {self.model} {'running' if self._started else 'not started'}>"
+
+    def _ensure_server(self) -> None:
+        if not self._started:
+            from .local.launcher import embedded_llm_endpoint
+
+            url, token = embedded_llm_endpoint()
+            self.base_url, self._api_key, self._started = url.rstrip("/"), token, True
+
+    def complete(self, messages: Sequence[Message], *, max_tokens: int = 1000, temperature: float = 0.2) -> str:
+        self._ensure_server()
+        return super().complete(messages, max_tokens=max_tokens, temperature=temperature)
+
+
+def _is_gateway(base_url: str) -> bool:
+    return (urlparse(base_url).hostname or "").endswith("llm-gateway.assemblyai.com") or \
+        (urlparse(base_url).hostname or "").endswith("llm-gateway.eu.assemblyai.com")
+
+
+def choose_backend(backend: str | None, *, base_url: str | None, api_key: str | None, default: str) -> str:
+    """The backend name the rule above picks."""
+    if backend is not None:
+        if backend not in TRANSLATORS:
+            raise ConfigurationError(f"unknown backend {backend!r}: choose one of {', '.join(TRANSLATORS)}")
+        return backend
+    if base_url:
+        return "gateway" if _is_gateway(base_url) else "openai"
+    if api_key or os.environ.get(API_KEY_ENV):
+        return "gateway"
+    return default
+
+
+def resolve_llm(backend: str | None = None, *, base_url: str | None = None, model: str | None = None,
+                api_key: str | None = None, **options: Any) -> LLM:
+    """A chat model by the rule in this module's docstring. ``options`` go to the HTTP backend
+    (``timeout``, ``retry``, ``requests_per_minute``)."""
+    name = choose_backend(backend, base_url=base_url, api_key=api_key, default="local")
+    if name == "apertium":
+        raise ConfigurationError("apertium translates but does not write reports: choose gateway, openai, lemur or local")
+    assembly_key = api_key or os.environ.get(API_KEY_ENV) or ""
+    if name == "gateway":
+        return LLMGateway(assembly_key, model=model or GATEWAY_MODEL, base_url=base_url, **options)
+    if name == "lemur":
+        return LeMUR(assembly_key, model=model or "anthropic/claude-sonnet-4-20250514", **({"base_url": base_url} if base_url else {}), **options)
+    if name == "openai":
+        if not base_url:
+            raise ConfigurationError("an OpenAI-compatible backend needs base_url (e.g. http://localhost:11434/v1 for Ollama)")
+        return OpenAICompatible(base_url, model=model or "gpt-4o-mini", api_key=api_key or os.environ.get(OPENAI_KEY_ENV), **options)
+    return LocalModel(**options)
+
+
+def resolve_translator(backend: str | None = None, *, base_url: str | None = None, model: str | None = None,
+                       api_key: str | None = None, prompt: str | None = None, **options: Any) -> Translator:
+    """A translator by the same rule; with nothing configured, Apertium (instant, offline)."""
+    name = choose_backend(backend, base_url=base_url, api_key=api_key, default="apertium")
+    if name == "apertium":
+        from .apertium import ApertiumTranslator
+
+        return ApertiumTranslator()
+    return LLMTranslator(resolve_llm(name, base_url=base_url, model=model, api_key=api_key, **options), prompt=prompt)
+
+
+def as_translator(value: Translator | LLM | str | None, **choice: Any) -> Translator:
+    """Accept a translator, a chat model, a backend name, or None (the rule)."""
+    if isinstance(value, Translator):
+        return value
+    if isinstance(value, LLM):
+        return LLMTranslator(value, prompt=choice.get("prompt"))
+    return resolve_translator(value, **choice)
+
+
+__all__ = ["LLMTranslator", "LocalModel", "Translator", "as_translator", "choose_backend", "resolve_llm", "resolve_translator"]

@@ -1,0 +1,255 @@
+"""Live translation: each finished turn translated once, off the stream, as it settles.
+
+Threads::
+
+    session worker --feed(snapshot)--> queue --> dispatcher thread (TurnSettler: once per turn)
+                                                     |--submit--> translation pool (bounded) --> results,
+                                                                  translations.jsonl, listeners
+
+The session worker only enqueues, so a slow or failing model never delays the transcript. Settings
+(targets, translator, prompt) are read when a turn settles: a change applies to the next turns;
+`retranslate` applies it to the earlier ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .backends import Translator
+from .store import read_jsonl
+from .transcript import Transcript, TurnRecord, TurnSettler
+from .translation import Translation, TranslationCache, language_code, latest_translations, prompt_id
+
+log = logging.getLogger(__name__)
+
+TRANSLATIONS_FILE = "translations.jsonl"
+TranslationListener = Callable[[Translation], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What a turn is translated with; captured when the turn is submitted."""
+
+    translator: Translator
+    targets: tuple[str, ...]
+    prompt: str | None
+
+
+def translate_one(row: TurnRecord, target: str, settings: Settings, cache: TranslationCache) -> Translation:
+    """Translate one turn (or take it from the cache); failures become a `Translation` with ``error``."""
+    translator = settings.translator
+    key = (row.text, target, translator.backend, translator.model, settings.prompt or "")
+    started = time.perf_counter()
+    base = Translation(session_id=row.session_id, turn_order=row.turn_order, target=target, source=row.text,
+                       text=None, backend=translator.backend, model=translator.model, prompt=prompt_id(settings.prompt))
+    cached = cache.get(key)
+    if cached is not None:
+        return replace(base, text=cached)
+    try:
+        text = translator.translate(row.text, target=target, prompt=settings.prompt)
+    except Exception as exc:  # kept with the turn, shown to the user; the turn itself is never lost
+        return replace(base, error=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - started)
+    cache.put(key, text)
+    return replace(base, text=text, seconds=time.perf_counter() - started)
+
+
+class LiveTranslator:
+    """Translates settled turns of a live transcript into one or more languages."""
+
+    def __init__(
+        self,
+        translator: Translator,
+        *,
+        to: str | Sequence[str],
+        prompt: str | None = None,
+        workers: int = 2,
+        max_pending: int = 256,
+        folder: str | Path | None = None,
+        expect_formatted: bool = True,
+        cache: TranslationCache | None = None,
+    ):
+        self._settings = Settings(translator, _targets(to), prompt)
+        self.cache = cache or TranslationCache()
+        self.settler = TurnSettler(expect_formatted=expect_formatted)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="live-stt-translate")
+        self._slots = threading.BoundedSemaphore(max_pending)
+        self._inbox: queue.Queue[tuple[Transcript, bool] | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._done: list[Translation] = []
+        self._pending = 0
+        self._idle = threading.Condition(self._lock)
+        self._settled: list[TurnRecord] = []
+        self._listeners: list[TranslationListener] = []
+        self.folder = None if folder is None else Path(folder)
+        self._file: Any = None  # opened with the first result: the session creates its folder at start()
+        self._dispatcher = threading.Thread(target=self._dispatch, name="live-stt-translate-dispatch", daemon=True)
+        self._dispatcher.start()
+
+    def __repr__(self) -> str:
+        s = self._settings
+        return f"<LiveTranslator to={list(s.targets)} {s.translator!r} done={len(self._done)} pending={self._pending}>"
+
+    # --- settings (any thread) ----------------------------------------------------------------
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return self._settings.targets
+
+    @property
+    def translator(self) -> Translator:
+        return self._settings.translator
+
+    @property
+    def prompt(self) -> str | None:
+        return self._settings.prompt
+
+    def configure(self, *, to: str | Sequence[str] | None = None, translator: Translator | None = None,
+                  prompt: str | None = None, default_prompt: bool = False) -> None:
+        """Change targets, translator or prompt for the turns that settle from now on."""
+        s = self._settings
+        self._settings = Settings(translator or s.translator, _targets(to) if to is not None else s.targets,
+                                  None if default_prompt else prompt if prompt is not None else s.prompt)
+
+    def on_translation(self, listener: TranslationListener) -> TranslationListener:
+        """Call ``listener(translation)`` on a pool thread as each one finishes; keep it quick."""
+        self._listeners.append(listener)
+        return listener
+
+    # --- feeding (session worker) ---------------------------------------------------------------
+
+    def feed(self, transcript: Transcript, *, ended: bool = False) -> None:
+        """Hand over the latest snapshot; returns at once."""
+        self._inbox.put((transcript, ended))
+
+    def retranslate(self, *, to: str | Sequence[str] | None = None) -> int:
+        """Translate every settled turn again with the current settings (the cache answers
+        whatever did not change). Returns the number of requests queued."""
+        with self._lock:
+            rows = list(self._settled)
+        settings = self._settings
+        targets = _targets(to) if to is not None else settings.targets
+        for row in rows:
+            for target in targets:
+                self._submit(row, target, settings)
+        return len(rows) * len(targets)
+
+    # --- reading (any thread) ---------------------------------------------------------------
+
+    @property
+    def translations(self) -> list[Translation]:
+        """Every finished translation so far, in the order they finished (failures included)."""
+        with self._lock:
+            return list(self._done)
+
+    def latest(self) -> dict[tuple[tuple[str, int], str], Translation]:
+        return latest_translations(self.translations)
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Until every fed turn is settled and translated; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._idle:
+            while self._inbox.unfinished_tasks or self._pending:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                # the dispatcher does not notify: look again soon
+                self._idle.wait(0.05 if remaining is None else min(remaining, 0.05))
+        return True
+
+    def close(self, timeout: float | None = 30.0) -> bool:
+        """Finish what was fed (within ``timeout``), then stop the threads. True if nothing was left."""
+        finished = self.wait(timeout)
+        self._inbox.put(None)
+        self._dispatcher.join(timeout=5)
+        self._pool.shutdown(wait=finished, cancel_futures=not finished)
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+            self._file, self.folder = None, None
+        return finished
+
+    # --- the threads ----------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        latest: Transcript | None = None
+        ended = False
+        while True:
+            try:
+                item = self._inbox.get(timeout=0.2)
+            except queue.Empty:
+                item = ...  # a tick: turns that never get a formatted final settle after a grace time
+            if item is None:
+                self._inbox.task_done()
+                return
+            if item is not ...:
+                latest, ended = item[0], ended or item[1]
+            if latest is not None:
+                for row in self.settler.update(latest, time.monotonic(), ended=ended):
+                    with self._lock:
+                        self._settled.append(row)
+                    settings = self._settings
+                    for target in settings.targets:
+                        self._submit(row, target, settings)
+            if item is not ...:
+                self._inbox.task_done()
+
+    def _submit(self, row: TurnRecord, target: str, settings: Settings) -> None:
+        self._slots.acquire()  # bounded: the dispatcher waits here, never the stream
+        with self._lock:
+            self._pending += 1
+        self._pool.submit(self._work, row, target, settings)
+
+    def _work(self, row: TurnRecord, target: str, settings: Settings) -> None:
+        try:
+            result = translate_one(row, target, settings, self.cache)
+            with self._lock:
+                self._done.append(result)
+                if self._file is None and self.folder is not None:
+                    self.folder.mkdir(parents=True, exist_ok=True)
+                    self._file = open(self.folder / TRANSLATIONS_FILE, "a", encoding="utf-8")
+                if self._file is not None:
+                    self._file.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+                    self._file.flush()
+            for listener in self._listeners:
+                try:
+                    listener(result)
+                except Exception:
+                    log.exception("translation listener %r failed", listener)
+        finally:
+            self._slots.release()
+            with self._idle:
+                self._pending -= 1
+                self._idle.notify_all()
+
+
+def _targets(to: str | Sequence[str]) -> tuple[str, ...]:
+    items = [to] if isinstance(to, str) else list(to)
+    return tuple(dict.fromkeys(language_code(t) for t in items))
+
+
+def read_translations(folder: str | Path) -> list[Translation]:
+    """The translations saved in a session folder; none if there are none."""
+    path = Path(folder) / TRANSLATIONS_FILE
+    return read_jsonl(path, Translation.from_dict, what="translation") if path.exists() else []
+
+
+def append_translations(folder: str | Path, items: Iterable[Translation]) -> None:
+    with open(Path(folder) / TRANSLATIONS_FILE, "a", encoding="utf-8") as f:
+        for item in items:
+            f.write(json.dumps(item.to_dict(), ensure_ascii=False) + "\n")
+
+
+__all__ = ["LiveTranslator", "TRANSLATIONS_FILE", "append_translations", "read_translations", "translate_one"]
