@@ -129,7 +129,7 @@ class Session:
         """Final turns as a pandas DataFrame, built now from the current snapshot, with a
         ``translation_<lang>`` column per target language when translating."""
         frame = self._transcript.to_frame()
-        return frame if self.translations is None else with_translations(frame, self.translations.translations)
+        return frame if self.translations is None else with_translations(frame, self.translations.translations, self.translations.targets)
 
     @property
     def partial(self) -> str:

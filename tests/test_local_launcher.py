@@ -35,7 +35,7 @@ def test_a_server_that_cannot_start_says_why(tmp_path, monkeypatch):
 def test_the_server_stops_when_its_parent_dies():
     parent = subprocess.Popen(
         [sys.executable, "-c", "from live_stt_kernel.local.launcher import embedded_endpoint; embedded_endpoint();"
-         "from live_stt_kernel.local import launcher; print(launcher._server.process.pid, flush=True); import time; time.sleep(60)"],
+         "from live_stt_kernel.local import launcher; print(launcher._servers['speech'].process.pid, flush=True); import time; time.sleep(60)"],
         stdout=subprocess.PIPE, text=True, env={k: v for k, v in os.environ.items() if k != "ASSEMBLYAI_API_KEY"},
     )
     child = int(parent.stdout.readline())

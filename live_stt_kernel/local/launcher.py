@@ -1,21 +1,29 @@
-"""The embedded default: with no API key, sessions use a local server started on first use.
+"""The embedded default: with no API key, sessions use local servers started on first use.
 
-One server process per Python process (a kernel), reused by every session, with a fresh token that
-never leaves the two processes (it travels in the child's environment). The child watches its stdin:
-when this process ends, for any reason, the pipe closes and the server stops with it.
+Two kinds, one mechanism: the speech server (AssemblyAI v3 over a WebSocket) and the LLM server
+(OpenAI-compatible chat). At most one of each per Python process (a kernel), reused by every caller,
+each with a fresh token that never leaves the two processes (it travels in the child's environment).
+The child watches its stdin: when this process ends, for any reason, the pipe closes and the server
+stops with it.
+
+Threads: any thread may ask for an endpoint; a lock per kind makes the first caller start the server
+while the others wait, and starting one kind never waits for the other (the LLM takes seconds to load).
 """
 
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import os
 import secrets
 import subprocess
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import LiveSTTError
+from . import llm_server
 from .models import DEFAULT_MODEL, cache_dir
 
 TOKEN_ENV = "LIVE_STT_SERVER_TOKEN"
@@ -25,24 +33,52 @@ READY_PREFIX = "live-stt server ready at "
 
 
 class EmbeddedServerError(LiveSTTError):
-    """The local server could not be started."""
+    """A local server could not be started."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ServerKind:
+    """How to start one kind of local server and read the address it announces on its first stdout line."""
+
+    what: str  # "speech" or "LLM": names the server in messages and in the registry
+    module: tuple[str, ...]  # ``python -m`` this, then the common options
+    ready_prefix: str
+    url_suffix: str  # cut from the announced URL to give the endpoint callers use
+    token_env: str
+    env: Mapping[str, str]
+    log_name: str  # the child's stderr, in the cache folder
+    default_model: str | None  # None: the server's own default
+    timeout: float  # seconds to wait for the ready line
+
+
+SPEECH = ServerKind(what="speech", module=("live_stt_kernel.cli", "serve"), ready_prefix=READY_PREFIX,
+                    url_suffix="/v3/ws", token_env=TOKEN_ENV, env=SERVER_ENV, log_name="server.log",
+                    default_model=DEFAULT_MODEL, timeout=120.0)
+# the first start assembles and hashes 1.1 GB of weights before loading them: allow for a slow disk
+LLM = ServerKind(what="LLM", module=("live_stt_kernel.local.llm_server",), ready_prefix=llm_server.READY_PREFIX,
+                 url_suffix="", token_env=llm_server.TOKEN_ENV, env={}, log_name="llm-server.log",
+                 default_model=None, timeout=300.0)
 
 
 class EmbeddedServer:
-    def __init__(self, *, model: str = DEFAULT_MODEL, timeout: float = 120.0):
+    """A server child process of one `ServerKind`; ``url`` and ``token`` are set once it is ready."""
+
+    def __init__(self, *, model: str | None = None, timeout: float | None = None, kind: ServerKind = SPEECH):
+        self.kind = kind
+        model = model if model is not None else kind.default_model
         self.token = secrets.token_urlsafe(24)
-        self.log_path = cache_dir() / "server.log"
+        self.log_path = cache_dir() / kind.log_name
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "live_stt_kernel.cli", "serve", "--port", "0", "--model", model, "--watch-stdin"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env={**os.environ, **SERVER_ENV, TOKEN_ENV: self.token},
-                text=True,
+                [sys.executable, "-m", *kind.module, "--port", "0", *(["--model", model] if model else []), "--watch-stdin"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                env={**os.environ, **kind.env, kind.token_env: self.token}, text=True,
             )
-        self.url = self._await_ready(timeout)
+        self.url = self._await_ready(kind.timeout if timeout is None else timeout)
 
     def __repr__(self) -> str:
-        return f"<EmbeddedServer {self.url} pid={self.process.pid}>"
+        return f"<EmbeddedServer {self.kind.what} {self.url} pid={self.process.pid}>"
 
     def _await_ready(self, timeout: float) -> str:
         line: list[str] = []
@@ -50,14 +86,14 @@ class EmbeddedServer:
         reader.start()
         reader.join(timeout)
         text = line[0].strip() if line else ""
-        if not text.startswith(READY_PREFIX):
+        if not text.startswith(self.kind.ready_prefix):
             self.stop()
             tail = _tail(self.log_path)
             raise EmbeddedServerError(
-                f"the embedded speech server did not start{'' if line else f' within {timeout:g} s'}: {tail or 'no output'} "
-                f"(log: {self.log_path})"
+                f"the embedded {self.kind.what} server did not start{'' if line else f' within {timeout:g} s'}: "
+                f"{tail or 'no output'} (log: {self.log_path})"
             )
-        return text[len(READY_PREFIX):].removesuffix("/v3/ws")
+        return text[len(self.kind.ready_prefix):].removesuffix(self.kind.url_suffix)
 
     @property
     def alive(self) -> bool:
@@ -81,26 +117,46 @@ def _tail(path: Path, lines: int = 3) -> str:
     return " | ".join(text[-lines:])
 
 
-_lock = threading.Lock()
-_server: EmbeddedServer | None = None
+_locks = {kind.what: threading.Lock() for kind in (SPEECH, LLM)}
+_servers: dict[str, EmbeddedServer] = {}  # by ServerKind.what
+
+
+def _endpoint(kind: ServerKind, model: str | None) -> tuple[str, str]:
+    with _locks[kind.what]:
+        server = _servers.get(kind.what)
+        if server is None or not server.alive:
+            server = _servers[kind.what] = EmbeddedServer(model=model, kind=kind)
+            atexit.register(server.stop)
+        return server.url, server.token
+
+
+def _stop(kind: ServerKind) -> None:
+    with _locks[kind.what]:
+        server = _servers.pop(kind.what, None)
+        if server is not None:
+            server.stop()
 
 
 def embedded_endpoint(*, model: str = DEFAULT_MODEL) -> tuple[str, str]:
-    """The URL and token of this process's local server, started (or restarted) as needed."""
-    global _server
-    with _lock:
-        if _server is None or not _server.alive:
-            _server = EmbeddedServer(model=model)
-            atexit.register(_server.stop)
-        return _server.url, _server.token
+    """The URL (``ws://127.0.0.1:PORT``) and token of this process's speech server, started (or restarted) as needed."""
+    return _endpoint(SPEECH, model)
 
 
 def stop_embedded_server() -> None:
-    global _server
-    with _lock:
-        if _server is not None:
-            _server.stop()
-            _server = None
+    _stop(SPEECH)
 
 
-__all__ = ["EmbeddedServer", "EmbeddedServerError", "embedded_endpoint", "stop_embedded_server"]
+def embedded_llm_endpoint(*, model: str | None = None) -> tuple[str, str]:
+    """The base URL (``http://127.0.0.1:PORT/v1``) and token of this process's LLM server, started as needed.
+
+    ``model`` is a GGUF file; by default the packaged Qwen2.5-Coder-1.5B-Instruct, verified before loading.
+    """
+    return _endpoint(LLM, model)
+
+
+def stop_embedded_llm_server() -> None:
+    _stop(LLM)
+
+
+__all__ = ["LLM", "SPEECH", "EmbeddedServer", "EmbeddedServerError", "ServerKind", "embedded_endpoint",
+           "embedded_llm_endpoint", "stop_embedded_llm_server", "stop_embedded_server"]

@@ -25,7 +25,7 @@ DEFAULT_MODEL = "tiny.en"
 
 
 class ModelError(LiveSTTError):
-    """The speech model is missing, incomplete, or not the file we pinned."""
+    """A model (speech or LLM) is missing, incomplete, or not the file we pinned."""
 
 
 @dataclass(frozen=True, slots=True)
