@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlparse
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, LiveSTTError, LLMUnavailable
 from .llm import GATEWAY_MODEL, LLM, LeMUR, LLMGateway, Message, OpenAICompatible
 from .translation import clean_reply, translation_messages
 
@@ -82,7 +82,10 @@ class LocalModel(OpenAICompatible):
         if not self._started:
             from .local.launcher import embedded_llm_endpoint
 
-            url, token = embedded_llm_endpoint()
+            try:
+                url, token = embedded_llm_endpoint()
+            except LiveSTTError as exc:  # weights missing, llama-cpp-python missing, a crash at start
+                raise self._fail(LLMUnavailable, None, f"the local model could not start: {exc}") from exc
             self.base_url, self._api_key, self._started = url.rstrip("/"), token, True
 
     def complete(self, messages: Sequence[Message], *, max_tokens: int = 1000, temperature: float = 0.2) -> str:
@@ -91,8 +94,8 @@ class LocalModel(OpenAICompatible):
 
 
 def _is_gateway(base_url: str) -> bool:
-    return (urlparse(base_url).hostname or "").endswith("llm-gateway.assemblyai.com") or \
-        (urlparse(base_url).hostname or "").endswith("llm-gateway.eu.assemblyai.com")
+    host = urlparse(base_url).hostname or ""
+    return host.endswith((".assemblyai.com", "//assemblyai.com")) and "llm-gateway" in host
 
 
 def choose_backend(backend: str | None, *, base_url: str | None, api_key: str | None, default: str) -> str:

@@ -1,7 +1,11 @@
 """The ``live-stt`` command.
 
-``live-stt transcribe FILE``  stream a file through a v3 server, print each turn once as it settles
-``live-stt demo``             the main job: the bundled sample, live, on a local server, saved to ./sessions/
+``live-stt transcribe FILE``      stream a file through a v3 server, print each turn once as it settles
+``live-stt demo``                 the main job: the bundled sample, live and translated, on local servers,
+                                  saved to ./sessions/, then a coaching report
+``live-stt translate SESSION``    translate a saved session's turns; saved into its folder
+``live-stt coach SESSION``        a coaching report on a saved session; saved into its folder
+``live-stt serve`` / ``serve-llm``  the embedded speech server / local LLM server
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import LiveSTTError, ServerRefused
 from .protocol import StreamingParams
 from .session import AUTO, Session
 from .transcript import TurnRecord, TurnSettler
+from .translation import Translation
 
 POLL_S = 0.05
 
@@ -43,19 +49,40 @@ def turn_json(row: TurnRecord) -> str:
     return json.dumps(data, ensure_ascii=False)
 
 
+def format_translation(item: Translation) -> str:
+    if item.text is None:
+        return f"    {item.target}: (not translated: {item.error})"
+    return f"    {item.target}: {item.text}"
+
+
+def translation_json(item: Translation) -> str:
+    return json.dumps({"translation": {k: v for k, v in item.to_dict().items() if k != "source"}}, ensure_ascii=False)
+
+
 def follow(session: Session, settler: TurnSettler, *, out: TextIO, fmt: str, live: TextIO | None) -> None:
-    """Print each turn once, as soon as it settles, until the session ends; show the live line on
-    ``live`` (a terminal) if given. Runs on the calling thread; the session works in the background."""
+    """Print each turn once, as soon as it settles, and each translation as it arrives, until the
+    session ends; show the live line on ``live`` (a terminal) if given. Runs on the calling thread;
+    the session works in the background."""
     shown = ""
+    printed = 0  # translations printed so far
+
+    def write(line: str) -> None:
+        nonlocal shown
+        if live is not None and shown:
+            live.write("\r\033[K")
+            shown = ""
+        out.write(line + "\n")
+        out.flush()
 
     def emit(rows: list[TurnRecord]) -> None:
-        nonlocal shown
+        nonlocal printed
         for row in rows:
-            if live is not None and shown:
-                live.write("\r\033[K")
-                shown = ""
-            out.write((turn_json(row) if fmt == "jsonl" else format_turn(row)) + "\n")
-            out.flush()
+            write(turn_json(row) if fmt == "jsonl" else format_turn(row))
+        if session.translations is not None:
+            done = session.translations.translations
+            for item in done[printed:]:
+                write(translation_json(item) if fmt == "jsonl" else format_translation(item))
+            printed = len(done)
 
     while session.running:
         emit(settler.update(session.transcript, time.monotonic()))
@@ -65,6 +92,9 @@ def follow(session: Session, settler: TurnSettler, *, out: TextIO, fmt: str, liv
             live.flush()
         time.sleep(POLL_S)
     emit(settler.update(session.transcript, time.monotonic(), ended=True))
+    if session.translations is not None:
+        session.translations.wait(timeout=60)
+        emit([])
     if live is not None and shown:
         live.write("\r\033[K")
         live.flush()
@@ -104,11 +134,21 @@ def _params(args: argparse.Namespace) -> StreamingParams:
     )
 
 
+def _translation_options(args: argparse.Namespace) -> dict[str, Any]:
+    if not args.to:
+        return {}
+    from .backends import as_translator
+
+    translator = as_translator(args.backend, base_url=args.base_url, model=args.model, api_key=args.api_key,
+                               prompt=args.prompt)
+    return {"translate_to": args.to, "translator": translator, "translation_prompt": args.prompt}
+
+
 def cmd_transcribe(args: argparse.Namespace) -> int:
     folder: Any = None if args.save is None else (AUTO if args.save == "" else args.save)
     session = Session(
         args.file, url=args.url, api_key=args.api_key, params=_params(args), folder=folder,
-        realtime=not args.fast, connect_timeout=args.timeout, begin_timeout=args.timeout,
+        realtime=not args.fast, connect_timeout=args.timeout, begin_timeout=args.timeout, **_translation_options(args),
     )
     return run_session(session, args)
 
@@ -117,10 +157,71 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .samples import sample_wav
 
     sample = sample_wav()
+    args.to = args.to or ["es"]  # the main job translates; Spanish unless told otherwise
     session = Session(sample, url=args.url, api_key=args.api_key, params=_params(args), folder=args.save or AUTO,
-                      realtime=not args.fast)
+                      realtime=not args.fast, **_translation_options(args))
     where = "AssemblyAI's cloud" if session.client.url.startswith("wss://streaming.") else f"the server at {session.client.url}"
-    return run_session(session, args, note=f"Streaming {sample.name} ({'fast' if args.fast else 'real time'}) to {where}")
+    translated = "" if session.translations is None else \
+        f", translated to {', '.join(session.translations.targets)} by {session.translations.translator.backend}"
+    code = run_session(session, args, note=f"Streaming {sample.name} ({'fast' if args.fast else 'real time'}) to {where}{translated}")
+    if code == 0 and not args.no_coach and session.folder is not None:
+        if not args.quiet:
+            print("\nCoaching report (computed metrics, then the model's analysis):", file=sys.stderr)
+        code = report(session.folder, args, llm_backend=None if args.backend == "apertium" else args.backend)
+    return code
+
+
+def _session_folder(path: str) -> Path:
+    target = Path(path)
+    if not target.exists():
+        raise FileNotFoundError(f"no saved session at {target}")
+    return target if target.is_dir() else target.parent
+
+
+def cmd_translate(args: argparse.Namespace) -> int:
+    from .analysis import translate_records
+    from .backends import as_translator
+    from .live_translation import append_translations
+    from .store import read_turns
+
+    records = list(read_turns(args.session).rows)
+    translator = as_translator(args.backend, base_url=args.base_url, model=args.model, api_key=args.api_key, prompt=args.prompt)
+    results = translate_records(records, to=args.to, translator=translator, prompt=args.prompt, workers=args.workers,
+                                progress=not args.quiet)
+    per_turn = len(results) // max(1, len(records))
+    for i, row in enumerate(records):
+        print(turn_json(row) if args.format == "jsonl" else format_turn(row))
+        for item in results[i * per_turn:(i + 1) * per_turn]:
+            print(translation_json(item) if args.format == "jsonl" else format_translation(item))
+    folder = _session_folder(args.session)
+    append_translations(folder, results)
+    failed = sum(r.error is not None for r in results)
+    if not args.quiet:
+        print(f"saved: {len(results) - failed} translations to {folder / 'translations.jsonl'}"
+              + (f" ({failed} failed)" if failed else ""), file=sys.stderr)
+    return 0 if not failed else 4
+
+
+def report(path: str | Path, args: argparse.Namespace, *, llm_backend: str | None) -> int:
+    """Print a coaching report on a saved session and save it beside its turns."""
+    from .analysis import coach, save_report
+
+    result = coach(path, backend=llm_backend, base_url=getattr(args, "base_url", None), model=getattr(args, "model", None),
+                   api_key=args.api_key, prompt=_prompt_text(args), use_llm=not getattr(args, "no_llm", False))
+    print(result.to_markdown())
+    saved = save_report(result, _session_folder(str(path)))
+    if not args.quiet:
+        print(f"saved: {', '.join(str(p) for p in saved)}", file=sys.stderr)
+    return 0
+
+
+def cmd_coach(args: argparse.Namespace) -> int:
+    return report(args.session, args, llm_backend=args.backend)
+
+
+def _prompt_text(args: argparse.Namespace) -> str | None:
+    prompt_file = getattr(args, "prompt_file", None)
+    return Path(prompt_file).read_text(encoding="utf-8") if prompt_file else getattr(args, "coach_prompt", None)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -162,6 +263,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve_llm(args: argparse.Namespace) -> int:
+    from .local.llm_server import main as serve_llm
+
+    forwarded = ["--host", args.host, "--port", str(args.port), *(["--model", args.model] if args.model else [])]
+    return serve_llm(forwarded + (["--threads", str(args.threads)] if args.threads else []))
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
@@ -179,6 +287,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--keyterm", action="append", default=[], help="a term to boost (repeatable)")
         p.add_argument("-q", "--quiet", action="store_true", help="only the turns on stdout")
 
+    def backend_options(p: argparse.ArgumentParser, *, what: str) -> None:
+        p.add_argument("--backend", choices=["apertium", "gateway", "openai", "lemur", "local"], default=None,
+                       help=f"who {what}: default: the LLM Gateway with an API key, an OpenAI-compatible server with "
+                            "--base-url alone, else the embedded local backends")
+        p.add_argument("--base-url", help="an OpenAI-compatible endpoint (or the LLM Gateway), e.g. http://localhost:11434/v1")
+        p.add_argument("--model", help="the model name at that backend")
+
+    def translation_options(p: argparse.ArgumentParser, *, required: bool = False) -> None:
+        p.add_argument("--to", action="append", default=[], required=required, metavar="LANG",
+                       help="translate each finished turn into LANG (es, fr, Spanish...; repeatable)")
+        p.add_argument("--prompt", help="translation prompt for LLM backends; {language} is replaced by the target")
+        backend_options(p, what="translates")
+
     t = sub.add_parser("transcribe", help="stream an audio file through a v3 server and print the turns")
     t.add_argument("file", help="WAV, FLAC, OGG, MP3...: any rate and channel count")
     t.add_argument("--url", help="ws:// or wss:// v3 endpoint (default: AssemblyAI's cloud)")
@@ -187,14 +308,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the session folder (turns.jsonl, audio.wav, meta.json) to DIR, or under ./sessions/")
     t.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the connection and Begin")
     common(t)
+    translation_options(t)
     t.set_defaults(run=cmd_transcribe)
 
     d = sub.add_parser("demo", help="the main job: stream the bundled speech sample live, print the turns, save the session")
     d.add_argument("--url", help="ws:// or wss:// v3 endpoint (default: the embedded local server, or the cloud with a key)")
     d.add_argument("--api-key", default=None, help="default: $ASSEMBLYAI_API_KEY; none means the embedded local server")
     d.add_argument("--save", default=None, metavar="DIR", help="session folder (default: a new one under ./sessions/)")
+    d.add_argument("--no-coach", action="store_true", help="skip the coaching report at the end")
     common(d)
+    translation_options(d)
     d.set_defaults(run=cmd_demo)
+
+    tr = sub.add_parser("translate", help="translate the turns of a saved session (folder or turns.jsonl)")
+    tr.add_argument("session", help="a session folder or its turns.jsonl")
+    tr.add_argument("--api-key", default=None, help="default: $ASSEMBLYAI_API_KEY (LLM Gateway)")
+    tr.add_argument("--workers", type=int, default=4, help="translations at once")
+    tr.add_argument("--format", choices=["text", "jsonl"], default="text")
+    tr.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes on stderr")
+    translation_options(tr, required=True)
+    tr.set_defaults(run=cmd_translate)
+
+    co = sub.add_parser("coach", help="a coaching report on a saved session: speaking metrics and an LLM's analysis")
+    co.add_argument("session", help="a session folder or its turns.jsonl")
+    co.add_argument("--api-key", default=None, help="default: $ASSEMBLYAI_API_KEY (LLM Gateway)")
+    co.add_argument("--prompt", dest="coach_prompt", help="the coaching instructions given to the model")
+    co.add_argument("--prompt-file", help="read the coaching instructions from a file")
+    co.add_argument("--no-llm", action="store_true", help="the computed metrics only")
+    co.add_argument("-q", "--quiet", action="store_true", help="no notes on stderr")
+    backend_options(co, what="writes the analysis")
+    co.set_defaults(run=cmd_coach)
 
     v = sub.add_parser("serve", help="run the embedded v3 server (offline speech model) on this machine")
     v.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
@@ -204,6 +347,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--cpu-threads", type=int, default=1, help="threads per decode")
     v.add_argument("--watch-stdin", action="store_true", help=argparse.SUPPRESS)
     v.set_defaults(run=cmd_serve)
+
+    sl = sub.add_parser("serve-llm", help="run the local LLM (OpenAI-compatible chat completions) on this machine")
+    sl.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    sl.add_argument("--port", type=int, default=8081, help="0 picks a free port")
+    sl.add_argument("--model", default=None, help="a GGUF file (default: the packaged Qwen2.5-Coder 1.5B Instruct)")
+    sl.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    sl.set_defaults(run=cmd_serve_llm)
     return parser
 
 

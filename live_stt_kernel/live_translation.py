@@ -77,7 +77,7 @@ class LiveTranslator:
         expect_formatted: bool = True,
         cache: TranslationCache | None = None,
     ):
-        self._settings = Settings(translator, _targets(to), prompt)
+        self._settings = Settings(translator, normalise_targets(to), prompt)
         self.cache = cache or TranslationCache()
         self.settler = TurnSettler(expect_formatted=expect_formatted)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="live-stt-translate")
@@ -116,7 +116,7 @@ class LiveTranslator:
                   prompt: str | None = None, default_prompt: bool = False) -> None:
         """Change targets, translator or prompt for the turns that settle from now on."""
         s = self._settings
-        self._settings = Settings(translator or s.translator, _targets(to) if to is not None else s.targets,
+        self._settings = Settings(translator or s.translator, normalise_targets(to) if to is not None else s.targets,
                                   None if default_prompt else prompt if prompt is not None else s.prompt)
 
     def on_translation(self, listener: TranslationListener) -> TranslationListener:
@@ -136,7 +136,7 @@ class LiveTranslator:
         with self._lock:
             rows = list(self._settled)
         settings = self._settings
-        targets = _targets(to) if to is not None else settings.targets
+        targets = normalise_targets(to) if to is not None else settings.targets
         for row in rows:
             for target in targets:
                 self._submit(row, target, settings)
@@ -235,7 +235,7 @@ class LiveTranslator:
                 self._idle.notify_all()
 
 
-def _targets(to: str | Sequence[str]) -> tuple[str, ...]:
+def normalise_targets(to: str | Sequence[str]) -> tuple[str, ...]:
     items = [to] if isinstance(to, str) else list(to)
     return tuple(dict.fromkeys(language_code(t) for t in items))
 

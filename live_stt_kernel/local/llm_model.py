@@ -50,6 +50,9 @@ QWEN_CODER_1_5B = PackagedGGUF(
 )
 
 
+REPEAT_PENALTY = 1.15
+
+
 class PromptTooLong(LiveSTTError, ValueError):
     """The conversation does not fit the model's context window (the caller's input, not a model failure)."""
 
@@ -162,6 +165,9 @@ class LocalChat:
                 return self._llm.create_chat_completion(  # type: ignore[no-any-return]
                     messages=[dict(m) for m in messages], max_tokens=max_tokens, temperature=temperature,
                     stop=stop or [], seed=self.seed,
+                    # a 1.5B model at low temperature loops on long answers ("The speaker's use of ... was
+                    # minimal" forty times in a coaching report); a mild penalty keeps it moving
+                    repeat_penalty=REPEAT_PENALTY,
                 )
             except ValueError as exc:
                 # llama-cpp-python's only signal for an over-long prompt is this ValueError's text
