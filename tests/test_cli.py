@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import API_KEY
 
 from live_stt_kernel.cli import main
@@ -77,17 +78,27 @@ def test_bad_inputs_get_specific_errors(tmp_path, make_wav, monkeypatch, capsys)
     assert "ws://" in capsys.readouterr().err
 
 
+@pytest.mark.timeout(300)
 def test_demo_streams_the_bundled_sample_through_the_embedded_server(tmp_path):
+    """The main job, as the README runs it: live turns, each translated, then a coaching report."""
     env = {k: v for k, v in os.environ.items() if k != "ASSEMBLYAI_API_KEY"}
-    done = subprocess.run([LIVE_STT, "demo", "--fast"], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    done = subprocess.run([LIVE_STT, "demo", "--fast"], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert len(lines) == 3
-    assert lines[0].endswith("Hello and welcome to this short demonstration.")
-    assert lines[2].endswith("The words appear on the screen while you are speaking.")
-    assert "to the server at ws://127.0.0.1:" in done.stderr
+    turns = [line for line in lines if line.startswith("[")]
+    assert len(turns) == 3
+    assert turns[0].endswith("Hello and welcome to this short demonstration.")
+    assert turns[2].endswith("The words appear on the screen while you are speaking.")
+    spanish = [line for line in lines if line.startswith("    es: ")]
+    assert len(spanish) == 3 and spanish[0].lower().startswith("    es: hola") and "palabras" in spanish[2]
+    assert lines[lines.index(turns[0]) + 1] == spanish[0]  # each translation right under its turn
+    assert "to the server at ws://127.0.0.1:" in done.stderr and "translated to es by apertium" in done.stderr
+    report = done.stdout[done.stdout.index("# Speaking coach report"):]
+    assert "## Analysis" in report and "## Computed metrics" in report and "words per minute" in report
     (folder,) = (tmp_path / "sessions").iterdir()
     assert len((folder / "turns.jsonl").read_text().splitlines()) == 6  # unformatted + formatted finals, folded on load
+    assert len((folder / "translations.jsonl").read_text().splitlines()) == 3  # one per turn
+    assert (folder / "coaching.md").read_text().strip() == report.strip()
     assert f"saved: sessions/{folder.name}" in done.stderr
 
 
