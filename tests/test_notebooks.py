@@ -12,18 +12,22 @@ from nbclient import NotebookClient
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
-def run_notebook(name: str, cwd: Path) -> list[str]:
+def execute(name: str, cwd: Path, timeout: int = 120) -> nbformat.NotebookNode:
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+    return nb
+
+
+def run_notebook(name: str, cwd: Path) -> list[str]:
     texts = []
-    for cell in nb.cells:
+    for cell in execute(name, cwd).cells:
         for output in cell.get("outputs", []):
             texts.append(output.get("text", "") + str(output.get("data", {}).get("text/plain", "")))
     return texts
 
 
 def test_every_notebook_is_tested():
-    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == ["01_quickstart.ipynb"]
+    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == ["01_quickstart.ipynb", "02_translate_and_coach.ipynb"]
 
 
 @pytest.mark.timeout(180)
@@ -35,3 +39,17 @@ def test_quickstart_streams_the_sample_and_shows_the_turns(tmp_path):
     for sentence in ("Hello and welcome to this short demonstration.", "The words appear on the screen while you are speaking."):
         assert everything.count(sentence) == 2  # the live DataFrame and the one loaded from disk
     assert len(list((tmp_path / "sessions").iterdir())) == 1
+
+
+@pytest.mark.timeout(600)
+def test_translate_and_coach_notebook(tmp_path):
+    nb = execute("02_translate_and_coach.ipynb", tmp_path, timeout=400)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    outputs = [{k: v for o in cell.outputs for k, v in o.get("data", {}).items()} for cell in code]
+    live, tweaked, german = outputs[1]["text/plain"], outputs[2]["text/plain"], outputs[3]["text/plain"]
+    assert "Hola" in live and "translation_es" in live  # Apertium, turn by turn
+    assert "translation_es" in tweaked and tweaked != live  # the local model with the new prompt
+    assert "translation_de" in german
+    assert outputs[4]["text/markdown"].startswith("# Speaking coach report") and "words per minute" in outputs[4]["text/markdown"]
+    assert outputs[5]["image/svg+xml"].lstrip().startswith("<svg")
+    assert "## Analysis" in outputs[6]["text/markdown"] and "## Computed metrics" in outputs[6]["text/markdown"]
