@@ -30,7 +30,7 @@ _ESCAPED = re.compile(r"\\(.)")
 
 def installed_pairs(source: str = "en", modes_dir: Path = MODES_DIR) -> dict[str, str]:
     """Targets reachable from ``source`` with the installed pairs: ``{"es": "eng-spa"}``."""
-    pairs = {}
+    pairs: dict[str, str] = {}
     for mode in sorted(modes_dir.glob("*.mode")) if modes_dir.is_dir() else []:
         parts = mode.stem.split("-")
         if len(parts) != 2:

@@ -32,8 +32,11 @@ LOCAL_MODEL = "qwen2.5-coder-1.5b-instruct"
 class Translator(Protocol):
     """Translates one turn. ``backend``/``model`` name it in caches, files and errors."""
 
-    backend: str
-    model: str
+    @property
+    def backend(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
 
     def translate(self, text: str, *, target: str, prompt: str | None = None) -> str: ...
 

@@ -189,22 +189,25 @@ class LiveTranslator:
         while True:
             try:
                 item = self._inbox.get(timeout=0.2)
-            except queue.Empty:
-                item = ...  # a tick: turns that never get a formatted final settle after a grace time
+            except queue.Empty:  # a tick: turns that never get a formatted final settle after a grace time
+                self._settle(latest, ended)
+                continue
             if item is None:
                 self._inbox.task_done()
                 return
-            if item is not ...:
-                latest, ended = item[0], ended or item[1]
-            if latest is not None:
-                for row in self.settler.update(latest, time.monotonic(), ended=ended):
-                    with self._lock:
-                        self._settled.append(row)
-                    settings = self._settings
-                    for target in settings.targets:
-                        self._submit(row, target, settings)
-            if item is not ...:
-                self._inbox.task_done()
+            latest, ended = item[0], ended or item[1]
+            self._settle(latest, ended)
+            self._inbox.task_done()
+
+    def _settle(self, latest: Transcript | None, ended: bool) -> None:
+        if latest is None:
+            return
+        for row in self.settler.update(latest, time.monotonic(), ended=ended):
+            with self._lock:
+                self._settled.append(row)
+            settings = self._settings
+            for target in settings.targets:
+                self._submit(row, target, settings)
 
     def _submit(self, row: TurnRecord, target: str, settings: Settings) -> None:
         self._slots.acquire()  # bounded: the dispatcher waits here, never the stream

@@ -208,6 +208,7 @@ class HTTPBackend:
             if self.limiter is not None:
                 self.limiter.acquire()
             wait: float | None = None
+            kind: type[LLMError]
             try:
                 response = self._session().post(url, json=body, headers=self._headers(), timeout=self.timeout)
             except requests.Timeout:

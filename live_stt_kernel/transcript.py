@@ -194,12 +194,12 @@ def records_from_frame(frame: Any) -> list[TurnRecord]:
 
     records = []
     for position, row in enumerate(frame.to_dict("records")):
-        data = {k: (None if not isinstance(v, (list, tuple)) and pd.isna(v) else v) for k, v in row.items()}
+        data: dict[str, Any] = {k: (None if not isinstance(v, (list, tuple)) and pd.isna(v) else v) for k, v in row.items()}
         words = data.get("words")
         records.append(TurnRecord(
             session_id=str(data.get("session_id") or ""),
-            turn_order=int(data.get("turn_order") if data.get("turn_order") is not None else position),
-            turn_index=int(data.get("turn_index") if data.get("turn_index") is not None else position),
+            turn_order=int(data["turn_order"]) if data.get("turn_order") is not None else position,
+            turn_index=int(data["turn_index"]) if data.get("turn_index") is not None else position,
             text=str(data.get("text") or ""),
             words=tuple(Word(**w) for w in words) if isinstance(words, (list, tuple)) else (),
             start=data.get("start"),
