@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .backends import Translator
+from .backends import Translator, as_translator
 from .store import read_jsonl
 from .transcript import Transcript, TurnRecord, TurnSettler
 from .translation import Translation, TranslationCache, language_code, latest_translations, prompt_id
@@ -112,11 +112,17 @@ class LiveTranslator:
     def prompt(self) -> str | None:
         return self._settings.prompt
 
-    def configure(self, *, to: str | Sequence[str] | None = None, translator: Translator | None = None,
-                  prompt: str | None = None, default_prompt: bool = False) -> None:
-        """Change targets, translator or prompt for the turns that settle from now on."""
+    def configure(self, *, to: str | Sequence[str] | None = None, translator: Translator | str | None = None,
+                  prompt: str | None = None, default_prompt: bool = False, **choice: Any) -> None:
+        """Change targets, translator or prompt for the turns that settle from now on.
+
+        ``translator`` may be a `Translator` or a backend name; ``choice`` (``model``, ``base_url``,
+        ``api_key``) picks a model for a backend name, as in `resolve_translator`."""
         s = self._settings
-        self._settings = Settings(translator or s.translator, normalise_targets(to) if to is not None else s.targets,
+        chosen = s.translator
+        if translator is not None or choice:
+            chosen = as_translator(translator if translator is not None else s.translator.backend, **choice)
+        self._settings = Settings(chosen, normalise_targets(to) if to is not None else s.targets,
                                   None if default_prompt else prompt if prompt is not None else s.prompt)
 
     def on_translation(self, listener: TranslationListener) -> TranslationListener:
