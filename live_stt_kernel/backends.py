@@ -13,12 +13,13 @@ when it is passed explicitly, or ``$OPENAI_API_KEY``.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlparse
 
-from .errors import ConfigurationError, LiveSTTError, LLMUnavailable
-from .llm import GATEWAY_MODEL, LLM, LeMUR, LLMGateway, Message, OpenAICompatible
+from .errors import ConfigurationError, LiveSTTError, LLMError, LLMUnavailable
+from .llm import GATEWAY_MODEL, LLM, LeMUR, LLMGateway, Message, OpenAICompatible, RetryPolicy
 from .translation import clean_reply, translation_messages
 
 API_KEY_ENV = "ASSEMBLYAI_API_KEY"
@@ -70,19 +71,36 @@ class LLMTranslator:
 
 
 class LocalModel(OpenAICompatible):
-    """The embedded local model: its server is started (or reused) on the first request."""
+    """The embedded local model: its server is started (or reused) on the first request, or in the
+    background by `warm_up` (loading takes ~2-6 s). A long answer takes tens of seconds on 2 cores,
+    and a retried request would only queue behind the abandoned one: a long timeout, one retry."""
 
     backend = "local"
 
     def __init__(self, **options: Any):
+        options.setdefault("timeout", 300.0)
+        options.setdefault("retry", RetryPolicy(attempts=2))
         super().__init__("http://127.0.0.1", model=LOCAL_MODEL, **options)
         self._started = False
+        self._start_lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        """Start (or find) the server on a background thread, so the first request need not wait."""
+        threading.Thread(target=self._quiet_start, name="live-stt-llm-warm-up", daemon=True).start()
+
+    def _quiet_start(self) -> None:
+        try:
+            self._ensure_server()
+        except LLMError:
+            pass  # the first request raises it where the user sees it
 
     def __repr__(self) -> str:
         return f"<LocalModel {self.model} {'running' if self._started else 'not started'}>"
 
     def _ensure_server(self) -> None:
-        if not self._started:
+        with self._start_lock:
+            if self._started:
+                return
             from .local.launcher import embedded_llm_endpoint
 
             try:
@@ -141,7 +159,10 @@ def resolve_translator(backend: str | None = None, *, base_url: str | None = Non
         from .apertium import ApertiumTranslator
 
         return ApertiumTranslator()
-    return LLMTranslator(resolve_llm(name, base_url=base_url, model=model, api_key=api_key, **options), prompt=prompt)
+    llm = resolve_llm(name, base_url=base_url, model=model, api_key=api_key, **options)
+    if isinstance(llm, LocalModel):
+        llm.warm_up()  # the first turn should not wait seconds for the model to load
+    return LLMTranslator(llm, prompt=prompt)
 
 
 def as_translator(value: Translator | LLM | str | None, **choice: Any) -> Translator:
