@@ -6,7 +6,7 @@ import numpy as np
 
 from live_stt_kernel.local.messages import final_messages, partial_message, stable_prefix
 from live_stt_kernel.local.recognizer import RecognizedWord, plain
-from live_stt_kernel.local.turns import CHECK, FINAL, PARTIAL, TurnDetector, TurnSettings, reads_finished
+from live_stt_kernel.local.turns import CHECK, DUE, FINAL, PARTIAL, TurnDetector, TurnSettings, reads_finished
 
 
 def energy_vad(frame: bytes) -> bool:
@@ -25,7 +25,10 @@ def audio(*spans: tuple[str, int]) -> bytes:
 def feed(detector: TurnDetector, pcm: bytes, block: int = 1600) -> list:
     requests = []
     for i in range(0, len(pcm), block):
-        requests += detector.push(pcm[i : i + block])
+        more = detector.push(pcm[i : i + block])
+        while more:  # the detector pauses after each due verdict
+            requests += more
+            more = detector.push(b"")
     return requests
 
 
@@ -33,8 +36,10 @@ def test_a_turn_gets_partials_then_a_check_then_a_final_when_unfinished():
     detector = TurnDetector(is_speech=energy_vad, settings=TurnSettings())
     requests = feed(detector, audio(("silence", 500), ("speech", 2500), ("silence", 1000)))
     kinds = [r.kind for r in requests]
-    assert kinds == [PARTIAL, PARTIAL, CHECK, FINAL]
-    final = requests[-1]
+    assert kinds == [PARTIAL, PARTIAL, CHECK, DUE, FINAL]
+    check, due, final = requests[-3:]
+    # the check's audio ends 40 ms into the silence, its verdict is due at 200 ms
+    assert (check.end_ms, due.end_ms, due.pcm) == (3040, 3200, b"")
     # opened 200 ms (pre-roll) before the 120 ms of speech that confirmed it; ends 200 ms into the silence
     assert (final.turn_order, final.start_ms, final.end_ms) == (0, 300, 3200)
     assert len(final.pcm) == (final.end_ms - final.start_ms) * 32
@@ -44,10 +49,26 @@ def test_a_turn_gets_partials_then_a_check_then_a_final_when_unfinished():
 def test_a_check_that_reads_finished_ends_the_turn_early():
     detector = TurnDetector(is_speech=energy_vad)
     requests = feed(detector, audio(("silence", 300), ("speech", 1500), ("silence", 260)))
-    assert requests[-1].kind == CHECK and reads_finished("That is all.")
+    assert [r.kind for r in requests[-2:]] == [CHECK, DUE] and reads_finished("That is all.")
     detector.end_turn()
     more = feed(detector, audio(("silence", 1000), ("speech", 800), ("silence", 1000)))
-    assert [r.kind for r in more] == [CHECK, FINAL] and more[-1].turn_order == 1
+    assert [r.kind for r in more] == [CHECK, DUE, FINAL] and more[-1].turn_order == 1
+
+
+def test_speech_before_the_verdict_drops_the_check():
+    detector = TurnDetector(is_speech=energy_vad)
+    pcm = audio(("speech", 800), ("silence", 100), ("speech", 400), ("silence", 1000))
+    requests = [r for r in feed(detector, pcm) if r.kind != PARTIAL]
+    assert [r.kind for r in requests] == [CHECK, CHECK, DUE, FINAL]  # the first pause was too short for a verdict
+    assert requests[0].end_ms < requests[1].end_ms and requests[2].turn_order == requests[1].turn_order
+
+
+def test_the_detector_reads_no_audio_past_a_due_verdict_until_asked():
+    detector = TurnDetector(is_speech=energy_vad)
+    first = detector.push(audio(("speech", 800), ("silence", 1000)))  # one big block
+    assert [r.kind for r in first] == [CHECK, DUE] and len(detector.pending) > 0
+    detector.end_turn()  # the check read finished
+    assert detector.push(b"") == [] and detector.turn_order == 1  # no FINAL for the closed turn
 
 
 def test_the_same_audio_gives_the_same_requests_in_any_block_size():

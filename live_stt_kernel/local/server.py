@@ -28,7 +28,7 @@ from ..protocol import MAX_FRAME_MS, MIN_FRAME_MS
 from ..wsserver import LoopbackServer
 from .messages import begin_message, error_message, final_messages, partial_message, termination_message
 from .recognizer import Recognizer, plain
-from .turns import CHECK, FINAL, PARTIAL, Decode, TurnDetector, TurnSettings, reads_finished
+from .turns import CHECK, DUE, FINAL, PARTIAL, Decode, TurnDetector, TurnSettings, reads_finished
 
 log = logging.getLogger(__name__)
 
@@ -268,10 +268,11 @@ class _Session:
         self.inbox: asyncio.Queue[Any] = asyncio.Queue()
         self.worker: asyncio.Task[None] | None = None
         self.partial_task: asyncio.Task[None] | None = None
+        self.check: tuple[Decode, asyncio.Task[list[Any]]] | None = None  # the latest check and its decode
         self.closed_turns: set[int] = set()
 
     def cancel(self) -> None:
-        for task in (self.worker, self.partial_task):
+        for task in (self.worker, self.partial_task, self.check[1] if self.check else None):
             if task is not None:
                 task.cancel()
 
@@ -357,24 +358,36 @@ class _Session:
                 await self.run_requests(self.detector.force_endpoint())
                 continue
             self.backlog_ms -= len(item) / 32
-            await self.run_requests(self.detector.push(item))
+            requests = self.detector.push(item)
+            while requests:  # the detector pauses after a due verdict; go on once it is settled
+                await self.run_requests(requests)
+                requests = self.detector.push(b"")
 
     async def run_requests(self, requests: list[Decode]) -> None:
         for request in requests:
             if request.kind == PARTIAL:
                 # partials never change the turns: decode them beside the pipeline, one at a time, so a
-                # check or final never waits behind one (there are two decode workers)
-                # and only on an idle worker, so no session's check or final queues behind another's partial
+                # check or final never waits behind one (there are two decode workers), only on an idle
+                # worker, so no session's check or final queues behind another's partial, and not while
+                # this session's check runs (a pause mid-sentence)
                 idle = self.server.decoding < self.server.workers
-                if self.partial_task is None and idle and self.backlog_ms <= PARTIAL_BACKLOG_MS:
+                checking = self.check is not None and not self.check[1].done()
+                if self.partial_task is None and idle and not checking and self.backlog_ms <= PARTIAL_BACKLOG_MS:
                     self.partial_task = asyncio.create_task(self.partial(request))
-                continue
-            words = await self.decode(request)
-            if request.kind == CHECK and reads_finished(" ".join(w.text for w in words)):
-                self.detector.end_turn()
-                await self.emit(request, words, final=True)
+            elif request.kind == CHECK:  # decode now, in the background; the verdict comes with DUE
+                self.check = (request, asyncio.create_task(self.decode(request)))
+            elif request.kind == DUE:
+                if self.check is None or self.check[0].turn_order != request.turn_order:
+                    continue
+                check, task = self.check
+                self.check = None
+                words = await task
+                if reads_finished(" ".join(w.text for w in words)):
+                    self.detector.end_turn()
+                    await self.emit(check, words, final=True)
             else:
-                await self.emit(request, words, final=request.kind == FINAL)
+                self.check = None
+                await self.emit(request, await self.decode(request), final=True)
 
     async def decode(self, request: Decode) -> list[Any]:
         self.server.decoding += 1

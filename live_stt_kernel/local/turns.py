@@ -1,12 +1,18 @@
 """Turn detection for the embedded server, pure: audio in, "decode this span" requests out.
 
 A voice-activity detector classifies 20 ms frames. A turn opens at speech (with a little pre-roll) and
-asks for a partial every ``partial_every_ms`` of new audio. After ``min_turn_silence`` of silence it
-asks for a *check*: the caller decodes the turn and, if the text reads as a finished sentence, calls
-``end_turn()`` and sends that decode as the final (punctuation stands in for AssemblyAI's end-of-turn
-model); otherwise the turn ends at ``max_turn_silence``. A turn longer than ``max_turn_ms`` is cut,
-because re-decoding cost grows with its length. The caller feeds audio and answers checks in order,
-and times are audio milliseconds, so the turns never depend on how fast audio arrives.
+asks for a partial every ``partial_every_ms`` of new audio. After ``check_after_ms`` of silence it asks
+for a *check*, a decode of the turn so far that the caller starts at once, in the background; at
+``min_turn_silence`` the check's verdict is *due*: if its text reads as a finished sentence the caller
+calls ``end_turn()`` and sends that decode as the final (punctuation stands in for AssemblyAI's
+end-of-turn model); otherwise the turn ends at ``max_turn_silence``. Starting the decode before the
+silence is long enough hides most of its cost (a Whisper decode takes about 0.33 s here). Speech before
+the verdict is due drops the check. A turn longer than ``max_turn_ms`` is cut, because re-decoding cost
+grows with its length.
+
+`push` stops right after a *due* request, so the caller can end the turn before the detector reads the
+audio that follows; ``push(b"")`` goes on. Times are audio milliseconds, so the turns never depend on how
+fast audio arrives.
 """
 
 from __future__ import annotations
@@ -22,20 +28,22 @@ BYTES_PER_MS = 32  # 16 kHz PCM16 mono
 class TurnSettings:
     min_turn_silence: int = 200
     max_turn_silence: int = 800
+    check_after_ms: int = 40  # start the check's decode this far into the silence (capped at min_turn_silence)
     partial_every_ms: int = 1000
     max_turn_ms: int = 15_000
     pre_roll_ms: int = 200
     min_speech_ms: int = 120  # shorter bursts (clicks, breaths) do not open a turn
 
 
-PARTIAL, CHECK, FINAL = "partial", "check", "final"
+PARTIAL, CHECK, DUE, FINAL = "partial", "check", "due", "final"
 
 
 @dataclass(frozen=True, slots=True)
 class Decode:
     """Transcribe ``pcm``, the open turn's audio from ``start_ms`` to ``end_ms``.
 
-    ``kind``: ``partial`` (the turn goes on), ``check`` (may end the turn: see ``end_turn``), ``final``.
+    ``kind``: ``partial`` (the turn goes on), ``check`` (may end the turn), ``due`` (no audio: the
+    latest check's verdict is due now; see ``end_turn``), ``final``.
     """
 
     turn_order: int
@@ -58,6 +66,7 @@ class TurnDetector:
     silence_ms: int = 0  # trailing silence
     last_partial_ms: int = 0
     checked: bool = False  # a check was asked for during the current silence
+    due: bool = False  # and its verdict was asked for
 
     @property
     def now_ms(self) -> int:
@@ -78,6 +87,8 @@ class TurnDetector:
             del self.pending[:frame]
             self.audio += chunk
             out += self._frame(self.is_speech(chunk))
+            if out and out[-1].kind == DUE:
+                break  # the caller may end the turn here: read no further until it has decided
         return out
 
     def _frame(self, speech: bool) -> list[Decode]:
@@ -92,16 +103,22 @@ class TurnDetector:
             return []
         self.speech_ms += FRAME_MS if speech else 0
         if speech:
-            self.silence_ms, self.checked = 0, False
+            self.silence_ms, self.checked, self.due = 0, False, False
         else:
             self.silence_ms += FRAME_MS
         if self.silence_ms >= s.max_turn_silence or self.now_ms - self.turn_start_ms >= s.max_turn_ms:
             request = self._request(FINAL)
             self.end_turn()
             return [request]
-        if self.silence_ms >= s.min_turn_silence and not self.checked:
+        out = []
+        if self.silence_ms >= min(s.check_after_ms, s.min_turn_silence) and not self.checked:
             self.checked = True
-            return [self._request(CHECK)]
+            out.append(self._request(CHECK))
+        if self.silence_ms >= s.min_turn_silence and self.checked and not self.due:
+            self.due = True
+            out.append(Decode(self.turn_order, self.turn_start_ms, self.now_ms, DUE))
+        if out:
+            return out
         if speech and self.now_ms - self.last_partial_ms >= s.partial_every_ms:
             self.last_partial_ms = self.now_ms
             return [self._request(PARTIAL)]
@@ -134,4 +151,4 @@ def reads_finished(text: str) -> bool:
     return text.rstrip().endswith((".", "?", "!"))
 
 
-__all__ = ["CHECK", "FINAL", "PARTIAL", "Decode", "TurnDetector", "TurnSettings", "reads_finished"]
+__all__ = ["CHECK", "DUE", "FINAL", "PARTIAL", "Decode", "TurnDetector", "TurnSettings", "reads_finished"]
