@@ -311,7 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     translation_options(t)
     t.set_defaults(run=cmd_transcribe)
 
-    d = sub.add_parser("demo", help="the main job: stream the bundled speech sample live, print the turns, save the session")
+    d = sub.add_parser("demo", help="the main job: the bundled speech sample live, each turn translated (Spanish unless "
+                                    "--to), then a coaching report; all saved in a session folder")
     d.add_argument("--url", help="ws:// or wss:// v3 endpoint (default: the embedded local server, or the cloud with a key)")
     d.add_argument("--api-key", default=None, help="default: $ASSEMBLYAI_API_KEY; none means the embedded local server")
     d.add_argument("--save", default=None, metavar="DIR", help="session folder (default: a new one under ./sessions/)")
@@ -352,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     sl.add_argument("--port", type=int, default=8081, help="0 picks a free port")
     sl.add_argument("--model", default=None, help="a GGUF file (default: the packaged Qwen2.5-Coder 1.5B Instruct)")
-    sl.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    sl.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores but one)")
     sl.set_defaults(run=cmd_serve_llm)
     return parser
 

@@ -288,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081, help="0 picks a free port")
     parser.add_argument("--model", help="a GGUF file (default: the packaged Qwen2.5-Coder-1.5B-Instruct, verified)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: all cores)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: all cores but one)")
     parser.add_argument("--ctx", type=int, default=DEFAULT_CTX, help="context window in tokens")
     parser.add_argument("--watch-stdin", action="store_true", help="stop when stdin closes (the parent process died)")
     args = parser.parse_args(argv)
