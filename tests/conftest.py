@@ -36,6 +36,23 @@ def make_wav(tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture
+def gateway() -> Iterator[Callable[..., Any]]:
+    """Start scripted LLM Gateway / OpenAI-compatible servers: ``gateway(*replies, respond=...)``."""
+    from gateway_server import GatewayServer
+
+    servers: list[GatewayServer] = []
+
+    def start(*replies: Any, **options: Any) -> GatewayServer:
+        server = GatewayServer(list(replies), **options).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
 def serve() -> Iterator[Callable[..., ReplayServer]]:
     """Start replay servers for a test: ``serve(script, **options)``; all are stopped afterwards."""
     servers: list[ReplayServer] = []

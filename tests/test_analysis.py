@@ -34,20 +34,6 @@ TALK = [
 ]
 
 
-@pytest.fixture
-def gateway():
-    servers: list[GatewayServer] = []
-
-    def start(*replies: Reply, **options) -> GatewayServer:
-        server = GatewayServer(list(replies), **options).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
 def gateway_llm(server: GatewayServer) -> LLMGateway:
     return LLMGateway(KEY, base_url=server.url + "/v1", requests_per_minute=None, retry=RetryPolicy(attempts=1))
 

@@ -27,20 +27,6 @@ FAST = RetryPolicy(attempts=3, base_s=0.01, max_s=0.05)
 HELLO = [{"role": "system", "content": "Translate into Spanish."}, {"role": "user", "content": "<turn>\nhello\n</turn>"}]
 
 
-@pytest.fixture
-def gateway():
-    servers: list[GatewayServer] = []
-
-    def start(*replies: Reply, **options) -> GatewayServer:
-        server = GatewayServer(list(replies), **options).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
 def gateway_client(server: GatewayServer, **options) -> LLMGateway:
     options.setdefault("retry", FAST)
     options.setdefault("requests_per_minute", None)

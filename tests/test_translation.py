@@ -37,20 +37,6 @@ KEY = "gw-secret-key-987654321"
 TEXTS = ["one two three", "four five six"]
 
 
-@pytest.fixture
-def gateway():
-    servers: list[GatewayServer] = []
-
-    def start(*replies: Reply) -> GatewayServer:
-        server = GatewayServer(list(replies)).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
 @pytest.fixture(scope="module")
 def apertium():
     translator = ApertiumTranslator()
