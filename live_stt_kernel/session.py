@@ -9,12 +9,15 @@ server, the worker ends, and any failure it met is raised here.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from . import protocol
 from .backends import Translator, as_translator
@@ -106,6 +109,9 @@ class Session:
         self._worker: threading.Thread | None = None
         self._finished = threading.Event()
         self._error: BaseException | None = None
+        self._tap: TappedSource | None = None
+        self._started_at: float | None = None
+        self._ended_at: float | None = None
         self.translations: LiveTranslator | None = None
         if translate_to:
             self.translations = LiveTranslator(
@@ -141,6 +147,18 @@ class Session:
         return self._error
 
     @property
+    def level_dbfs(self) -> float | None:
+        """The level of the audio block sent last (None before the first)."""
+        return None if self._tap is None else self._tap.level_dbfs
+
+    @property
+    def elapsed_s(self) -> float:
+        """Seconds since `start()` (frozen when the session ends)."""
+        if self._started_at is None:
+            return 0.0
+        return (self._ended_at or time.monotonic()) - self._started_at
+
+    @property
     def running(self) -> bool:
         return self._worker is not None and not self._finished.is_set()
 
@@ -169,6 +187,7 @@ class Session:
                 status="running",
                 **({} if self.translations is None else {"translation": _describe_translation(self.translations)}),
             )
+        self._started_at = time.monotonic()
         self._worker = threading.Thread(target=self._run, name="live-stt-session", daemon=True)
         self._worker.start()
         return self
@@ -219,7 +238,7 @@ class Session:
 
     def _run(self) -> None:
         try:
-            source = self.source if self._store is None else RecordedSource(self.source, self._store.audio)
+            source = self._tap = TappedSource(self.source, None if self._store is None else self._store.audio)
             for event in self.client.stream(source):
                 self._handle(event)
         except BaseException as exc:
@@ -237,6 +256,7 @@ class Session:
                     error=None if self._error is None else f"{type(self._error).__name__}: {self._error}",
                 )
                 self._store.close()
+            self._ended_at = time.monotonic()
             self._finished.set()
 
     def _handle(self, event: Event) -> None:
@@ -271,16 +291,29 @@ class Session:
             log.exception("session callback %r failed", listener)
 
 
-class RecordedSource:
-    """A source whose blocks are appended to the session's WAV as the sender takes them."""
+def dbfs(pcm: bytes) -> float:
+    """The RMS level of PCM16 audio in dB below full scale (-inf for digital silence)."""
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
+    if not len(samples):
+        return float("-inf")
+    rms = float(np.sqrt(np.mean(samples * samples))) / 32768.0
+    return 20 * math.log10(rms) if rms > 0 else float("-inf")
 
-    def __init__(self, source: AudioSource, audio: WavAppender):
+
+class TappedSource:
+    """A source seen by the sender thread: each block's level is kept (for a meter) and, with a
+    session folder, the block is appended to its WAV."""
+
+    def __init__(self, source: AudioSource, audio: WavAppender | None):
         self.source, self.audio = source, audio
         self.sample_rate = source.sample_rate
+        self.level_dbfs: float | None = None
 
     def __iter__(self) -> Iterator[bytes]:
         for block in self.source:
-            self.audio.append(block)
+            self.level_dbfs = dbfs(block)  # one float swap: readers on any thread see a whole value
+            if self.audio is not None:
+                self.audio.append(block)
             yield block
 
     def close(self) -> None:
@@ -297,9 +330,19 @@ def _describe(source: AudioSource) -> str:
     return type(source).__name__
 
 
-def start(source: AudioSource | str | Path | None = None, **options: Any) -> Session:
-    """Start a session on ``source`` (kernel microphone by default) and return it at once."""
-    return Session(source, **options).start()
+def start(source: AudioSource | str | Path | None = None, *, panel: bool | None = None, **options: Any) -> Session:
+    """Start a session on ``source`` (kernel microphone by default) and return it at once. In a
+    notebook (or with ``panel=True``) the live panel is shown too; ``panel=False`` shows nothing."""
+    session = Session(source, **options).start()
+    from .progress import in_notebook
+
+    if panel or (panel is None and in_notebook()):
+        from IPython.display import display
+
+        from .widgets import LivePanel
+
+        display(LivePanel(session))
+    return session
 
 
 __all__ = ["API_KEY_ENV", "Session", "resolve_endpoint", "start"]

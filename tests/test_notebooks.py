@@ -18,23 +18,18 @@ def execute(name: str, cwd: Path, timeout: int = 120) -> nbformat.NotebookNode:
     return nb
 
 
-def run_notebook(name: str, cwd: Path) -> list[str]:
-    texts = []
-    for cell in execute(name, cwd).cells:
-        for output in cell.get("outputs", []):
-            texts.append(output.get("text", "") + str(output.get("data", {}).get("text/plain", "")))
-    return texts
-
-
 def test_every_notebook_is_tested():
     assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == ["01_quickstart.ipynb", "02_translate_and_coach.ipynb"]
 
 
 @pytest.mark.timeout(180)
 def test_quickstart_streams_the_sample_and_shows_the_turns(tmp_path):
-    outputs = run_notebook("01_quickstart.ipynb", tmp_path)
+    nb = execute("01_quickstart.ipynb", tmp_path)
+    first = nb.cells[1].outputs  # lsk.start(...): the live panel, then the running session
+    assert "application/vnd.jupyter.widget-view+json" in first[0]["data"]
+    assert "<Session running" in first[1]["data"]["text/plain"]
+    outputs = [o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for c in nb.cells for o in c.get("outputs", [])]
     everything = "\n".join(outputs)
-    assert "<Session running" in outputs[0]
     assert re.search(r"live line: '\w+", everything)  # a partial while the first sentence is spoken
     for sentence in ("Hello and welcome to this short demonstration.", "The words appear on the screen while you are speaking."):
         assert everything.count(sentence) == 2  # the live DataFrame and the one loaded from disk

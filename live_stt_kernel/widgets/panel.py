@@ -1,0 +1,233 @@
+"""The live panel: start/stop, source, level meter, status, the live line, finished turns with their
+translations, translation controls, and a coach button, in ipywidgets.
+
+Threads: widget callbacks (the kernel's thread) only put a command on a queue. One UI thread owns
+every widget: ``fps`` times a second at most it runs the commands, builds the view from the session's
+snapshots (`view.build_view`) and sends only what changed (`view.changes`), batched with
+``hold_sync``. Nothing here prints or displays from a thread; the coaching report (slow: a model
+call) is written by a helper thread and handed back to the UI thread as a command.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as w
+
+from ..analysis import coach
+from ..backends import TRANSLATORS, as_translator
+from ..samples import sample_wav
+from ..session import Session
+from .view import PanelView, Status, build_view, changes
+
+log = logging.getLogger(__name__)
+
+SOURCES = {"audio file": "file", "kernel microphone": "mic"}
+Command = tuple[str, Any]
+
+
+def engine_of(session: Session) -> str:
+    url = session.client.url
+    if url.startswith("wss://streaming.") and "assemblyai" in url:
+        return "cloud (AssemblyAI)"
+    return "local" if "127.0.0.1" in url or "localhost" in url else url.split("/")[2]
+
+
+class LivePanel:
+    """``LivePanel(session)`` follows a running session; ``LivePanel()`` lets the user pick a source
+    and press Start. Display it in a notebook (it is the widget's ``_repr_mimebundle_``)."""
+
+    def __init__(self, session: Session | None = None, *, file: str | Path | None = None, translate_to: str = "es",
+                 session_options: dict[str, Any] | None = None, coach_options: dict[str, Any] | None = None,
+                 fps: float = 10.0):
+        self.session = session
+        self.session_options = dict(session_options or {})  # for sessions started with the Start button
+        self.coach_options = dict(coach_options or {})  # e.g. backend=, use_llm=False
+        self.interval = 1.0 / fps
+        self.commands: queue.Queue[Command] = queue.Queue()
+        self.frames = 0  # batches of widget updates sent (for tests and benchmarks)
+        self.command_threads: list[str] = []  # where commands ran (the UI thread, by design)
+        self._view: PanelView | None = None
+        self._closed = threading.Event()
+        self._coaching = False
+
+        self.source = w.Dropdown(options=list(SOURCES), value="audio file", description="Source")
+        self.file = w.Text(value=str(file or sample_wav()), description="File", layout=w.Layout(width="28em"))
+        self.start_button = w.Button(description="Start", button_style="success", icon="play")
+        self.stop_button = w.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
+        self.level = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="Level",
+                                     layout=w.Layout(width="20em"))
+        self.status = w.HTML(value="<b>ready</b>")
+        self.partial = w.HTML(value="", layout=w.Layout(min_height="1.6em"))
+        self.turns = w.VBox(layout=w.Layout(max_height="24em", overflow="auto"))
+        self.target = w.Text(value=translate_to, description="Translate", layout=w.Layout(width="12em"))
+        self.backend = w.Dropdown(options=["default", *TRANSLATORS], value="default", description="Backend")
+        self.model = w.Text(value="", placeholder="model (optional)", layout=w.Layout(width="16em"))
+        self.prompt = w.Textarea(value="", placeholder="translation prompt; {language} = the target (LLM backends)",
+                                 layout=w.Layout(width="44em", height="4em"))
+        self.apply_button = w.Button(description="Apply to next turns", icon="check")
+        self.retranslate_button = w.Button(description="Re-translate all", icon="refresh")
+        self.coach_button = w.Button(description="Coach", icon="graduation-cap", button_style="info")
+        self.report = w.Output(layout=w.Layout(border="1px solid #ddd", padding="4px"))
+        self.report.layout.display = "none"
+
+        self.start_button.on_click(lambda _: self.commands.put(("start", None)))
+        self.stop_button.on_click(lambda _: self.commands.put(("stop", None)))
+        self.apply_button.on_click(lambda _: self.commands.put(("apply", None)))
+        self.retranslate_button.on_click(lambda _: self.commands.put(("retranslate", None)))
+        self.coach_button.on_click(lambda _: self.commands.put(("coach", None)))
+
+        self.widget = w.VBox([
+            w.HBox([self.source, self.file, self.start_button, self.stop_button]),
+            w.HBox([self.level, self.status]),
+            self.partial,
+            self.turns,
+            w.HBox([self.target, self.backend, self.model]),
+            w.HBox([self.prompt, w.VBox([self.apply_button, self.retranslate_button])]),
+            self.coach_button,
+            self.report,
+        ])
+        if session is not None:
+            self._follow(session)
+        self._thread = threading.Thread(target=self._loop, name="live-stt-ui", daemon=True)
+        self._thread.start()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(timeout=2)
+
+    # --- the UI thread --------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._closed.is_set():
+            started = time.monotonic()
+            try:
+                self._run_commands()
+                self.render()
+            except Exception:  # the panel must outlive any one bad frame
+                log.exception("live panel frame failed")
+            self._closed.wait(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def _run_commands(self) -> None:
+        while True:
+            try:
+                name, value = self.commands.get_nowait()
+            except queue.Empty:
+                return
+            self.command_threads.append(threading.current_thread().name)
+            handler: Callable[[Any], None] = getattr(self, f"_do_{name}")
+            try:
+                handler(value)
+            except Exception as exc:
+                self.status.value = f'<span style="color:#b00020">{name} failed: {type(exc).__name__}: {exc}</span>'
+                self._view = None  # redraw the status next frame
+
+    def render(self) -> None:
+        """One frame: send what changed since the last one (UI thread)."""
+        session = self.session
+        if session is None:
+            return
+        state = "failed" if session.error else "streaming" if session.running else "stopped"
+        status = Status(engine=engine_of(session), session_id=session.session_ids[-1] if session.session_ids else None,
+                        elapsed_s=session.elapsed_s, state=state,
+                        error=None if session.error is None else f"{type(session.error).__name__}: {session.error}")
+        items = session.translations.translations if session.translations is not None else []
+        view = build_view(session.transcript, items, status, level_dbfs=session.level_dbfs if session.running else None)
+        diff = changes(self._view, view)
+        self._view = view
+        if diff.empty:
+            return
+        self.frames += 1
+        with self.status.hold_sync(), self.partial.hold_sync(), self.level.hold_sync():
+            if diff.status is not None:
+                self.status.value = diff.status
+            if diff.partial is not None:
+                self.partial.value = f"<i>{diff.partial}</i>" if diff.partial else ""
+            if diff.level is not None:
+                self.level.value = diff.level
+        rows = list(self.turns.children)
+        if diff.rebuild:
+            rows = []
+        for position, value in diff.updated:
+            rows[position].value = value
+        if diff.appended or diff.rebuild:
+            self.turns.children = tuple(rows) + tuple(w.HTML(value=value) for value in diff.appended)
+        running = session.running
+        self.start_button.disabled, self.stop_button.disabled = running, not running
+
+    # --- commands (UI thread) ---------------------------------------------------------------
+
+    def _follow(self, session: Session) -> None:
+        self.session, self._view = session, None
+        self.turns.children = ()
+
+    def _do_start(self, _: Any) -> None:
+        if self.session is not None and self.session.running:
+            return
+        source = None if SOURCES[self.source.value] == "mic" else self.file.value
+        options = {"translate_to": self.target.value or None, **self.translation_choice(), **self.session_options}
+        self._follow(Session(source, **options).start())
+
+    def _do_stop(self, _: Any) -> None:
+        if self.session is not None and self.session.running:
+            self.session.source.close()  # end-of-file; the worker finishes in the background
+
+    def translation_choice(self) -> dict[str, Any]:
+        backend = None if self.backend.value == "default" else self.backend.value
+        prompt = self.prompt.value.strip() or None
+        return {"translator": as_translator(backend, model=self.model.value or None, prompt=prompt),
+                "translation_prompt": prompt}
+
+    def _do_apply(self, _: Any) -> None:
+        live = self.session.translations if self.session is not None else None
+        if live is None:
+            return
+        choice = self.translation_choice()
+        live.configure(to=self.target.value, translator=choice["translator"], prompt=choice["translation_prompt"],
+                       default_prompt=choice["translation_prompt"] is None)
+
+    def _do_retranslate(self, _: Any) -> None:
+        self._do_apply(None)
+        if self.session is not None and self.session.translations is not None:
+            self.session.translations.retranslate()
+
+    def _do_coach(self, _: Any) -> None:
+        if self.session is None or self._coaching:
+            return
+        self._coaching = True
+        self.coach_button.description = "Coaching…"
+        frame = self.session.df
+
+        def work() -> None:  # a model call takes seconds: off the UI thread, result handed back
+            try:
+                self.commands.put(("report", coach(frame, **self.coach_options)))
+            except Exception as exc:
+                self.commands.put(("report", exc))
+
+        threading.Thread(target=work, name="live-stt-coach", daemon=True).start()
+
+    def _do_report(self, report: Any) -> None:
+        self._coaching = False
+        self.coach_button.description = "Coach"
+        if isinstance(report, Exception):
+            outputs: tuple[dict[str, Any], ...] = ({"output_type": "stream", "name": "stderr",
+                                                    "text": f"coaching failed: {report}\n"},)
+        else:
+            outputs = ({"output_type": "display_data", "metadata": {},
+                        "data": {"text/markdown": report.to_markdown(), "text/plain": report.to_markdown()}},
+                       {"output_type": "display_data", "metadata": {},
+                        "data": {"image/svg+xml": report.chart_svg(), "text/plain": "<coaching chart>"}})
+        self.report.outputs = outputs
+        self.report.layout.display = None
+
+
+__all__ = ["LivePanel"]
