@@ -1,11 +1,18 @@
-"""Write notebooks/02_translate_and_coach.ipynb (run: python scripts/make_notebooks.py)."""
+"""Write the notebooks that are generated from code: ``python scripts/make_notebooks.py``.
+
+notebooks/02_translate_and_coach.ipynb   live translation, prompt tweaking, translate(), coaching
+notebooks/05_protocol_tour.ipynb         the v3 messages as they arrive, partial vs final, turn detection, latency
+"""
 
 from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-cells = [
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+
+TRANSLATE_AND_COACH = [
     new_markdown_cell(
         "# Translate and coach\n\n"
         "Each finished turn is translated once, as it settles, off the stream; afterwards the whole conversation gets a "
@@ -49,7 +56,77 @@ cells = [
     new_code_cell("metrics_only.chart()"),
     new_code_cell("report = lsk.coach(df)  # the local model here; the LLM Gateway with a key\nreport"),
 ]
-notebook = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
-path = Path(__file__).resolve().parent.parent / "notebooks" / "02_translate_and_coach.ipynb"
-nbformat.write(notebook, path)
-print(f"wrote {path}")
+
+PROTOCOL_TOUR = [
+    new_markdown_cell(
+        "# A tour of the streaming protocol\n\n"
+        "AssemblyAI's Universal Streaming v3 is a WebSocket: the client sends raw audio (50–1000 ms binary frames) and "
+        "a few JSON commands; the server answers with JSON messages. The embedded local server speaks the same "
+        "protocol, so everything below is what the cloud would send too. Here we record every message of one session "
+        "as it arrives."
+    ),
+    new_code_cell(
+        "import pandas as pd\n\n"
+        "import live_stt_kernel as lsk\n"
+        "from live_stt_kernel import protocol\n"
+        "from live_stt_kernel.samples import sample_wav\n\n"
+        "params = lsk.StreamingParams(format_turns=True)\n"
+        "print(protocol.build_url(\"ws://127.0.0.1:8765\", params))  # what the client asks for (no key in the URL)\n\n"
+        "events = []  # the listener runs on the session's worker thread: keep it quick\n"
+        "session = lsk.Session(sample_wav(), params=params, folder=None, on_event=events.append)\n"
+        "session.start().wait(timeout=120)  # real time, so the server has time to send partials\n"
+        "len(events)"
+    ),
+    new_markdown_cell(
+        "## The messages, in order\n\n"
+        "`Begin` opens the session. Then `Turn` messages: **partials** (`end_of_turn` false) are the server's current "
+        "guess while someone speaks, and their words become final (`word_is_final`) once they stop changing; a "
+        "**final** (`end_of_turn` true) closes the turn. With `format_turns=true` a final comes twice: unformatted, "
+        "then formatted (cased and punctuated) with the same `turn_order`. `Termination` (the `SessionEnded` event here) "
+        "ends the session. The client parses each message into a small frozen event (`lsk.Turn`, `lsk.SessionBegan`...)."
+    ),
+    new_code_cell(
+        "def row(e):\n"
+        "    kind = type(e).__name__\n"
+        "    if isinstance(e, lsk.Turn):\n"
+        "        final_words = sum(w.is_final for w in e.words)\n"
+        "        return {\"message\": \"Turn\", \"turn_order\": e.turn_order, \"end_of_turn\": e.end_of_turn,\n"
+        "                \"formatted\": e.formatted, \"final words\": f\"{final_words}/{len(e.words)}\",\n"
+        "                \"text\": e.transcript or \" \".join(w.text for w in e.words)}\n"
+        "    return {\"message\": kind}\n\n"
+        "table = pd.DataFrame([row(e) for e in events])\n"
+        "table"
+    ),
+    new_markdown_cell("## One turn, from first guess to final"),
+    new_code_cell("table[table.turn_order == 0]"),
+    new_markdown_cell(
+        "## How the turn ends\n\n"
+        "The local server listens with a voice-activity detector. About 40 ms into a silence it starts decoding the "
+        "turn; at 200 ms of silence (`min_turn_silence`) it ends the turn if that decode reads like a finished "
+        "sentence, otherwise it waits up to 800 ms (`max_turn_silence`). AssemblyAI's cloud makes the same decision "
+        "with a model of its own. Both can be tuned per session (`StreamingParams(min_turn_silence=..., "
+        "max_turn_silence=...)`) or mid-session with `UpdateConfiguration`."
+    ),
+    new_markdown_cell(
+        "## Latency per turn\n\n"
+        "`end_of_turn_latency` is measured by the client: from sending the audio of the turn's last word to the "
+        "arrival of its final."
+    ),
+    new_code_cell(
+        "finals = session.df[[\"turn_index\", \"text\", \"end_of_turn_latency\"]]\n"
+        "turns = table[table.message == \"Turn\"]\n"
+        "print(f\"partials: {(~turns.end_of_turn.astype(bool)).sum()}, finals: {turns.end_of_turn.astype(bool).sum()}\")\n"
+        "finals"
+    ),
+]
+
+
+def write(name: str, cells: list) -> None:
+    path = NOTEBOOKS / name
+    nbformat.write(new_notebook(cells=cells, metadata=KERNEL), path)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    write("02_translate_and_coach.ipynb", TRANSLATE_AND_COACH)
+    write("05_protocol_tour.ipynb", PROTOCOL_TOUR)

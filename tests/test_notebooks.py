@@ -19,7 +19,8 @@ def execute(name: str, cwd: Path, timeout: int = 120) -> nbformat.NotebookNode:
 
 
 def test_every_notebook_is_tested():
-    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == ["01_quickstart.ipynb", "02_translate_and_coach.ipynb"]
+    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == [
+        "01_quickstart.ipynb", "02_translate_and_coach.ipynb", "05_protocol_tour.ipynb"]
 
 
 @pytest.mark.timeout(180)
@@ -48,3 +49,16 @@ def test_translate_and_coach_notebook(tmp_path):
     assert outputs[4]["text/markdown"].startswith("# Speaking coach report") and "words per minute" in outputs[4]["text/markdown"]
     assert outputs[5]["image/svg+xml"].lstrip().startswith("<svg")
     assert "## Analysis" in outputs[6]["text/markdown"] and "## Computed metrics" in outputs[6]["text/markdown"]
+
+
+@pytest.mark.timeout(300)
+def test_protocol_tour_shows_partials_becoming_finals(tmp_path):
+    nb = execute("05_protocol_tour.ipynb", tmp_path)
+    texts = ["".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in c.get("outputs", []))
+             for c in nb.cells if c.cell_type == "code"]
+    assert texts[0].startswith("ws://127.0.0.1:8765/v3/ws?sample_rate=16000") and "format_turns=true" in texts[0]
+    table = texts[1]
+    assert "SessionBegan" in table and "SessionEnded" in table
+    assert "Hello and welcome to this short demonstration." in texts[2] and "False" in texts[2] and "True" in texts[2]
+    partials, finals = map(int, re.search(r"partials: (\d+), finals: (\d+)", texts[3]).groups())
+    assert partials >= 1 and finals == 6  # three turns, each final unformatted then formatted
