@@ -1,6 +1,7 @@
 """Write the notebooks that are generated from code: ``python scripts/make_notebooks.py``.
 
-notebooks/02_translate_and_coach.ipynb   live translation, prompt tweaking, translate(), coaching
+notebooks/02_live_translation.ipynb      live translation, prompt tweaking while it runs, translate() on any DataFrame
+notebooks/03_coaching.ipynb              a coaching report on a session: metrics, chart, the model's analysis, a prompt
 notebooks/05_protocol_tour.ipynb         the v3 messages as they arrive, partial vs final, turn detection, latency
 """
 
@@ -12,12 +13,12 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
 
-TRANSLATE_AND_COACH = [
+LIVE_TRANSLATION = [
     new_markdown_cell(
-        "# Translate and coach\n\n"
-        "Each finished turn is translated once, as it settles, off the stream; afterwards the whole conversation gets a "
-        "coaching report. Everything here runs offline on the embedded default (no key): Apertium for instant "
-        "translation, a local 1.5B model for prompts and analysis. With `ASSEMBLYAI_API_KEY` set, the same calls use "
+        "# Live translation\n\n"
+        "Each finished turn is translated once, as it settles, off the stream: the transcript never waits for a "
+        "translation. Everything here runs offline on the embedded default (no key): Apertium for instant, literal "
+        "translation, a local 1.5B model when you want a prompt. With `ASSEMBLYAI_API_KEY` set, the same calls use "
         "AssemblyAI's cloud and LLM Gateway."
     ),
     new_code_cell(
@@ -47,14 +48,39 @@ TRANSLATE_AND_COACH = [
         "df = lsk.load_session(session.folder)\n"
         "lsk.translate(df, to=\"de\", translator=\"local\")[[\"text\", \"translation_es\", \"translation_de\"]]"
     ),
+]
+
+COACHING = [
     new_markdown_cell(
-        "## Coaching\n\n"
-        "The metrics are computed exactly in Python; the model gets them with the transcript and writes the analysis. "
-        "Without a model (`use_llm=False`) the metrics alone still read as a report."
+        "# Coaching a conversation\n\n"
+        "`lsk.coach(df)` reads a whole conversation: speaking metrics computed exactly in Python (pace, fillers, "
+        "hedges, pauses, long sentences, questions, repeated words, each with the exact words said), then a language "
+        "model's written analysis built on those numbers. The bundled coaching sample is a short meeting update with "
+        "the habits a coach looks for."
     ),
+    new_code_cell(
+        "import live_stt_kernel as lsk\n"
+        "from live_stt_kernel.samples import coaching_sample\n\n"
+        "session = lsk.start(coaching_sample(), realtime=False, panel=False).wait(timeout=120)\n"
+        "df = lsk.load_session(session.folder)  # any turns DataFrame works: a live session's or a saved one\n"
+        "df[[\"start\", \"end\", \"text\"]]"
+    ),
+    new_markdown_cell("## The metrics alone\n\nNo model needed: the report still says what to work on, with quotes."),
     new_code_cell("metrics_only = lsk.coach(df, use_llm=False)\nmetrics_only"),
-    new_code_cell("metrics_only.chart()"),
-    new_code_cell("report = lsk.coach(df)  # the local model here; the LLM Gateway with a key\nreport"),
+    new_code_cell("metrics_only.chart()  # pace per turn against the comfortable band; fillers and hedges"),
+    new_markdown_cell(
+        "## With a model\n\n"
+        "Offline this is the local 1.5B model (about 15-25 s here); with a key, the LLM Gateway. The analysis comes "
+        "first, the computed metrics stay below it, and any quote the model made up is flagged."
+    ),
+    new_code_cell("report = lsk.coach(df)\nreport"),
+    new_markdown_cell("## Your own prompt"),
+    new_code_cell(
+        "custom = lsk.coach(df, max_tokens=300, prompt=(\n"
+        "    \"You coach product managers giving a short stand-up update. Write three bullet points: what to keep, \"\n"
+        "    \"what to cut, and one sentence to rehearse. Quote the transcript exactly.\"))\n"
+        "custom"
+    ),
 ]
 
 PROTOCOL_TOUR = [
@@ -122,11 +148,14 @@ PROTOCOL_TOUR = [
 
 
 def write(name: str, cells: list) -> None:
+    for number, cell in enumerate(cells):
+        cell.id = f"cell-{number:02d}"  # stable ids: regenerating changes only what changed
     path = NOTEBOOKS / name
     nbformat.write(new_notebook(cells=cells, metadata=KERNEL), path)
     print(f"wrote {path}")
 
 
 if __name__ == "__main__":
-    write("02_translate_and_coach.ipynb", TRANSLATE_AND_COACH)
+    write("02_live_translation.ipynb", LIVE_TRANSLATION)
+    write("03_coaching.ipynb", COACHING)
     write("05_protocol_tour.ipynb", PROTOCOL_TOUR)

@@ -20,7 +20,8 @@ def execute(name: str, cwd: Path, timeout: int = 120) -> nbformat.NotebookNode:
 
 def test_every_notebook_is_tested():
     assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == [
-        "01_quickstart.ipynb", "02_translate_and_coach.ipynb", "05_protocol_tour.ipynb"]
+        "01_quickstart.ipynb", "02_live_translation.ipynb", "03_coaching.ipynb", "05_protocol_tour.ipynb",
+        "06_export_and_load.ipynb"]
 
 
 @pytest.mark.timeout(180)
@@ -37,18 +38,30 @@ def test_quickstart_streams_the_sample_and_shows_the_turns(tmp_path):
     assert len(list((tmp_path / "sessions").iterdir())) == 1
 
 
+def outputs_by_code_cell(nb: nbformat.NotebookNode) -> list[dict]:
+    """Per code cell: every output's data merged by MIME type."""
+    return [{k: v for o in cell.outputs for k, v in o.get("data", {}).items()} for cell in nb.cells if cell.cell_type == "code"]
+
+
 @pytest.mark.timeout(600)
-def test_translate_and_coach_notebook(tmp_path):
-    nb = execute("02_translate_and_coach.ipynb", tmp_path, timeout=400)
-    code = [cell for cell in nb.cells if cell.cell_type == "code"]
-    outputs = [{k: v for o in cell.outputs for k, v in o.get("data", {}).items()} for cell in code]
+def test_live_translation_notebook(tmp_path):
+    outputs = outputs_by_code_cell(execute("02_live_translation.ipynb", tmp_path, timeout=400))
     live, tweaked, german = outputs[1]["text/plain"], outputs[2]["text/plain"], outputs[3]["text/plain"]
+    assert "application/vnd.jupyter.widget-view+json" in outputs[0]  # start() showed the live panel
     assert "Hola" in live and "translation_es" in live  # Apertium, turn by turn
     assert "translation_es" in tweaked and tweaked != live  # the local model with the new prompt
     assert "translation_de" in german
-    assert outputs[4]["text/markdown"].startswith("# Speaking coach report") and "words per minute" in outputs[4]["text/markdown"]
-    assert outputs[5]["image/svg+xml"].lstrip().startswith("<svg")
-    assert "## Analysis" in outputs[6]["text/markdown"] and "## Computed metrics" in outputs[6]["text/markdown"]
+
+
+@pytest.mark.timeout(600)
+def test_coaching_notebook(tmp_path):
+    outputs = outputs_by_code_cell(execute("03_coaching.ipynb", tmp_path, timeout=400))
+    assert "Does that make sense?" in outputs[0]["text/plain"]
+    metrics = outputs[1]["text/markdown"]
+    assert metrics.startswith("# Speaking coach report") and "**you know**" in metrics and "words per minute" in metrics
+    assert outputs[2]["image/svg+xml"].lstrip().startswith("<svg")
+    assert "## Analysis" in outputs[3]["text/markdown"] and "## Computed metrics" in outputs[3]["text/markdown"]
+    assert "## Analysis" in outputs[4]["text/markdown"]
 
 
 @pytest.mark.timeout(300)
