@@ -33,6 +33,7 @@ from .errors import (
     TooManySessions,
 )
 from .events import Event, SessionBegan, SessionEnded, Turn, Word
+from .export import export, export_session
 from .live_translation import LiveTranslator
 from .llm import LLM, LeMUR, LLMGateway, OpenAICompatible, RetryPolicy
 from .protocol import StreamingParams
@@ -94,6 +95,8 @@ __all__ = [
     "WavSource",
     "Word",
     "coach",
+    "export",
+    "export_session",
     "input_devices",
     "load_session",
     "resolve_llm",

@@ -194,14 +194,16 @@ def records_from_frame(frame: Any) -> list[TurnRecord]:
 
     records = []
     for position, row in enumerate(frame.to_dict("records")):
-        data: dict[str, Any] = {k: (None if not isinstance(v, (list, tuple)) and pd.isna(v) else v) for k, v in row.items()}
+        # cells may hold lists, or numpy arrays (a frame read back from Parquet): only scalars can be missing
+        data: dict[str, Any] = {k: (v if hasattr(v, "__len__") and not isinstance(v, str) else None if pd.isna(v) else v)
+                                for k, v in row.items()}
         words = data.get("words")
         records.append(TurnRecord(
             session_id=str(data.get("session_id") or ""),
             turn_order=int(data["turn_order"]) if data.get("turn_order") is not None else position,
             turn_index=int(data["turn_index"]) if data.get("turn_index") is not None else position,
             text=str(data.get("text") or ""),
-            words=tuple(Word(**w) for w in words) if isinstance(words, (list, tuple)) else (),
+            words=tuple(Word(**w) for w in words) if words is not None and not isinstance(words, str) else (),
             start=data.get("start"),
             end=data.get("end"),
             confidence=data.get("confidence"),
