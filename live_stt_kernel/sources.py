@@ -88,6 +88,7 @@ class QueueSource:
         while True:
             item = self._queue.get()
             if item is self._END:
+                self._queue.put(self._END)  # so a second reader of a closed source also ends, never blocks
                 return
             yield item
 

@@ -17,6 +17,10 @@ need+=(apertium apertium-eng-spa)  # instant offline translation
 [ "$dev" = 1 ] && need+=(pulseaudio pulseaudio-utils libasound2-plugins)
 # real speech for the embedded server's tests: LibriVox recordings with transcripts, and espeak-ng
 [ "$dev" = 1 ] && need+=(pocketsphinx-testdata espeak-ng sox)
+# the browser tests: JupyterLab in Debian's Chromium, driven by Playwright (which never downloads a browser here)
+[ "$dev" = 1 ] && need+=(chromium)
+# the microphone widget's AudioWorklet code is also tested outside the browser, in Node.js
+[ "$dev" = 1 ] && ! command -v node >/dev/null && need+=(nodejs)
 
 python=${PYTHON:-python3}
 if ! command -v "$python" >/dev/null; then

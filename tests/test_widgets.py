@@ -152,3 +152,20 @@ def test_translation_settings_change_from_the_panel(serve, make_wav, tmp_path):
         assert session.translations.targets == ("es",)
     finally:
         panel.close()
+
+
+def test_the_browser_microphone_is_a_source_of_the_panel(serve, tmp_path):
+    replay = serve(turns_script(even_turns(TEXTS), "B"))
+    panel = LivePanel(session_options={"url": replay.url, "api_key": API_KEY, "folder": None})
+    try:
+        panel.source.value = "browser microphone"
+        wait_until(lambda: len(panel.mic_slot.children) == 1)
+        assert type(panel.mic_slot.children[0]).__name__ == "BrowserMic" and panel.file.layout.display == "none"
+        panel.start_button.click()
+        wait_until(lambda: panel.session is not None and panel.session.running)
+        assert panel.session.source is panel.browser_mic.source  # the page's audio feeds this session
+        panel.stop_button.click()
+        panel.session.wait(timeout=20)  # end-of-file from the panel: the session ends cleanly
+        assert panel.session.error is None and panel.session.source.closed
+    finally:
+        panel.close()

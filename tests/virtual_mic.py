@@ -62,7 +62,10 @@ class VirtualMic:
                 with self._lock:
                     chunk = bytes(self._pending[:BLOCK])
                     del self._pending[:BLOCK]
-                pipe.write(chunk + b"\x00" * (BLOCK - len(chunk)))
+                try:
+                    pipe.write(chunk + b"\x00" * (BLOCK - len(chunk)))
+                except BrokenPipeError:  # PulseAudio went away first (stop()): nothing left to feed
+                    return
                 blocks += 1
                 ahead = blocks * 0.02 - (time.monotonic() - started) - LEAD_S
                 if ahead > 0:

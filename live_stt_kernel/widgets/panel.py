@@ -28,7 +28,7 @@ from .view import PanelView, Status, build_view, changes
 
 log = logging.getLogger(__name__)
 
-SOURCES = {"audio file": "file", "kernel microphone": "mic"}
+SOURCES = {"audio file": "file", "kernel microphone": "mic", "browser microphone": "browser"}
 Command = tuple[str, Any]
 
 
@@ -76,15 +76,19 @@ class LivePanel:
         self.coach_button = w.Button(description="Coach", icon="graduation-cap", button_style="info")
         self.report = w.Output(layout=w.Layout(border="1px solid #ddd", padding="4px"))
         self.report.layout.display = "none"
+        self.browser_mic: Any = None  # a BrowserMic, made when that source is picked
+        self.mic_slot = w.Box()  # where the browser microphone's button appears
 
         self.start_button.on_click(lambda _: self.commands.put(("start", None)))
         self.stop_button.on_click(lambda _: self.commands.put(("stop", None)))
         self.apply_button.on_click(lambda _: self.commands.put(("apply", None)))
         self.retranslate_button.on_click(lambda _: self.commands.put(("retranslate", None)))
         self.coach_button.on_click(lambda _: self.commands.put(("coach", None)))
+        self.source.observe(lambda change: self.commands.put(("source", change["new"])), names="value")
 
         self.widget = w.VBox([
             w.HBox([self.source, self.file, self.start_button, self.stop_button]),
+            self.mic_slot,
             w.HBox([self.level, self.status]),
             self.partial,
             self.turns,
@@ -170,15 +174,33 @@ class LivePanel:
         self.session, self._view = session, None
         self.turns.children = ()
 
+    def _do_source(self, choice: str) -> None:
+        """Show the browser microphone's button when it is the source (the page asks for the microphone
+        on a click in that widget: browsers require a user gesture)."""
+        browser = SOURCES[choice] == "browser"
+        if browser and self.browser_mic is None:
+            from .browser_mic import BrowserMic
+
+            self.browser_mic = BrowserMic()
+        self.mic_slot.children = (self.browser_mic,) if browser else ()
+        self.file.layout.display = None if SOURCES[choice] == "file" else "none"
+
     def _do_start(self, _: Any) -> None:
         if self.session is not None and self.session.running:
             return
-        source = None if SOURCES[self.source.value] == "mic" else self.file.value
+        kind = SOURCES[self.source.value]
+        if kind == "browser":
+            self._do_source(self.source.value)
+            source: Any = self.browser_mic.source
+        else:
+            source = None if kind == "mic" else self.file.value
         options = {"translate_to": self.target.value or None, **self.translation_choice(), **self.session_options}
         self._follow(Session(source, **options).start())
 
     def _do_stop(self, _: Any) -> None:
         if self.session is not None and self.session.running:
+            if self.browser_mic is not None and self.session.source is self.browser_mic.source:
+                self.browser_mic.stop()  # also asks the page to stop recording
             self.session.source.close()  # end-of-file; the worker finishes in the background
 
     def translation_choice(self) -> dict[str, Any]:
