@@ -2,6 +2,7 @@
 
 notebooks/02_live_translation.ipynb      live translation, prompt tweaking while it runs, translate() on any DataFrame
 notebooks/03_coaching.ipynb              a coaching report on a session: metrics, chart, the model's analysis, a prompt
+notebooks/04_browser_microphone.ipynb    the page's microphone for remote kernels (a sample file when run headless)
 notebooks/05_protocol_tour.ipynb         the v3 messages as they arrive, partial vs final, turn detection, latency
 """
 
@@ -83,6 +84,41 @@ COACHING = [
     ),
 ]
 
+BROWSER_MICROPHONE = [
+    new_markdown_cell(
+        "# The browser's microphone\n\n"
+        "On JupyterHub, Colab or Binder the kernel runs on a server with no microphone. `BrowserMic` records in "
+        "your browser instead: 16 kHz audio in numbered 50 ms chunks over the widget's connection, put back in order "
+        "in the kernel. The page must be a secure context (https, or http://localhost), and the browser asks you "
+        "for permission once."
+    ),
+    new_code_cell("from live_stt_kernel.widgets import BrowserMic\n\nmic = BrowserMic()\nmic"),
+    new_markdown_cell(
+        "Click **Start microphone** above and allow it, then run the next cell and speak. **Stop** in the widget "
+        "ends the session (end-of-file). Run without a browser (as the test suite does), nobody clicks: the next "
+        "cell streams the bundled sample instead, so the notebook still runs top to bottom."
+    ),
+    new_code_cell(
+        "import live_stt_kernel as lsk\n"
+        "from live_stt_kernel.samples import sample_wav\n\n"
+        "source = mic.source if mic.state == \"recording\" else sample_wav()\n"
+        "session = lsk.start(source, translate_to=\"es\")  # the live panel shows the words as you speak\n"
+        "session"
+    ),
+    new_code_cell(
+        "session.wait(timeout=600)  # until Stop in the widget (or the end of the sample)\n"
+        "session.df[[\"start\", \"text\", \"translation_es\"]]"
+    ),
+    new_markdown_cell(
+        "What reached the kernel: chunks, silence put in for chunks that never came, late or reordered ones, and how "
+        "far the kernel is behind the page (`lag_ms`: a busy kernel keeps the chunks and catches up)."
+    ),
+    new_code_cell(
+        "{name: getattr(mic, name) for name in (\"state\", \"chunks\", \"gaps\", \"late\", \"reordered\", \"lag_ms\", "
+        "\"seconds\")}"
+    ),
+]
+
 PROTOCOL_TOUR = [
     new_markdown_cell(
         "# A tour of the streaming protocol\n\n"
@@ -158,4 +194,5 @@ def write(name: str, cells: list) -> None:
 if __name__ == "__main__":
     write("02_live_translation.ipynb", LIVE_TRANSLATION)
     write("03_coaching.ipynb", COACHING)
+    write("04_browser_microphone.ipynb", BROWSER_MICROPHONE)
     write("05_protocol_tour.ipynb", PROTOCOL_TOUR)

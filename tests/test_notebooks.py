@@ -20,8 +20,8 @@ def execute(name: str, cwd: Path, timeout: int = 120) -> nbformat.NotebookNode:
 
 def test_every_notebook_is_tested():
     assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == [
-        "01_quickstart.ipynb", "02_live_translation.ipynb", "03_coaching.ipynb", "05_protocol_tour.ipynb",
-        "06_export_and_load.ipynb"]
+        "01_quickstart.ipynb", "02_live_translation.ipynb", "03_coaching.ipynb", "04_browser_microphone.ipynb",
+        "05_protocol_tour.ipynb", "06_export_and_load.ipynb"]
 
 
 @pytest.mark.timeout(180)
@@ -75,3 +75,13 @@ def test_protocol_tour_shows_partials_becoming_finals(tmp_path):
     assert "Hello and welcome to this short demonstration." in texts[2] and "False" in texts[2] and "True" in texts[2]
     partials, finals = map(int, re.search(r"partials: (\d+), finals: (\d+)", texts[3]).groups())
     assert partials >= 1 and finals == 6  # three turns, each final unformatted then formatted
+
+
+@pytest.mark.timeout(300)
+def test_browser_microphone_notebook_falls_back_to_the_sample_without_a_browser(tmp_path):
+    outputs = outputs_by_code_cell(execute("04_browser_microphone.ipynb", tmp_path))
+    assert "application/vnd.jupyter.widget-view+json" in outputs[0]  # the microphone widget
+    assert "application/vnd.jupyter.widget-view+json" in outputs[1]  # the live panel
+    table = outputs[2]["text/plain"]
+    assert "Hello and welcome to this short demonstration." in table and "Hola" in table
+    assert "'state': 'idle'" in outputs[3]["text/plain"] and "'chunks': 0" in outputs[3]["text/plain"]
