@@ -116,7 +116,7 @@ class LocalModel(OpenAICompatible):
 
 def _is_gateway(base_url: str) -> bool:
     host = urlparse(base_url).hostname or ""
-    return host.endswith((".assemblyai.com", "//assemblyai.com")) and "llm-gateway" in host
+    return host.startswith("llm-gateway.") and host.endswith(".assemblyai.com")
 
 
 def choose_backend(backend: str | None, *, base_url: str | None, api_key: str | None, default: str) -> str:

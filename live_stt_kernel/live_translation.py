@@ -230,7 +230,7 @@ class LiveTranslator:
                     self.folder.mkdir(parents=True, exist_ok=True)
                     self._file = open(self.folder / TRANSLATIONS_FILE, "a", encoding="utf-8")
                 if self._file is not None:
-                    self._file.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+                    self._file.write(jsonl_line(result))
                     self._file.flush()
             for listener in self._listeners:
                 try:
@@ -255,10 +255,14 @@ def read_translations(folder: str | Path) -> list[Translation]:
     return read_jsonl(path, Translation.from_dict, what="translation") if path.exists() else []
 
 
+def jsonl_line(item: Translation) -> str:
+    """One saved translation: the line format of ``translations.jsonl``."""
+    return json.dumps(item.to_dict(), ensure_ascii=False) + "\n"
+
+
 def append_translations(folder: str | Path, items: Iterable[Translation]) -> None:
     with open(Path(folder) / TRANSLATIONS_FILE, "a", encoding="utf-8") as f:
-        for item in items:
-            f.write(json.dumps(item.to_dict(), ensure_ascii=False) + "\n")
+        f.writelines(jsonl_line(item) for item in items)
 
 
 __all__ = ["LiveTranslator", "TRANSLATIONS_FILE", "append_translations", "read_translations", "translate_one"]

@@ -9,6 +9,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from ..coaching_chart import clock
 from ..transcript import Transcript, TurnRecord
 from ..translation import Translation, latest_translations
 
@@ -40,13 +41,6 @@ class PanelView:
     turns: tuple[TurnView, ...]
     level: float  # 0..1 for the meter
     hidden_rows: int = 0  # older rows not shown
-
-
-def clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "--:--"
-    total = int(seconds)
-    return f"{total // 60:d}:{total % 60:02d}"
 
 
 def status_line(status: Status) -> str:
