@@ -68,6 +68,26 @@ def serve() -> Iterator[Callable[..., ReplayServer]]:
         server.stop()
 
 
+@pytest.fixture
+def virtual_mic() -> Iterator[Any]:
+    """A PulseAudio virtual microphone (``virtual_mic.VirtualMic``) with a silent listener from the start:
+    the sound server then reads its pipe all along, so a browser does not get seconds of stale silence in
+    one burst when it starts recording (which Chromium drops, with whatever follows it closely)."""
+    import subprocess
+
+    from virtual_mic import VirtualMic
+
+    mic = VirtualMic().start()
+    listener = subprocess.Popen(["parec", "--device=virtmic", "--format=s16le", "--rate=16000", "--channels=1"],
+                                env=mic.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield mic
+    finally:
+        listener.terminate()
+        listener.wait(timeout=10)
+        mic.stop()
+
+
 @pytest.fixture(scope="session")
 def local_llm() -> Iterator[tuple[str, str]]:
     """The embedded LLM server with the real model, started once per test run through the launcher (as a

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -31,10 +30,10 @@ assert Path("/usr/bin/chromium").exists(), "the browser tests need Debian's chro
 assert shutil.which("pulseaudio") and shutil.which("parec"), "apt-get install pulseaudio pulseaudio-utils"
 
 from browser.audio import compare, is_capture_glitch
-from browser.lab import JupyterLab, chromium, execute_in_kernel, run_all_cells, wait_for_kernel_idle, write_notebook
+from browser.lab import (JupyterLab, chromium, execute_in_kernel, run_all_cells, wait_for, wait_for_kernel_idle,
+                         write_notebook)
 from playwright.sync_api import sync_playwright
 from speech import librivox
-from virtual_mic import VirtualMic
 
 ARTIFACTS = Path(__file__).parents[1] / "test-artifacts"
 BUSY_S = 3.0  # how long a cell holds the kernel while the user speaks
@@ -62,30 +61,6 @@ def on_state(change):  # runs where the comm handler runs, when the page's stop 
 mic.observe(on_state, names="state")
 mic
 """
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"waited {timeout} s for {what}")
-        time.sleep(0.1)
-
-
-@pytest.fixture
-def virtual_mic():
-    """The virtual microphone, with a silent listener from the start: the sound server then reads its
-    pipe all along, so the browser does not get seconds of stale silence in one burst when it starts
-    recording (which Chromium drops, with whatever follows it closely)."""
-    mic = VirtualMic().start()
-    listener = subprocess.Popen(["parec", "--device=virtmic", "--format=s16le", "--rate=16000", "--channels=1"],
-                                env=mic.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        yield mic
-    finally:
-        listener.terminate()
-        listener.wait(timeout=10)
-        mic.stop()
 
 
 @pytest.mark.timeout(150)

@@ -36,6 +36,7 @@ def test_quickstart_streams_the_sample_and_shows_the_turns(tmp_path):
     for sentence in ("Hello and welcome to this short demonstration.", "The words appear on the screen while you are speaking."):
         assert everything.count(sentence) == 2  # the live DataFrame and the one loaded from disk
     assert len(list((tmp_path / "sessions").iterdir())) == 1
+    assert "translation_es" in everything and "Hola" in everything  # each turn translated as it arrived
 
 
 def outputs_by_code_cell(nb: nbformat.NotebookNode) -> list[dict]:

@@ -71,11 +71,14 @@ class LivePanel:
         self.model = w.Text(value="", placeholder="model (optional)", layout=w.Layout(width="16em"))
         self.prompt = w.Textarea(value="", placeholder="translation prompt; {language} = the target (LLM backends)",
                                  layout=w.Layout(width="44em", height="4em"))
-        self.apply_button = w.Button(description="Apply to next turns", icon="check")
-        self.retranslate_button = w.Button(description="Re-translate all", icon="refresh")
+        self.apply_button = w.Button(description="Apply to next turns", icon="check", layout=w.Layout(width="13em"))
+        self.retranslate_button = w.Button(description="Re-translate all", icon="refresh", layout=w.Layout(width="13em"))
         self.coach_button = w.Button(description="Coach", icon="graduation-cap", button_style="info")
         self.report = w.Output(layout=w.Layout(border="1px solid #ddd", padding="4px"))
         self.report.layout.display = "none"
+        for widget, name in ((self.status, "status"), (self.partial, "partial"), (self.turns, "turns"),
+                             (self.level, "level"), (self.report, "report")):
+            widget.add_class(f"lsk-{name}")  # stable names for the page's CSS and for browser tests
         self.browser_mic: Any = None  # a BrowserMic, made when that source is picked
         self.mic_slot = w.Box()  # where the browser microphone's button appears
 
@@ -97,6 +100,7 @@ class LivePanel:
             self.coach_button,
             self.report,
         ])
+        self.widget.add_class("lsk-panel")
         if session is not None:
             self._follow(session)
         self._thread = threading.Thread(target=self._loop, name="live-stt-ui", daemon=True)

@@ -137,8 +137,31 @@ def wait_for_kernel_idle(page: Any, timeout_ms: int = 30_000) -> None:
         " return k && k.status === 'idle'; }", timeout=timeout_ms)
 
 
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    """Poll ``predicate`` (a test-side condition) every 0.1 s for at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout} s for {what}")
+        time.sleep(0.1)
+
+
 def run_all_cells(page: Any) -> None:
     page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")  # not awaited, on purpose
+
+
+def open_notebook(lab: JupyterLab, browser: Any, name: str) -> Any:
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(lab.url(name), timeout=30_000)
+    wait_for_kernel_idle(page)
+    return page
+
+
+def run_cell(page: Any, index: int, command: str = "notebook:run-cell") -> None:
+    """Select cell ``index`` (markdown cells count) and run a notebook command on it, without waiting."""
+    page.evaluate("([index, command]) => { const nb = window.jupyterapp.shell.currentWidget;"
+                  " nb.content.activeCellIndex = index; window.jupyterapp.commands.execute(command); }",
+                  [index, command])
 
 
 def execute_in_kernel(page: Any, code: str) -> None:
