@@ -148,7 +148,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     folder: Any = None if args.save is None else (AUTO if args.save == "" else args.save)
     session = Session(
         args.file, url=args.url, api_key=args.api_key, params=_params(args), folder=folder,
-        realtime=not args.fast, connect_timeout=args.timeout, begin_timeout=args.timeout, **_translation_options(args),
+        realtime=not args.fast, connect_timeout=args.timeout, begin_timeout=args.timeout, reconnect=args.reconnect,
+        **_translation_options(args),
     )
     return run_session(session, args)
 
@@ -159,7 +160,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     sample = sample_wav()
     args.to = args.to or ["es"]  # the main job translates; Spanish unless told otherwise
     session = Session(sample, url=args.url, api_key=args.api_key, params=_params(args), folder=args.save or AUTO,
-                      realtime=not args.fast, **_translation_options(args))
+                      realtime=not args.fast, reconnect=args.reconnect, **_translation_options(args))
     where = "AssemblyAI's cloud" if session.client.url.startswith("wss://streaming.") else f"the server at {session.client.url}"
     translated = "" if session.translations is None else \
         f", translated to {', '.join(session.translations.targets)} by {session.translations.translator.backend}"
@@ -286,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-format-turns", action="store_true", help="ask for unformatted finals only")
         p.add_argument("--keyterm", action="append", default=[], help="a term to boost (repeatable)")
         p.add_argument("-q", "--quiet", action="store_true", help="only the turns on stdout")
+        p.add_argument("--reconnect", type=int, default=5, metavar="N",
+                       help="new connections to try after a drop (resending from the last finished turn); 0: none")
 
     def backend_options(p: argparse.ArgumentParser, *, what: str) -> None:
         p.add_argument("--backend", choices=["apertium", "gateway", "openai", "lemur", "local"], default=None,

@@ -111,6 +111,18 @@ class SessionEnded:
     received_at: float = 0.0
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reconnected:
+    """Not a server message: the connection dropped and a new session took over. Its audio starts at
+    ``resume_at_ms`` of the whole recording (the end of the last finished turn), so word times go on
+    from there and nothing said after that turn is lost."""
+
+    attempt: int  # the n-th reconnection of this recording
+    reason: str  # why the previous connection ended, in plain words
+    resume_at_ms: int
+    received_at: float = 0.0
+
+
 Event: TypeAlias = (
     SessionBegan
     | Turn
@@ -121,12 +133,14 @@ Event: TypeAlias = (
     | SpeakerRevision
     | ServerError
     | SessionEnded
+    | Reconnected
 )
 
 __all__ = [
     "Event",
     "Heartbeat",
     "LLMGatewayResponse",
+    "Reconnected",
     "Revision",
     "ServerError",
     "ServerWarning",

@@ -8,6 +8,7 @@ server, the worker ends, and any failure it met is raised here.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -21,10 +22,11 @@ import numpy as np
 
 from . import protocol
 from .backends import Translator, as_translator
-from .events import Event, SessionBegan, SessionEnded, SpeakerRevision, Turn
+from .events import Event, Reconnected, SessionBegan, SessionEnded, SpeakerRevision, Turn
 from .live_translation import LiveTranslator
 from .llm import LLM
 from .protocol import StreamingParams
+from .reconnect import ReconnectPolicy, ResumableAudio, resilient_stream
 from .sources import AudioSource, MicSource, WavSource
 from .store import SessionStore, WavAppender, new_session_folder
 from .transcript import Transcript, TurnRecord
@@ -71,6 +73,11 @@ class Session:
     ``translate_to``: a language (``"es"``) or several: each finished turn is translated once, off
     the stream, with ``translator`` (a `Translator`, an `LLM`, a backend name, or None for the
     default: the LLM Gateway with an AssemblyAI key, Apertium without). See `LiveTranslator`.
+
+    ``reconnect``: when the connection drops after the session began, open a new one (a
+    `ReconnectPolicy`, or the number of attempts; 0: never) and resend the audio since the last
+    finished turn: nothing is lost and times run on. ``token`` may be a function that returns a
+    fresh temporary token (one token opens one session).
     """
 
     def __init__(
@@ -79,7 +86,7 @@ class Session:
         *,
         url: str | None = None,
         api_key: str | None = None,
-        token: str | None = None,
+        token: str | Callable[[], str] | None = None,
         params: StreamingParams | None = None,
         folder: str | Path | None = AUTO,
         realtime: bool = True,
@@ -92,13 +99,20 @@ class Session:
         translate_to: str | Sequence[str] | None = None,
         translator: Translator | LLM | str | None = None,
         translation_prompt: str | None = None,
+        reconnect: ReconnectPolicy | int = ReconnectPolicy(),
     ):
         self.source = as_source(source, realtime=realtime)
         server, key = resolve_endpoint(url, None if token else api_key)
-        self.client = StreamingClient(
-            server, api_key=key, token=token, params=params, frame_ms=frame_ms, connect_timeout=connect_timeout,
-            begin_timeout=begin_timeout, terminate_timeout=terminate_timeout,
-        )
+
+        def new_client() -> StreamingClient:
+            return StreamingClient(
+                server, api_key=key, token=token() if callable(token) else token, params=params, frame_ms=frame_ms,
+                connect_timeout=connect_timeout, begin_timeout=begin_timeout, terminate_timeout=terminate_timeout,
+            )
+
+        self.client = new_client()  # the current connection's client (a new one after each reconnect)
+        self._clients = itertools.chain([self.client], iter(new_client, None))
+        self.reconnect = reconnect if isinstance(reconnect, ReconnectPolicy) else ReconnectPolicy(attempts=reconnect)
         self.folder = None if folder is None else new_session_folder() if folder == AUTO else Path(folder)
         self.session_ids: list[str] = []
         self.callback_errors: list[BaseException] = []
@@ -110,6 +124,7 @@ class Session:
         self._finished = threading.Event()
         self._error: BaseException | None = None
         self._tap: TappedSource | None = None
+        self._audio: ResumableAudio | None = None
         self._started_at: float | None = None
         self._ended_at: float | None = None
         self.translations: LiveTranslator | None = None
@@ -239,10 +254,15 @@ class Session:
     def _run(self) -> None:
         try:
             source = self._tap = TappedSource(self.source, None if self._store is None else self._store.audio)
-            for event in self.client.stream(source):
+            self._audio = ResumableAudio(source, sample_rate=self.client.params.sample_rate, keep_s=self.reconnect.keep_s)
+            # the cloud wants audio no faster than real time, also when a new session catches up
+            loopback = self.client.url.split("/")[2].split(":")[0] in ("127.0.0.1", "localhost", "[::1]")
+            for event in resilient_stream(lambda: next(self._clients), self._audio, self.reconnect,
+                                          max_speed=None if loopback else 1.0, on_connect=self._use_client):
                 self._handle(event)
         except BaseException as exc:
             self._error = exc
+            self.source.close()  # e.g. let go of the microphone
         finally:
             if self.translations is not None:
                 self.translations.feed(self._transcript, ended=True)
@@ -252,12 +272,16 @@ class Session:
                     session_ids=self.session_ids,
                     audio_seconds=round(self._store.audio.seconds, 3),
                     turns=len(self._transcript.rows),
+                    reconnects=self._transcript.reconnects,
                     status="failed" if self._error else "completed",
                     error=None if self._error is None else f"{type(self._error).__name__}: {self._error}",
                 )
                 self._store.close()
             self._ended_at = time.monotonic()
             self._finished.set()
+
+    def _use_client(self, client: Any) -> None:
+        self.client = client
 
     def _handle(self, event: Event) -> None:
         before = self._transcript
@@ -267,6 +291,11 @@ class Session:
             self.session_ids.append(event.session_id)
             if self._store is not None:
                 self._store.update_meta(session_ids=self.session_ids, expires_at=event.expires_at)
+        elif isinstance(event, Reconnected):
+            log.warning("reconnected (%d) after: %s; resending from %.1f s", event.attempt, event.reason,
+                        event.resume_at_ms / 1000)
+            if self._store is not None:
+                self._store.update_meta(reconnects=after.reconnects)
         changed: list[TurnRecord] = []
         if isinstance(event, Turn) and event.end_of_turn:
             changed = after.changed_rows(before, [event.turn_order])
@@ -275,6 +304,10 @@ class Session:
         if changed and self._store is not None:
             for row in changed:
                 self._store.append_turn(row)
+        if self._audio is not None:
+            for row in changed:
+                if row.end is not None:
+                    self._audio.settle(row.end * 1000)  # a new connection resends only what comes after
         if self.translations is not None and (changed or isinstance(event, SessionEnded)):
             self.translations.feed(after)
         for listener in self._event_listeners:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from .events import Event, SessionBegan, SessionEnded, SpeakerRevision, Turn, Word
+from .events import Event, Reconnected, SessionBegan, SessionEnded, SpeakerRevision, Turn, Word
 from .protocol import live_line
 
 Key = tuple[str, int]
@@ -96,6 +96,7 @@ class Transcript:
     positions: Mapping[Key, int] = field(default_factory=lambda: MappingProxyType({}))
     open_turn: Turn | None = None
     ended: bool = False
+    reconnects: int = 0
 
     @property
     def partial(self) -> str:
@@ -114,6 +115,8 @@ class Transcript:
         if isinstance(event, SessionBegan):
             return replace(self, session_id=event.session_id, offset_ms=self.offset_ms if offset_ms is None else offset_ms,
                            open_turn=None, ended=False)
+        if isinstance(event, Reconnected):  # the next session's clock starts where its audio starts
+            return replace(self, offset_ms=event.resume_at_ms, open_turn=None, reconnects=self.reconnects + 1)
         if isinstance(event, SpeakerRevision):
             return self._apply_revision(event)
         if isinstance(event, SessionEnded):

@@ -89,6 +89,14 @@ def virtual_mic() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
+def whisper() -> Any:
+    """The embedded speech model, loaded once per test run."""
+    from live_stt_kernel.local.recognizer import WhisperRecognizer
+
+    return WhisperRecognizer()
+
+
+@pytest.fixture(scope="session")
 def local_llm() -> Iterator[tuple[str, str]]:
     """The embedded LLM server with the real model, started once per test run through the launcher (as a
     kernel starts it): ``(base_url, token)`` with ``base_url`` like ``http://127.0.0.1:PORT/v1``."""

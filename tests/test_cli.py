@@ -57,7 +57,8 @@ def test_a_refused_key_exits_non_zero_with_one_line(serve, make_wav):
 
 def test_turns_before_a_failure_are_printed_then_the_reason(serve, make_wav, capsys):
     server = serve(Script(steps=turns_script(even_turns(TEXTS), "B").steps + (Step(2500, Drop()),)))
-    code = main(["transcribe", str(make_wav(6.0)), "--url", server.url, "--api-key", API_KEY, "--fast", "-q", "--format", "jsonl"])
+    code = main(["transcribe", str(make_wav(6.0)), "--url", server.url, "--api-key", API_KEY, "--fast", "-q", "--format", "jsonl",
+                 "--reconnect", "0"])
     captured = capsys.readouterr()
     assert code == 2
     assert [json.loads(line)["text"] for line in captured.out.splitlines()] == ["One two three."]

@@ -22,9 +22,9 @@ from speech import conversation, espeak, librivox, wer
 
 
 @pytest.fixture(scope="session")
-def server():
+def server(whisper):
     """One server and one model for the whole test run."""
-    with LocalServer(WhisperRecognizer()) as running:
+    with LocalServer(whisper) as running:
         yield running
 
 

@@ -140,7 +140,7 @@ def test_a_refused_key_is_clear_and_never_retried(serve, make_wav, tmp_path, fai
 ])
 def test_error_close_codes_keep_finished_turns(serve, make_wav, tmp_path, code, text, error_type):
     server = serve(with_steps(Step(3500, {"type": "Error", "error_code": code, "error": text}), Step(3500, Close(code, text[:123]))))
-    session = session_for(server, make_wav(5.0), tmp_path).start()
+    session = session_for(server, make_wav(5.0), tmp_path, reconnect=0).start()  # the error itself (see test_reconnect)
     with pytest.raises(error_type) as caught:
         session.wait(timeout=20)
     assert caught.value.code == code and text in str(caught.value)
@@ -153,7 +153,7 @@ def test_error_close_codes_keep_finished_turns(serve, make_wav, tmp_path, code, 
 def test_an_untyped_error_frame_explains_a_generic_close(serve, make_wav, tmp_path):
     server = serve(with_steps(Step(1500, {"error": "Session Expired: token max duration reached"}),
                               Step(1500, Close(3005, "See Error message for details"))))
-    session = session_for(server, make_wav(3.0), tmp_path).start()
+    session = session_for(server, make_wav(3.0), tmp_path, reconnect=0).start()
     with pytest.raises(ServerRefused, match="token max duration reached") as caught:
         session.wait(timeout=20)
     assert "open a new session" in str(caught.value)
@@ -170,7 +170,7 @@ def test_a_garbled_message_is_a_protocol_error_and_keeps_turns(serve, make_wav, 
 
 def test_a_dropped_connection_is_reported_and_keeps_turns(serve, make_wav, tmp_path):
     server = serve(with_steps(Step(2000, Drop())))
-    session = session_for(server, make_wav(4.0), tmp_path).start()
+    session = session_for(server, make_wav(4.0), tmp_path, reconnect=0).start()
     with pytest.raises(ConnectionLost, match="1006"):
         session.wait(timeout=20)
     assert session.df["text"].tolist() == ["One two three."]

@@ -146,7 +146,7 @@ class LivePanel:
             return
         state = "failed" if session.error else "streaming" if session.running else "stopped"
         status = Status(engine=engine_of(session), session_id=session.session_ids[-1] if session.session_ids else None,
-                        elapsed_s=session.elapsed_s, state=state,
+                        elapsed_s=session.elapsed_s, state=state, reconnects=session.transcript.reconnects,
                         error=None if session.error is None else f"{type(session.error).__name__}: {session.error}")
         items = session.translations.translations if session.translations is not None else []
         view = build_view(session.transcript, items, status, level_dbfs=session.level_dbfs if session.running else None)
