@@ -91,12 +91,10 @@ OBSERVER = """() => {
   new MutationObserver(() => stamp('partial', partial.textContent.trim()))
     .observe(partial, { subtree: true, childList: true, characterData: true });
   const turns = document.querySelector('.lsk-turns');
-  const seen = new Set();
+  let rows = 0;  // rows already stamped (the same sentence may be said twice)
   new MutationObserver(() => {
-    for (const row of turns.querySelectorAll('.lsk-turn')) {
-      const text = row.firstChild.nextSibling.textContent.trim();
-      if (!seen.has(text)) { seen.add(text); stamp('final', text); }
-    }
+    const all = turns.querySelectorAll('.lsk-turn');
+    for (; rows < all.length; rows++) stamp('final', all[rows].firstChild.nextSibling.textContent.trim());
   }).observe(turns, { subtree: true, childList: true, characterData: true });
 }"""
 
@@ -109,15 +107,14 @@ def speech(seconds: float) -> np.ndarray:
 
 
 def latencies(events: list[dict[str, Any]], drawn: list[dict[str, Any]], spoken_at: Any = None) -> dict[str, Any]:
-    """Match each drawn text to the first kernel event that made it; ms percentiles per kind and part."""
-    first: dict[tuple[bool, str], dict[str, Any]] = {}
-    for event in events:
-        first.setdefault((event["final"], event["shown"]), event)
+    """Match each drawn text to the latest kernel event before it that made it (the speech repeats);
+    ms percentiles per kind and part."""
     parts: dict[str, list[float]] = {}
     unmatched = 0
     for item in drawn:
         final = item["kind"] == "final"
-        event = first.get((final, item["text"]))
+        made = [e for e in events if e["final"] == final and e["shown"] == item["text"] and e["received"] <= item["at"] / 1000]
+        event = made[-1] if made else None
         if not item["text"] or event is None or event["sent"] is None:
             unmatched += bool(item["text"])
             continue

@@ -349,9 +349,6 @@ class TappedSource:
                 self.audio.append(block)
             yield block
 
-    def close(self) -> None:
-        self.source.close()
-
 
 def _describe_translation(live: LiveTranslator) -> dict[str, Any]:
     return {"targets": list(live.targets), "backend": live.translator.backend, "model": live.translator.model}
