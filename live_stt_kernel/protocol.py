@@ -7,6 +7,7 @@ means. The transport moves the bytes; this module decides what they mean.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -92,6 +93,15 @@ def _query_value(value: Any) -> str:
     if isinstance(value, (list, tuple, dict)) or isinstance(value, Mapping):
         return json.dumps(value if not isinstance(value, tuple) else list(value), separators=(",", ":"))
     return str(value)
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` points at this machine (a local server: no pacing rules, no cloud)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def build_url(base_url: str, params: StreamingParams, *, token: str | None = None) -> str:
@@ -378,6 +388,7 @@ __all__ = [
     "StreamingParams",
     "auth_headers",
     "build_url",
+    "is_loopback",
     "classify_close",
     "force_endpoint_message",
     "keep_alive_message",

@@ -256,9 +256,9 @@ class Session:
             source = self._tap = TappedSource(self.source, None if self._store is None else self._store.audio)
             self._audio = ResumableAudio(source, sample_rate=self.client.params.sample_rate, keep_s=self.reconnect.keep_s)
             # the cloud wants audio no faster than real time, also when a new session catches up
-            loopback = self.client.url.split("/")[2].split(":")[0] in ("127.0.0.1", "localhost", "[::1]")
             for event in resilient_stream(lambda: next(self._clients), self._audio, self.reconnect,
-                                          max_speed=None if loopback else 1.0, on_connect=self._use_client):
+                                          max_speed=None if protocol.is_loopback(self.client.url) else 1.0,
+                                          on_connect=self._use_client):
                 self._handle(event)
         except BaseException as exc:
             self._error = exc

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from browser.audio import locate  # offset and correlation (FFT)
 from conftest import API_KEY
-from live_stt_kernel.replay import even_turns, turns_script
 from virtual_mic import VirtualMic
+
+from live_stt_kernel.replay import even_turns, turns_script
 
 # a session on the kernel microphone, run in its own process so PortAudio sees this test's sound server
 SESSION_SCRIPT = """
@@ -41,15 +43,6 @@ def noise_burst(seconds: float, seed: int = 7) -> bytes:
     return (rng.uniform(-0.5, 0.5, int(seconds * 16000)) * 32767).astype("<i2").tobytes()
 
 
-def locate(haystack: np.ndarray, needle: np.ndarray) -> tuple[int, float]:
-    """Offset of ``needle`` in ``haystack`` and the normalised correlation there."""
-    scores = np.correlate(haystack.astype(np.float64), needle.astype(np.float64), mode="valid")
-    offset = int(np.argmax(scores))
-    window = haystack[offset : offset + len(needle)].astype(np.float64)
-    corr = float(np.dot(window, needle) / (np.linalg.norm(window) * np.linalg.norm(needle) + 1e-9))
-    return offset, corr
-
-
 @pytest.mark.timeout(90)
 def test_a_session_on_the_kernel_microphone_streams_what_the_microphone_hears(mic, serve, tmp_path):
     server = serve(turns_script(even_turns(["testing the microphone"], start_ms=200), "A", final_delay_ms=500))
@@ -70,6 +63,30 @@ def test_a_session_on_the_kernel_microphone_streams_what_the_microphone_hears(mi
     assert len(sent) >= 2.5 * 16000  # about three seconds of recording reached the server
     saved, rate = sf.read(tmp_path / "s" / "audio.wav", dtype="int16")
     assert rate == 16000 and locate(saved, needle)[1] > 0.99
+
+
+@pytest.mark.timeout(120)
+def test_the_kernel_microphone_is_transcribed_end_to_end(mic, whisper, tmp_path):
+    """Real speech into the virtual microphone, PortAudio, a session, the real local server and model."""
+    from live_stt_kernel.local.server import LocalServer
+    from speech import librivox, wer
+
+    (speech, text), = librivox()[:1]
+    with LocalServer(whisper, token="mic-token") as server:
+        script = SESSION_SCRIPT.replace(repr(API_KEY), repr("mic-token"))
+        seconds = len(speech) / 16000 + 3.0
+        process = subprocess.Popen([sys.executable, "-c", script, server.url, str(tmp_path / "s"), str(seconds)],
+                                   env=mic.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert process.stdout.readline().strip() == "recording"
+        time.sleep(0.5)
+        mic.play(speech.astype("<i2").tobytes())
+        out, err = process.communicate(timeout=90)
+    assert process.returncode == 0, err
+    said = " ".join(json.loads(out.splitlines()[-1]))
+    assert wer(text, said) <= 0.15, (text, said)
+    saved, rate = sf.read(tmp_path / "s" / "audio.wav", dtype="int16")
+    offset, corr = locate(saved, speech)
+    assert rate == 16000 and corr > 0.99  # what was transcribed is what the microphone heard
 
 
 def test_devices_are_listed_and_chosen_by_name(mic):

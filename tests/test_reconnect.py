@@ -17,6 +17,7 @@ from live_stt_kernel import Session, load_session
 from live_stt_kernel.errors import (AuthenticationError, ConnectionLost, ConnectTimeout, ProtocolError, ServerRefused,
                                     ServerUnreachable, TerminationTimeout, TooManySessions)
 from live_stt_kernel.events import Reconnected, SessionBegan, Turn, Word
+from live_stt_kernel.protocol import is_loopback
 from live_stt_kernel.reconnect import ReconnectPolicy, ResumableAudio, worth_reconnecting
 from live_stt_kernel.replay import Drop, Script, Step, even_turns, turns_script
 from live_stt_kernel.sources import QueueSource
@@ -69,6 +70,14 @@ def test_a_turn_that_never_ends_keeps_only_the_newest_audio():
     assert len(b"".join(audio.connection())) == 5 * 32000
     again = audio.connection()
     assert again.starts_at_ms == 3000 and b"".join(again) == block(1000, 3) + block(1000, 4)
+
+
+@pytest.mark.parametrize("url, loopback", [
+    ("ws://127.0.0.1:8765/v3/ws", True), ("ws://localhost:1/v3/ws", True), ("ws://[::1]:9/v3/ws", True),
+    ("wss://streaming.assemblyai.com/v3/ws", False), ("ws://127.example.com/v3/ws", False),
+])
+def test_which_servers_get_the_resend_at_once(url, loopback):
+    assert is_loopback(url) is loopback  # a local server takes audio at any speed; the cloud gets real time
 
 
 def test_a_resend_to_a_remote_server_is_paced_at_real_time():

@@ -22,6 +22,7 @@ import ipywidgets as w
 
 from ..analysis import coach
 from ..backends import TRANSLATORS, as_translator
+from ..protocol import is_loopback
 from ..samples import sample_wav
 from ..session import Session
 from .view import PanelView, Status, build_view, changes
@@ -36,7 +37,7 @@ def engine_of(session: Session) -> str:
     url = session.client.url
     if url.startswith("wss://streaming.") and "assemblyai" in url:
         return "cloud (AssemblyAI)"
-    return "local" if "127.0.0.1" in url or "localhost" in url else url.split("/")[2]
+    return "local" if is_loopback(url) else url.split("/")[2]
 
 
 class LivePanel:
