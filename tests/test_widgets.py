@@ -112,6 +112,9 @@ def test_panel_follows_a_session_and_shows_translations_under_turns(serve, make_
         elapsed = session.elapsed_s + 1
         assert panel.frames <= 10 * elapsed + 2  # at most 10 updates a second
         assert panel.start_button.disabled is False and panel.stop_button.disabled is True
+        idle_from = panel.wakeups
+        time.sleep(1.5)
+        assert panel.wakeups - idle_from <= 3  # a stopped panel looks once a second, not ten times
     finally:
         panel.close()
 

@@ -30,6 +30,7 @@ from .view import PanelView, Status, build_view, changes
 log = logging.getLogger(__name__)
 
 SOURCES = {"audio file": "file", "kernel microphone": "mic", "browser microphone": "browser"}
+IDLE_S = 1.0  # with nothing streaming the UI thread looks for news once a second (a click wakes it at once)
 Command = tuple[str, Any]
 
 
@@ -53,9 +54,11 @@ class LivePanel:
         self.interval = 1.0 / fps
         self.commands: queue.Queue[Command] = queue.Queue()
         self.frames = 0  # batches of widget updates sent (for tests and benchmarks)
+        self.wakeups = 0  # times the UI thread woke up
         self.command_threads: list[str] = []  # where commands ran (the UI thread, by design)
         self._view: PanelView | None = None
         self._closed = threading.Event()
+        self._wake = threading.Event()  # a command is waiting
         self._coaching = False
 
         self.source = w.Dropdown(options=list(SOURCES), value="audio file", description="Source")
@@ -83,12 +86,12 @@ class LivePanel:
         self.browser_mic: Any = None  # a BrowserMic, made when that source is picked
         self.mic_slot = w.Box()  # where the browser microphone's button appears
 
-        self.start_button.on_click(lambda _: self.commands.put(("start", None)))
-        self.stop_button.on_click(lambda _: self.commands.put(("stop", None)))
-        self.apply_button.on_click(lambda _: self.commands.put(("apply", None)))
-        self.retranslate_button.on_click(lambda _: self.commands.put(("retranslate", None)))
-        self.coach_button.on_click(lambda _: self.commands.put(("coach", None)))
-        self.source.observe(lambda change: self.commands.put(("source", change["new"])), names="value")
+        self.start_button.on_click(lambda _: self.enqueue("start"))
+        self.stop_button.on_click(lambda _: self.enqueue("stop"))
+        self.apply_button.on_click(lambda _: self.enqueue("apply"))
+        self.retranslate_button.on_click(lambda _: self.enqueue("retranslate"))
+        self.coach_button.on_click(lambda _: self.enqueue("coach"))
+        self.source.observe(lambda change: self.enqueue("source", change["new"]), names="value")
 
         self.widget = w.VBox([
             w.HBox([self.source, self.file, self.start_button, self.stop_button]),
@@ -110,8 +113,14 @@ class LivePanel:
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
 
+    def enqueue(self, name: str, value: Any = None) -> None:
+        """Ask the UI thread to run ``_do_<name>(value)`` (any thread; returns at once)."""
+        self.commands.put((name, value))
+        self._wake.set()
+
     def close(self) -> None:
         self._closed.set()
+        self._wake.set()
         self._thread.join(timeout=2)
 
     # --- the UI thread --------------------------------------------------------------------------
@@ -119,12 +128,16 @@ class LivePanel:
     def _loop(self) -> None:
         while not self._closed.is_set():
             started = time.monotonic()
+            self.wakeups += 1
+            self._wake.clear()
             try:
                 self._run_commands()
                 self.render()
             except Exception:  # the panel must outlive any one bad frame
                 log.exception("live panel frame failed")
-            self._closed.wait(max(0.0, self.interval - (time.monotonic() - started)))
+            if self.session is None or not self.session.running:  # idle: until a command, or a second
+                self._wake.wait(max(0.0, IDLE_S - (time.monotonic() - started)))
+            self._closed.wait(max(0.0, self.interval - (time.monotonic() - started)))  # never over fps
 
     def _run_commands(self) -> None:
         while True:
@@ -236,9 +249,9 @@ class LivePanel:
 
         def work() -> None:  # a model call takes seconds: off the UI thread, result handed back
             try:
-                self.commands.put(("report", coach(frame, **self.coach_options)))
+                self.enqueue("report", coach(frame, **self.coach_options))
             except Exception as exc:
-                self.commands.put(("report", exc))
+                self.enqueue("report", exc)
 
         threading.Thread(target=work, name="live-stt-coach", daemon=True).start()
 
