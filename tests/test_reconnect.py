@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -176,15 +177,21 @@ def test_a_dropped_connection_is_resumed_from_the_last_finished_turn(serve, tmp_
     assert load_session(tmp_path / "s")["text"].tolist() == ["One two three.", "Four five six."]
 
 
-def test_giving_up_says_why_and_keeps_the_turns(serve, tmp_path):
+def dropped_then(serve, tmp_path, later: Script, folder=None) -> tuple[Any, Session]:
+    """A server whose first session drops after one finished turn and whose later ones get ``later``;
+    a session streaming 4 s to it (started)."""
     first = turns_script(even_turns(["one two three"], start_ms=300), "B")
     scripts = iter([Script(steps=first.steps + (Step(2500, Drop()),))])
-    server = serve(lambda record: next(scripts, Script(http_status=503)))
+    server = serve(lambda record: next(scripts, later))
     path = tmp_path / "talk.wav"
     sf.write(path, speech_like(4.0), 16000, subtype="PCM_16")
-    session = Session(path, url=server.url, api_key=API_KEY, folder=tmp_path / "s", realtime=False, reconnect=FAST)
+    return server, Session(path, url=server.url, api_key=API_KEY, folder=folder, realtime=False, reconnect=FAST).start()
+
+
+def test_giving_up_says_why_and_keeps_the_turns(serve, tmp_path):
+    server, session = dropped_then(serve, tmp_path, Script(http_status=503), folder=tmp_path / "s")
     with pytest.raises(ServerRefused, match="503") as caught:
-        session.start().wait(timeout=20)
+        session.wait(timeout=20)
     assert "gave up after 3 new connection(s); the connection had dropped" in "\n".join(caught.value.__notes__)
     assert len(server.clients) == 4  # the first connection and three attempts
     assert session.df["text"].tolist() == ["One two three."]
@@ -192,14 +199,9 @@ def test_giving_up_says_why_and_keeps_the_turns(serve, tmp_path):
 
 
 def test_refused_credentials_end_the_reconnecting_at_once(serve, tmp_path):
-    first = turns_script(even_turns(["one two three"], start_ms=300), "B")
-    scripts = iter([Script(steps=first.steps + (Step(2500, Drop()),))])
-    server = serve(lambda record: next(scripts, Script(http_status=401)))
-    path = tmp_path / "talk.wav"
-    sf.write(path, speech_like(4.0), 16000, subtype="PCM_16")
-    session = Session(path, url=server.url, api_key=API_KEY, folder=None, realtime=False, reconnect=FAST)
+    server, session = dropped_then(serve, tmp_path, Script(http_status=401))
     with pytest.raises(AuthenticationError):
-        session.start().wait(timeout=20)
+        session.wait(timeout=20)
     assert len(server.clients) == 2
 
 
