@@ -102,9 +102,9 @@ class Session:
         reconnect: ReconnectPolicy | int = ReconnectPolicy(),
     ):
         self.source = as_source(source, realtime=realtime)
-        server, key = resolve_endpoint(url, None if token else api_key)
 
-        def new_client() -> StreamingClient:
+        def new_client() -> StreamingClient:  # the embedded server is restarted here if it died
+            server, key = resolve_endpoint(url, None if token else api_key)
             return StreamingClient(
                 server, api_key=key, token=token() if callable(token) else token, params=params, frame_ms=frame_ms,
                 connect_timeout=connect_timeout, begin_timeout=begin_timeout, terminate_timeout=terminate_timeout,

@@ -26,6 +26,41 @@ def test_without_a_key_sessions_use_one_shared_local_server(monkeypatch):
     assert resolve_endpoint(None, None) == ("wss://streaming.assemblyai.com/v3/ws", "cloud-key")
 
 
+@pytest.mark.timeout(120)
+def test_a_session_outlives_a_crash_of_the_embedded_server(monkeypatch, tmp_path):
+    """The local server dies mid-session (killed); the session starts a new one and resends the audio
+    since the last finished turn: both sentences are transcribed."""
+    import numpy as np
+    from speech import librivox, wer
+
+    from live_stt_kernel import Session
+    from live_stt_kernel.local import launcher
+    from live_stt_kernel.reconnect import ReconnectPolicy
+    from live_stt_kernel.sources import QueueSource
+
+    monkeypatch.delenv("ASSEMBLYAI_API_KEY", raising=False)
+    (first, first_text), (second, second_text) = librivox()[:2]
+    pause = np.zeros(16000, dtype=np.int16).tobytes()
+    mic = QueueSource()
+    try:
+        session = Session(mic, folder=tmp_path / "s", reconnect=ReconnectPolicy(first_delay_s=0.1)).start()
+        mic.push(pause + first.astype("<i2").tobytes() + pause)
+        deadline = time.monotonic() + 60
+        while not session.transcript.rows and time.monotonic() < deadline:
+            time.sleep(0.05)
+        crashed = launcher._servers["speech"]
+        crashed.process.kill()  # a crash, as far as the session can tell
+        mic.push(second.astype("<i2").tobytes() + pause)
+        mic.close()
+        session.wait(timeout=90)
+        assert launcher._servers["speech"] is not crashed and launcher._servers["speech"].alive
+    finally:
+        stop_embedded_server()
+    said = " ".join(session.df["text"])
+    assert session.transcript.reconnects == 1 and len(session.session_ids) == 2
+    assert wer(f"{first_text} {second_text}", said) <= 0.15, said
+
+
 def test_a_server_that_cannot_start_says_why(tmp_path, monkeypatch):
     monkeypatch.setenv("LIVE_STT_CACHE", str(tmp_path))
     with pytest.raises(EmbeddedServerError, match="model folder not found"):
