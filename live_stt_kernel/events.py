@@ -112,6 +112,17 @@ class SessionEnded:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Disconnected:
+    """Not a server message: the connection ended with ``reason``; a new one is tried in
+    ``retry_in_s`` (attempt ``attempt`` since the drop)."""
+
+    reason: str
+    attempt: int
+    retry_in_s: float
+    received_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Reconnected:
     """Not a server message: the connection dropped and a new session took over. Its audio starts at
     ``resume_at_ms`` of the whole recording (the end of the last finished turn), so word times go on
@@ -133,10 +144,12 @@ Event: TypeAlias = (
     | SpeakerRevision
     | ServerError
     | SessionEnded
+    | Disconnected
     | Reconnected
 )
 
 __all__ = [
+    "Disconnected",
     "Event",
     "Heartbeat",
     "LLMGatewayResponse",

@@ -22,7 +22,7 @@ from typing import Protocol
 from . import protocol
 from .errors import (AuthenticationError, ConnectionLost, ConnectTimeout, ServerRefused, ServerUnreachable,
                      StreamingError, TooManySessions)
-from .events import Event, Reconnected
+from .events import Disconnected, Event, Reconnected
 from .protocol import Action
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +170,7 @@ def resilient_stream(connect: Callable[[], EventStream], audio: ResumableAudio, 
     failures are raised at once (a wrong key or URL must not wait through retries); after a session
     has begun, a failure worth it (`worth_reconnecting`) opens a new one after a backoff, at most
     ``policy.attempts`` times in a row, resending from the end of the last finished turn, and
-    yields `Reconnected` before the new session's `SessionBegan`. Call ``audio.settle(ms)`` as turns
+    yields `Disconnected` before each wait and `Reconnected` before the new session's `SessionBegan`. Call ``audio.settle(ms)`` as turns
     finish; ``on_connect(client)`` sees each new client."""
     reconnects, failures = 0, 0
     lost: BaseException | None = None  # what ended the last connection, while reconnecting
@@ -205,6 +205,8 @@ def resilient_stream(connect: Callable[[], EventStream], audio: ResumableAudio, 
                     exc.add_note(f"gave up after {failures} new connection(s); the connection had dropped: {lost}")
                 raise
             failures += 1
+            yield Disconnected(reason=str(lost), attempt=failures, retry_in_s=policy.delay(failures),
+                               received_at=time.monotonic())
             sleep(policy.delay(failures))
         finally:
             events.close()

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from .events import Event, Reconnected, SessionBegan, SessionEnded, SpeakerRevision, Turn, Word
+from .events import Disconnected, Event, Reconnected, SessionBegan, SessionEnded, SpeakerRevision, Turn, Word
 from .protocol import live_line
 
 Key = tuple[str, int]
@@ -97,6 +97,7 @@ class Transcript:
     open_turn: Turn | None = None
     ended: bool = False
     reconnects: int = 0
+    disconnected: str | None = None  # why, while a new connection is being tried
 
     @property
     def partial(self) -> str:
@@ -115,8 +116,11 @@ class Transcript:
         if isinstance(event, SessionBegan):
             return replace(self, session_id=event.session_id, offset_ms=self.offset_ms if offset_ms is None else offset_ms,
                            open_turn=None, ended=False)
+        if isinstance(event, Disconnected):
+            return replace(self, open_turn=None, disconnected=event.reason)
         if isinstance(event, Reconnected):  # the next session's clock starts where its audio starts
-            return replace(self, offset_ms=event.resume_at_ms, open_turn=None, reconnects=self.reconnects + 1)
+            return replace(self, offset_ms=event.resume_at_ms, open_turn=None, reconnects=self.reconnects + 1,
+                           disconnected=None)
         if isinstance(event, SpeakerRevision):
             return self._apply_revision(event)
         if isinstance(event, SessionEnded):

@@ -17,7 +17,7 @@ from conftest import API_KEY
 from live_stt_kernel import Session, load_session
 from live_stt_kernel.errors import (AuthenticationError, ConnectionLost, ConnectTimeout, ProtocolError, ServerRefused,
                                     ServerUnreachable, TerminationTimeout, TooManySessions)
-from live_stt_kernel.events import Reconnected, SessionBegan, Turn, Word
+from live_stt_kernel.events import Disconnected, Reconnected, SessionBegan, Turn, Word
 from live_stt_kernel.protocol import is_loopback
 from live_stt_kernel.reconnect import ReconnectPolicy, ResumableAudio, worth_reconnecting
 from live_stt_kernel.replay import Drop, Script, Step, even_turns, turns_script
@@ -102,8 +102,10 @@ def test_times_run_on_across_sessions():
     t = Transcript().apply(SessionBegan(session_id="s1")).apply(turn(0, [("one", 100, 400)]))
     t = t.apply(turn(1, [("two", 1000, 1300)], final=False))
     assert t.partial == "two"
+    t = t.apply(Disconnected(reason="dropped", attempt=1, retry_in_s=0.5))
+    assert t.partial == "" and t.disconnected == "dropped" and t.reconnects == 0
     t = t.apply(Reconnected(attempt=1, reason="dropped", resume_at_ms=400))
-    assert t.partial == "" and t.reconnects == 1
+    assert t.reconnects == 1 and t.disconnected is None
     t = t.apply(SessionBegan(session_id="s2")).apply(turn(0, [("two", 600, 900)]))
     assert [(r.session_id, r.turn_index, r.text, r.start, r.end) for r in t.rows] == [
         ("s1", 0, "one", 0.1, 0.4), ("s2", 1, "two", 1.0, 1.3)]
@@ -179,19 +181,24 @@ def test_a_dropped_connection_is_resumed_from_the_last_finished_turn(serve, tmp_
 
 def dropped_then(serve, tmp_path, later: Script, folder=None) -> tuple[Any, Session]:
     """A server whose first session drops after one finished turn and whose later ones get ``later``;
-    a session streaming 4 s to it (started)."""
+    a session to stream 4 s to it (not started yet)."""
     first = turns_script(even_turns(["one two three"], start_ms=300), "B")
     scripts = iter([Script(steps=first.steps + (Step(2500, Drop()),))])
     server = serve(lambda record: next(scripts, later))
     path = tmp_path / "talk.wav"
     sf.write(path, speech_like(4.0), 16000, subtype="PCM_16")
-    return server, Session(path, url=server.url, api_key=API_KEY, folder=folder, realtime=False, reconnect=FAST).start()
+    return server, Session(path, url=server.url, api_key=API_KEY, folder=folder, realtime=False, reconnect=FAST)
 
 
 def test_giving_up_says_why_and_keeps_the_turns(serve, tmp_path):
     server, session = dropped_then(serve, tmp_path, Script(http_status=503), folder=tmp_path / "s")
+    seen: list[object] = []
+    session.on_event(seen.append)
     with pytest.raises(ServerRefused, match="503") as caught:
-        session.wait(timeout=20)
+        session.start().wait(timeout=20)
+    waits = [e for e in seen if isinstance(e, Disconnected)]
+    assert [(e.attempt, e.retry_in_s) for e in waits] == [(1, 0.02), (2, 0.04), (3, 0.08)]
+    assert all("dropped without a close frame" in e.reason for e in waits)
     assert "gave up after 3 new connection(s); the connection had dropped" in "\n".join(caught.value.__notes__)
     assert len(server.clients) == 4  # the first connection and three attempts
     assert session.df["text"].tolist() == ["One two three."]
@@ -201,7 +208,7 @@ def test_giving_up_says_why_and_keeps_the_turns(serve, tmp_path):
 def test_refused_credentials_end_the_reconnecting_at_once(serve, tmp_path):
     server, session = dropped_then(serve, tmp_path, Script(http_status=401))
     with pytest.raises(AuthenticationError):
-        session.wait(timeout=20)
+        session.start().wait(timeout=20)
     assert len(server.clients) == 2
 
 

@@ -158,12 +158,15 @@ class LivePanel:
         session = self.session
         if session is None:
             return
-        state = "failed" if session.error else "streaming" if session.running else "stopped"
+        transcript = session.transcript
+        state = ("failed" if session.error else "stopped" if not session.running
+                 else "reconnecting" if transcript.disconnected else "streaming")
+        error = (f"{type(session.error).__name__}: {session.error}" if session.error
+                 else f"connection lost ({transcript.disconnected}); trying a new one" if state == "reconnecting" else None)
         status = Status(engine=engine_of(session), session_id=session.session_ids[-1] if session.session_ids else None,
-                        elapsed_s=session.elapsed_s, state=state, reconnects=session.transcript.reconnects,
-                        error=None if session.error is None else f"{type(session.error).__name__}: {session.error}")
+                        elapsed_s=session.elapsed_s, state=state, reconnects=transcript.reconnects, error=error)
         items = session.translations.translations if session.translations is not None else []
-        view = build_view(session.transcript, items, status, level_dbfs=session.level_dbfs if session.running else None)
+        view = build_view(transcript, items, status, level_dbfs=session.level_dbfs if session.running else None)
         diff = changes(self._view, view)
         self._view = view
         if diff.empty:
