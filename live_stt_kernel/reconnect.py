@@ -25,6 +25,7 @@ from .errors import (AuthenticationError, ConnectionLost, ConnectTimeout, Server
 from .events import Disconnected, Event, Reconnected
 from .protocol import Action
 
+
 @dataclass(frozen=True, slots=True)
 class ReconnectPolicy:
     """``attempts`` new connections per drop (0: never reconnect), waiting ``first_delay_s``,
@@ -38,6 +39,9 @@ class ReconnectPolicy:
 
     def delay(self, attempt: int) -> float:
         return min(self.max_delay_s, self.first_delay_s * 2 ** (attempt - 1))
+
+
+RECONNECT = ReconnectPolicy()  # the default: five tries per drop
 
 
 def worth_reconnecting(exc: BaseException, *, connecting: bool = False) -> bool:
@@ -212,4 +216,4 @@ def resilient_stream(connect: Callable[[], EventStream], audio: ResumableAudio, 
             events.close()
 
 
-__all__ = ["AudioConnection", "ReconnectPolicy", "ResumableAudio", "resilient_stream", "worth_reconnecting"]
+__all__ = ["RECONNECT", "AudioConnection", "ReconnectPolicy", "ResumableAudio", "resilient_stream", "worth_reconnecting"]

@@ -26,7 +26,7 @@ from .events import Event, Reconnected, SessionBegan, SessionEnded, SpeakerRevis
 from .live_translation import LiveTranslator
 from .llm import LLM
 from .protocol import StreamingParams
-from .reconnect import ReconnectPolicy, ResumableAudio, resilient_stream
+from .reconnect import RECONNECT, ReconnectPolicy, ResumableAudio, resilient_stream
 from .sources import AudioSource, MicSource, WavSource
 from .store import SessionStore, WavAppender, new_session_folder
 from .transcript import Transcript, TurnRecord
@@ -99,7 +99,7 @@ class Session:
         translate_to: str | Sequence[str] | None = None,
         translator: Translator | LLM | str | None = None,
         translation_prompt: str | None = None,
-        reconnect: ReconnectPolicy | int = ReconnectPolicy(),
+        reconnect: ReconnectPolicy | int = RECONNECT,
     ):
         self.source = as_source(source, realtime=realtime)
 

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,7 +57,7 @@ def test_a_session_on_the_kernel_microphone_streams_what_the_microphone_hears(mi
 
     needle = np.frombuffer(burst, dtype="<i2")
     sent = np.frombuffer(bytes(server.wait_for_client().audio), dtype="<i2")
-    offset, corr = locate(sent, needle)
+    _, corr = locate(sent, needle)
     assert corr > 0.99, f"the server did not receive the microphone's audio (correlation {corr:.3f})"
     assert len(sent) >= 2.5 * 16000  # about three seconds of recording reached the server
     saved, rate = sf.read(tmp_path / "s" / "audio.wav", dtype="int16")
@@ -85,7 +84,7 @@ def test_the_kernel_microphone_is_transcribed_end_to_end(mic, whisper, tmp_path)
     said = " ".join(json.loads(out.splitlines()[-1]))
     assert wer(text, said) <= 0.15, (text, said)
     saved, rate = sf.read(tmp_path / "s" / "audio.wav", dtype="int16")
-    offset, corr = locate(saved, speech)
+    _, corr = locate(saved, speech)
     assert rate == 16000 and corr > 0.99  # what was transcribed is what the microphone heard
 
 
