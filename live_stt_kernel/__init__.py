@@ -32,11 +32,12 @@ from .errors import (
     TerminationTimeout,
     TooManySessions,
 )
-from .events import Event, SessionBegan, SessionEnded, Turn, Word
+from .events import Disconnected, Event, Reconnected, SessionBegan, SessionEnded, Turn, Word
 from .export import export, export_session
 from .live_translation import LiveTranslator
 from .llm import LLM, LeMUR, LLMGateway, OpenAICompatible, RetryPolicy
 from .protocol import StreamingParams
+from .reconnect import ReconnectPolicy
 from .session import Session, start
 from .sources import AudioSource, MicSource, QueueSource, WavSource, input_devices
 from .store import load_session
@@ -57,6 +58,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectTimeout",
     "ConnectionLost",
+    "Disconnected",
     "Event",
     "LLM",
     "LLMError",
@@ -76,6 +78,8 @@ __all__ = [
     "PortAudioMissing",
     "ProtocolError",
     "QueueSource",
+    "Reconnected",
+    "ReconnectPolicy",
     "RetryPolicy",
     "ServerRefused",
     "ServerUnreachable",

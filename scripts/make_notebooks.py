@@ -180,6 +180,51 @@ PROTOCOL_TOUR = [
         "print(f\"partials: {(~turns.end_of_turn.astype(bool)).sum()}, finals: {turns.end_of_turn.astype(bool).sum()}\")\n"
         "finals"
     ),
+    new_markdown_cell(
+        "## When the connection drops\n\n"
+        "A v3 session cannot be resumed. When a connection drops after its session began, the client waits a moment "
+        "(`Disconnected`), opens a **new session** and sends it the audio again from the end of the last finished "
+        "turn, so the sentence that was being spoken is transcribed whole; a `Reconnected` event moves the clock so "
+        "times run on. To see it, we run our own local server, stop it in the middle of the second sentence and "
+        "start it again on the same port, while the audio keeps coming (a `QueueSource` stands in for a microphone)."
+    ),
+    new_code_cell(
+        "import time\n\n"
+        "import soundfile as sf\n\n"
+        "from live_stt_kernel.local.recognizer import WhisperRecognizer\n"
+        "from live_stt_kernel.local.server import LocalServer\n\n"
+        "audio, rate = sf.read(sample_wav(), dtype=\"int16\")\n"
+        "def pcm(start_s, end_s):\n"
+        "    return audio[int(start_s * rate):int(end_s * rate)].tobytes()\n\n"
+        "recognizer = WhisperRecognizer()\n"
+        "server = LocalServer(recognizer, token=\"tour\").start()\n"
+        "mic = lsk.QueueSource()\n"
+        "drop_events = []\n"
+        "dropped = lsk.Session(mic, url=server.url, api_key=\"tour\", folder=None, on_event=drop_events.append,\n"
+        "                      reconnect=lsk.ReconnectPolicy(first_delay_s=0.2)).start()\n"
+        "mic.push(pcm(0, 4.0))                      # the first sentence and a pause\n"
+        "while not dropped.transcript.rows:\n"
+        "    time.sleep(0.05)\n"
+        "mic.push(pcm(4.0, 5.5))                    # the second sentence begins...\n"
+        "time.sleep(0.5)\n"
+        "server.stop()                              # ...and the server goes away\n"
+        "mic.push(pcm(5.5, len(audio) / rate))      # the speaker goes on\n"
+        "time.sleep(1.0)\n"
+        "server = LocalServer(recognizer, token=\"tour\", port=server.port).start()  # back, same address\n"
+        "mic.close()\n"
+        "dropped.wait(timeout=60)\n"
+        "server.stop()\n"
+        "pd.DataFrame([row(e) | ({\"detail\": e.reason[:60]} if hasattr(e, \"reason\") else {})\n"
+        "              for e in drop_events if not isinstance(e, lsk.Turn) or e.end_of_turn])"
+    ),
+    new_markdown_cell(
+        "Two sessions, one transcript: the second sentence was sent again from where the first one ended, and its "
+        "start time is where it was spoken in the recording."
+    ),
+    new_code_cell(
+        "print(f\"sessions: {dropped.df.session_id.nunique()}, reconnects: {dropped.transcript.reconnects}\")\n"
+        "dropped.df[[\"session_id\", \"start\", \"end\", \"text\"]]"
+    ),
 ]
 
 

@@ -76,6 +76,12 @@ def test_protocol_tour_shows_partials_becoming_finals(tmp_path):
     assert "Hello and welcome to this short demonstration." in texts[2] and "False" in texts[2] and "True" in texts[2]
     partials, finals = map(int, re.search(r"partials: (\d+), finals: (\d+)", texts[3]).groups())
     assert partials >= 1 and finals == 6  # three turns, each final unformatted then formatted
+    drop = texts[4]  # the server stopped mid-sentence and started again
+    assert drop.count("SessionBegan") == 2 and "Disconnected" in drop and "Reconnected" in drop, drop
+    assert drop.index("Disconnected") < drop.index("Reconnected") < drop.rindex("SessionBegan")
+    resumed = texts[5]
+    assert "sessions: 2, reconnects: 1" in resumed, resumed
+    assert "Each finished sentence is written" in resumed and "The words appear on the screen" in resumed, resumed
 
 
 @pytest.mark.timeout(300)
