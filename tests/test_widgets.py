@@ -9,7 +9,7 @@ import time
 import pytest
 from conftest import API_KEY
 
-from live_stt_kernel import Session
+from live_stt_kernel import QueueSource, Session
 from live_stt_kernel.events import SessionBegan, Turn, Word
 from live_stt_kernel.replay import even_turns, turns_script
 from live_stt_kernel.session import dbfs
@@ -172,3 +172,19 @@ def test_the_browser_microphone_is_a_source_of_the_panel(serve, tmp_path):
         assert panel.session.error is None and panel.session.source.closed
     finally:
         panel.close()
+
+
+def test_a_followed_session_shows_its_own_source(serve, make_wav, tmp_path):
+    replay = serve(turns_script(even_turns(TEXTS), "B"))
+    wav = make_wav(1.0)
+    for source, label, file_shown in ((wav, "audio file", True), (QueueSource(), "browser microphone", False)):
+        session = Session(source, url=replay.url, api_key=API_KEY, folder=None)
+        panel = LivePanel(session)
+        try:
+            assert panel.source.value == label and (panel.file.layout.display != "none") is file_shown
+            if file_shown:
+                assert panel.file.value == str(wav)
+            # setting the picker queued nothing: following a session makes no microphone widget of its own
+            assert panel.commands.empty() and panel.command_threads == [] and panel.mic_slot.children == ()
+        finally:
+            panel.close()

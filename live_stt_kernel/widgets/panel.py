@@ -25,6 +25,7 @@ from ..backends import TRANSLATORS, as_translator
 from ..protocol import is_loopback
 from ..samples import sample_wav
 from ..session import Session
+from ..sources import MicSource, QueueSource, WavSource
 from .view import PanelView, Status, build_view, changes
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,17 @@ log = logging.getLogger(__name__)
 SOURCES = {"audio file": "file", "kernel microphone": "mic", "browser microphone": "browser"}
 IDLE_S = 1.0  # with nothing streaming the UI thread looks for news once a second (a click wakes it at once)
 Command = tuple[str, Any]
+
+
+def source_choice(source: Any) -> tuple[str, str | None]:
+    """The picker's label for a session's source, and its file if it has one."""
+    if isinstance(source, WavSource):
+        return "audio file", str(source.path)
+    if isinstance(source, MicSource):
+        return "kernel microphone", None
+    if isinstance(source, QueueSource):  # audio pushed from elsewhere: the browser microphone
+        return "browser microphone", None
+    return f"{type(source).__name__} (from code)", None
 
 
 def engine_of(session: Session) -> str:
@@ -85,6 +97,14 @@ class LivePanel:
             widget.add_class(f"lsk-{name}")  # stable names for the page's CSS and for browser tests
         self.browser_mic: Any = None  # a BrowserMic, made when that source is picked
         self.mic_slot = w.Box()  # where the browser microphone's button appears
+
+        if session is not None:  # show what the session records (before the picker's observer exists)
+            label, path = source_choice(session.source)
+            if label not in SOURCES:
+                self.source.options = [*SOURCES, label]
+            self.source.value = label
+            self.file.value = path or self.file.value
+            self.file.layout.display = None if path else "none"
 
         self.start_button.on_click(lambda _: self.enqueue("start"))
         self.stop_button.on_click(lambda _: self.enqueue("stop"))
@@ -198,18 +218,18 @@ class LivePanel:
     def _do_source(self, choice: str) -> None:
         """Show the browser microphone's button when it is the source (the page asks for the microphone
         on a click in that widget: browsers require a user gesture)."""
-        browser = SOURCES[choice] == "browser"
+        browser = SOURCES.get(choice) == "browser"
         if browser and self.browser_mic is None:
             from .browser_mic import BrowserMic
 
             self.browser_mic = BrowserMic()
         self.mic_slot.children = (self.browser_mic,) if browser else ()
-        self.file.layout.display = None if SOURCES[choice] == "file" else "none"
+        self.file.layout.display = None if SOURCES.get(choice) == "file" else "none"
 
     def _do_start(self, _: Any) -> None:
         if self.session is not None and self.session.running:
             return
-        kind = SOURCES[self.source.value]
+        kind = SOURCES.get(self.source.value, "file")
         if kind == "browser":
             self._do_source(self.source.value)
             source: Any = self.browser_mic.source
