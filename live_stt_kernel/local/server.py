@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
+from websockets.exceptions import ConnectionClosed
 
 from ..protocol import MAX_FRAME_MS, MIN_FRAME_MS
 from ..wsserver import LoopbackServer
@@ -241,6 +242,8 @@ class LocalServer(LoopbackServer):
             with contextlib.suppress(Exception):
                 await ws.send(json.dumps(error_message(refusal.code, refusal.text)))
                 await ws.close(refusal.code, refusal.text[:123])
+        except ConnectionClosed as closed:  # the client left, or the server is stopping (1001): not a failure
+            log.info("session closed: %s", closed)
         except Exception:  # one broken session must never take the server down
             log.exception("session failed")
             with contextlib.suppress(Exception):
