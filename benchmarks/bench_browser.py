@@ -94,7 +94,7 @@ OBSERVER = """() => {
   let rows = 0;  // rows already stamped (the same sentence may be said twice)
   new MutationObserver(() => {
     const all = turns.querySelectorAll('.lsk-turn');
-    for (; rows < all.length; rows++) stamp('final', all[rows].firstChild.nextSibling.textContent.trim());
+    for (; rows < all.length; rows++) stamp('final', all[rows].querySelector('.lsk-text').textContent.trim());
   }).observe(turns, { subtree: true, childList: true, characterData: true });
 }"""
 

@@ -101,7 +101,7 @@ class ResumableAudio:
         with self._lock:
             return AudioConnection(self, self._kept_from, max_speed)
 
-    def _next(self, reader: AudioConnection) -> bytes | None:
+    def read_for(self, reader: AudioConnection) -> bytes | None:
         """The next bytes for ``reader`` (kept audio past its position first), None at the end."""
         while True:
             with self._lock:
@@ -146,7 +146,7 @@ class AudioConnection:
 
     def __iter__(self) -> Iterator[bytes]:
         started, sent_ms = time.monotonic(), 0.0
-        while (data := self.audio._next(self)) is not None:
+        while (data := self.audio.read_for(self)) is not None:
             if self.max_speed is None:
                 yield data
                 continue

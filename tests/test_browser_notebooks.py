@@ -40,7 +40,7 @@ PANEL_TEXT = """() => {
   const text = (selector) => [...document.querySelectorAll(selector)].map((e) => e.textContent.trim());
   return { status: text('.lsk-status').join(' '), partial: text('.lsk-partial').join(' '),
            turns: [...document.querySelectorAll('.lsk-turn')].map((row) => ({
-             text: row.firstChild.nextSibling.textContent.trim(),
+             text: row.querySelector('.lsk-text').textContent.trim(),
              translations: [...row.querySelectorAll('.lsk-translation')].map((e) => e.textContent.trim()) })) };
 }"""
 CELL_OUTPUTS = """() => window.jupyterapp.shell.currentWidget.content.widgets

@@ -56,7 +56,7 @@ def status_line(status: Status) -> str:
 
 
 def turn_html(row: TurnRecord, translations: Mapping[str, Translation]) -> str:
-    lines = [f'<div class="lsk-turn" style="line-height:1.45;margin:3px 0"><span style="color:#888">{clock(row.start)}</span> {html.escape(row.text)}']
+    lines = [f'<div class="lsk-turn" style="line-height:1.45;margin:3px 0"><span style="color:#888">{clock(row.start)}</span> <span class="lsk-text">{html.escape(row.text)}</span>']
     for target, item in sorted(translations.items()):
         if item.text is not None:
             lines.append(f'<div class="lsk-translation" style="color:#2a6f4e;margin-left:3.2em">{html.escape(target)}: {html.escape(item.text)}</div>')
