@@ -84,10 +84,10 @@ class BrowserMic(anywidget.AnyWidget):
     .live-stt-mic-level span { display: block; height: 100%; width: 0; background: #43a047; }
     .live-stt-mic-state { font-weight: bold; }
     .live-stt-mic[data-state=denied] .live-stt-mic-state, .live-stt-mic[data-state=insecure] .live-stt-mic-state,
-    .live-stt-mic[data-state=error] .live-stt-mic-state { color: #b00020; }
+    .live-stt-mic[data-state=error] .live-stt-mic-state { color: var(--jp-error-color1, #b00020); }
     .live-stt-mic-message { margin-top: 4px; }
-    .live-stt-mic-stats { color: #555; margin-top: 2px; }
-    .live-stt-mic-busy .live-stt-mic-stats { color: #e65100; font-weight: bold; }
+    .live-stt-mic-stats { color: var(--jp-ui-font-color2, #555); margin-top: 2px; }
+    .live-stt-mic-busy .live-stt-mic-stats { color: var(--jp-warn-color1, #e65100); font-weight: bold; }
     """
 
     state = t.Enum(STATES, "idle", help="Written by the kernel, from the page's reports.").tag(sync=True)

@@ -170,7 +170,7 @@ class LivePanel:
             try:
                 handler(value)
             except Exception as exc:
-                self.status.value = f'<span style="color:#b00020">{name} failed: {type(exc).__name__}: {exc}</span>'
+                self.status.value = f'<span style="color:var(--jp-error-color1,#b00020)">{name} failed: {type(exc).__name__}: {exc}</span>'
                 self._view = None  # redraw the status next frame
 
     def render(self) -> None:

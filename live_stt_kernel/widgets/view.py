@@ -51,17 +51,17 @@ def status_line(status: Status) -> str:
         parts.append(f"{status.reconnects} reconnect{'s' if status.reconnects != 1 else ''}")
     line = " · ".join(parts)
     if status.error:
-        line += f' · <span style="color:#b00020">{html.escape(status.error)}</span>'
+        line += f' · <span style="color:var(--jp-error-color1,#b00020)">{html.escape(status.error)}</span>'
     return line
 
 
 def turn_html(row: TurnRecord, translations: Mapping[str, Translation]) -> str:
-    lines = [f'<div class="lsk-turn" style="line-height:1.45;margin:3px 0"><span style="color:#888">{clock(row.start)}</span> <span class="lsk-text">{html.escape(row.text)}</span>']
+    lines = [f'<div class="lsk-turn" style="line-height:1.45;margin:3px 0"><span style="color:var(--jp-ui-font-color2,#888)">{clock(row.start)}</span> <span class="lsk-text">{html.escape(row.text)}</span>']
     for target, item in sorted(translations.items()):
         if item.text is not None:
-            lines.append(f'<div class="lsk-translation" style="color:#2a6f4e;margin-left:3.2em">{html.escape(target)}: {html.escape(item.text)}</div>')
+            lines.append(f'<div class="lsk-translation" style="color:var(--jp-success-color1,#2a6f4e);margin-left:3.2em">{html.escape(target)}: {html.escape(item.text)}</div>')
         else:
-            lines.append(f'<div class="lsk-translation lsk-failed" style="color:#b00020;margin-left:3.2em">{html.escape(target)}: not translated '
+            lines.append(f'<div class="lsk-translation lsk-failed" style="color:var(--jp-error-color1,#b00020);margin-left:3.2em">{html.escape(target)}: not translated '
                          f'({html.escape(item.error or "")})</div>')
     return "".join(lines) + "</div>"
 
