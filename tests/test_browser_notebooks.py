@@ -43,6 +43,12 @@ PANEL_TEXT = """() => {
              text: row.querySelector('.lsk-text').textContent.trim(),
              translations: [...row.querySelectorAll('.lsk-translation')].map((e) => e.textContent.trim()) })) };
 }"""
+LIVE_LINES = """() => {  // every text the live line shows, from now on
+  window.__liveLines = [];
+  const line = document.querySelector('.lsk-partial');
+  new MutationObserver(() => window.__liveLines.push(line.textContent.trim()))
+    .observe(line, { subtree: true, childList: true, characterData: true });
+}"""
 CELL_OUTPUTS = """() => window.jupyterapp.shell.currentWidget.content.widgets
   .filter((cell) => cell.model.type === 'code').map((cell) => cell.model.outputs.toJSON())"""
 
@@ -69,12 +75,14 @@ def test_the_quickstart_shows_live_words_and_translations_in_jupyterlab(tmp_path
             page.wait_for_function("() => document.querySelector('.lsk-status')"
                                    " && /streaming/.test(document.querySelector('.lsk-status').textContent)",
                                    timeout=90_000)  # first run: the kernel starts the local server
+            page.evaluate(LIVE_LINES)
             page.wait_for_function("() => document.querySelector('.lsk-partial').textContent.trim().length > 0",
                                    timeout=30_000)
             live_line = panel(page)
             shot(page, "quickstart_live_line")
             page.wait_for_function("() => document.querySelector('.lsk-turn .lsk-translation')", timeout=30_000)
             first_translated = panel(page)
+            lines_before_first_turn = page.evaluate("() => window.__liveLines")
             shot(page, "quickstart_first_translation")
             page.wait_for_function("() => document.querySelector('.lsk-partial').textContent.trim()"
                                    " && document.querySelectorAll('.lsk-turn .lsk-translation').length >= 2",
@@ -92,11 +100,15 @@ def test_the_quickstart_shows_live_words_and_translations_in_jupyterlab(tmp_path
         finally:
             browser.close()
 
-    report = {"live_line": live_line, "first_translated": first_translated, "both": both, "done": done}
+    report = {"live_line": live_line, "lines_before_first_turn": lines_before_first_turn,
+              "first_translated": first_translated, "both": both, "done": done}
     (ARTIFACTS / "quickstart_report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
     # while the sample streamed: a live line, then a finished turn with its translation under it
     assert "streaming" in live_line["status"] and "local" in live_line["status"], live_line
-    assert set(normalise(live_line["partial"]).split()) & set(normalise(SAMPLE_SENTENCES[0]).split()), live_line
+    # the live line grew with the first sentence (Whisper tiny's early guesses are rough: "the lord and wellcome")
+    first_words = set(normalise(SAMPLE_SENTENCES[0]).split())
+    assert any(len(set(normalise(line).split()) & first_words) >= 2 for line in lines_before_first_turn), \
+        lines_before_first_turn
     assert "streaming" in first_translated["status"], first_translated
     assert first_translated["turns"][0]["text"] == SAMPLE_SENTENCES[0]
     assert first_translated["turns"][0]["translations"][0].startswith("es: Hola")
