@@ -37,8 +37,9 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the browser set-up of the tests: lab.py, audio.py, virtual_mic.py
 
+from audio_helpers import wait_until  # noqa: E402
 from browser.audio import compare  # noqa: E402
-from browser.lab import JupyterLab, chromium, open_notebook, run_all_cells, run_cell, wait_for, write_notebook  # noqa: E402
+from browser.lab import JupyterLab, chromium, open_notebook, run_all_cells, run_cell, write_notebook  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 from speech import librivox  # noqa: E402
 from virtual_mic import VirtualMic  # noqa: E402
@@ -147,7 +148,7 @@ def file_run(root: Path, audio: np.ndarray) -> dict[str, Any]:
             run_all_cells(page)
             page.wait_for_selector(".lsk-partial", timeout=90_000)
             page.evaluate(OBSERVER)
-            wait_for(log.exists, len(audio) / 16000 + 90, "the session to end")
+            wait_until(log.exists, len(audio) / 16000 + 90, what="the session to end")
             drawn = page.evaluate("() => window.__drawn")
         finally:
             browser.close()
@@ -181,7 +182,7 @@ def mic_run(root: Path, audio: np.ndarray) -> dict[str, Any]:
                 mic.play(audio.astype("<i2").tobytes())
                 time.sleep(len(audio) / 16000 + 2.0)
                 button.click()  # Stop: the session ends, the last cell saves the log
-                wait_for(log.exists, 60, "the session to end")
+                wait_until(log.exists, 60, what="the session to end")
                 drawn = page.evaluate("() => window.__drawn")
             finally:
                 browser.close()

@@ -30,8 +30,8 @@ assert Path("/usr/bin/chromium").exists(), "the browser tests need Debian's chro
 assert shutil.which("pulseaudio") and shutil.which("parec"), "apt-get install pulseaudio pulseaudio-utils"
 
 from browser.audio import compare, is_capture_glitch
-from browser.lab import (JupyterLab, chromium, execute_in_kernel, run_all_cells, wait_for, wait_for_kernel_idle,
-                         write_notebook)
+from audio_helpers import wait_until
+from browser.lab import JupyterLab, chromium, execute_in_kernel, run_all_cells, wait_for_kernel_idle, write_notebook
 from playwright.sync_api import sync_playwright
 from speech import librivox
 
@@ -106,10 +106,10 @@ def test_the_browser_microphone_feeds_a_session_through_a_busy_kernel(virtual_mi
             page.screenshot(path=str(ARTIFACTS / f"browser_mic_{encoding}_recording.png"))
             button.click()  # Stop
             stopped = time.monotonic()
-            wait_for(stats_path.exists, 15, "the kernel to see the stop")
-            wait_for(lambda: (folder / "meta.json").exists()
-                     and json.loads((folder / "meta.json").read_text()).get("status") != "running",
-                     20, "the session to finish")
+            wait_until(stats_path.exists, 15, what="the kernel to see the stop")
+            wait_until(lambda: (folder / "meta.json").exists()
+                       and json.loads((folder / "meta.json").read_text()).get("status") != "running",
+                       20, what="the session to finish")
             page.wait_for_selector(".live-stt-mic[data-state=stopped]", timeout=10_000)
             page.screenshot(path=str(ARTIFACTS / f"browser_mic_{encoding}_stopped.png"))
         finally:
@@ -171,7 +171,7 @@ def test_the_page_says_why_it_cannot_record(virtual_mic, serve, tmp_path):
                 button.click()
                 page.wait_for_selector(f".live-stt-mic[data-state={expected}]", timeout=15_000)
                 page.screenshot(path=str(ARTIFACTS / f"browser_mic_{expected}.png"))
-                wait_for(stats_path.exists, 15, f"the kernel to hear '{expected}'")
+                wait_until(stats_path.exists, 15, what=f"the kernel to hear '{expected}'")
                 seen[expected] = (page.locator(".live-stt-mic-message").inner_text(),
                                   json.loads(stats_path.read_text()))
                 page.close()

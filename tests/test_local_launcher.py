@@ -31,6 +31,7 @@ def test_a_session_outlives_a_crash_of_the_embedded_server(monkeypatch, tmp_path
     """The local server dies mid-session (killed); the session starts a new one and resends the audio
     since the last finished turn: both sentences are transcribed."""
     import numpy as np
+    from audio_helpers import wait_until
     from speech import librivox, wer
 
     from live_stt_kernel import Session
@@ -45,9 +46,7 @@ def test_a_session_outlives_a_crash_of_the_embedded_server(monkeypatch, tmp_path
     try:
         session = Session(mic, folder=tmp_path / "s", reconnect=ReconnectPolicy(first_delay_s=0.1)).start()
         mic.push(pause + first.astype("<i2").tobytes() + pause)
-        deadline = time.monotonic() + 60
-        while not session.transcript.rows and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: bool(session.transcript.rows), 60, what="the first sentence to be finished")
         crashed = launcher._servers["speech"]
         crashed.process.kill()  # a crash, as far as the session can tell
         mic.push(second.astype("<i2").tobytes() + pause)

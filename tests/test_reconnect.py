@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from audio_helpers import wait_until
 from conftest import API_KEY
 
 from live_stt_kernel import Session, load_session
@@ -53,9 +54,7 @@ def test_audio_read_by_an_abandoned_connection_goes_to_its_successor():
     reader = threading.Thread(target=lambda: got.extend(old))  # a sender blocked waiting for the microphone
     reader.start()
     source.push(block(50, 1))
-    deadline = time.monotonic() + 5
-    while not got and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: bool(got), 5, what="the first block")
     old.close()  # the connection dropped
     new = iter(audio.connection())
     source.push(block(50, 2))  # the old sender wakes with this block, keeps it for the new connection
@@ -152,9 +151,7 @@ def test_a_dropped_connection_is_resumed_from_the_last_finished_turn(serve, tmp_
     session = Session(path, url=server.url, api_key=API_KEY, folder=tmp_path / "s", realtime=False, reconnect=FAST)
     panel = LivePanel(session.start())
     session.wait(timeout=20)
-    deadline = time.monotonic() + 5
-    while "reconnect" not in panel.status.value and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: "reconnect" in panel.status.value, 5, what="the status line to count the reconnect")
     panel.close()
     assert "1 reconnect" in panel.status.value  # the status line says so
 
@@ -228,10 +225,7 @@ def test_the_local_server_restarted_mid_sentence_loses_no_word(whisper, tmp_path
                       reconnect=ReconnectPolicy(attempts=8, first_delay_s=0.1, max_delay_s=0.5)).start()
     try:
         mic.push((np.concatenate([pause, first, pause])).astype("<i2").tobytes())
-        deadline = time.monotonic() + 30
-        while len(session.transcript.rows) < 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(session.transcript.rows) == 1, "the first sentence was not finished"
+        wait_until(lambda: len(session.transcript.rows) == 1, 30, what="the first sentence to be finished")
         mic.push(second[:half].astype("<i2").tobytes())  # mid-sentence...
         time.sleep(0.5)
         server.stop()  # ...the server goes away

@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+from audio_helpers import wait_until
 from conftest import API_KEY
 
 from live_stt_kernel import QueueSource, Session
@@ -37,13 +38,6 @@ def transcript(*turns: Turn) -> Transcript:
 
 def translated(order: int, text: str | None, error: str | None = None) -> Translation:
     return Translation(session_id="s1", turn_order=order, target="es", source="", text=text, backend="b", model="m", error=error)
-
-
-def wait_until(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 # --- the pure view ---------------------------------------------------------------------------
@@ -103,10 +97,10 @@ def test_panel_follows_a_session_and_shows_translations_under_turns(serve, make_
     panel.partial.observe(lambda change: partials.append(change["new"]), names="value")
     session.wait(timeout=30)
     try:
-        wait_until(lambda: len(panel.turns.children) == 3 and all("es: " in row.value for row in panel.turns.children))
+        wait_until(lambda: len(panel.turns.children) == 3 and all("es: " in row.value for row in panel.turns.children), 10)
         rows = [row.value for row in panel.turns.children]
         assert "One two three." in rows[0] and "es: Uno dos tres." in rows[0] and "Seven eight." in rows[2]
-        wait_until(lambda: "stopped" in panel.status.value)
+        wait_until(lambda: "stopped" in panel.status.value, 10)
         assert "local" in panel.status.value
         assert any(p for p in partials)  # the live line showed words while the turns were spoken
         elapsed = session.elapsed_s + 1
@@ -127,11 +121,11 @@ def test_buttons_only_enqueue_and_the_ui_thread_does_the_work(serve, make_wav, t
     try:
         panel.backend.value = "apertium"
         panel.start_button.click()  # on this thread: only a command is queued
-        wait_until(lambda: panel.session is not None)
+        wait_until(lambda: panel.session is not None, 10)
         panel.session.wait(timeout=30)
-        wait_until(lambda: len(panel.turns.children) == 3)
+        wait_until(lambda: len(panel.turns.children) == 3, 10)
         panel.coach_button.click()
-        wait_until(lambda: panel.report.layout.display is None)
+        wait_until(lambda: panel.report.layout.display is None, 10)
         markdown = panel.report.outputs[0]["data"]["text/markdown"]
         assert markdown.startswith("# Speaking coach report") and "words per minute" in markdown
         assert panel.report.outputs[1]["data"]["image/svg+xml"].startswith("<svg")
@@ -151,7 +145,7 @@ def test_translation_settings_change_from_the_panel(serve, make_wav, tmp_path):
         panel.backend.value = "apertium"
         panel.target.value = "Spanish"
         panel.retranslate_button.click()
-        wait_until(lambda: len(session.translations.translations) == 6)  # three turns, translated twice
+        wait_until(lambda: len(session.translations.translations) == 6, 10)  # three turns, translated twice
         assert session.translations.targets == ("es",)
     finally:
         panel.close()
@@ -162,10 +156,10 @@ def test_the_browser_microphone_is_a_source_of_the_panel(serve, tmp_path):
     panel = LivePanel(session_options={"url": replay.url, "api_key": API_KEY, "folder": None})
     try:
         panel.source.value = "browser microphone"
-        wait_until(lambda: len(panel.mic_slot.children) == 1)
+        wait_until(lambda: len(panel.mic_slot.children) == 1, 10)
         assert type(panel.mic_slot.children[0]).__name__ == "BrowserMic" and panel.file.layout.display == "none"
         panel.start_button.click()
-        wait_until(lambda: panel.session is not None and panel.session.running)
+        wait_until(lambda: panel.session is not None and panel.session.running, 10)
         assert panel.session.source is panel.browser_mic.source  # the page's audio feeds this session
         panel.stop_button.click()
         panel.session.wait(timeout=20)  # end-of-file from the panel: the session ends cleanly

@@ -137,15 +137,6 @@ def wait_for_kernel_idle(page: Any, timeout_ms: int = 30_000) -> None:
         " return k && k.status === 'idle'; }", timeout=timeout_ms)
 
 
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    """Poll ``predicate`` (a test-side condition) every 0.1 s for at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"waited {timeout} s for {what}")
-        time.sleep(0.1)
-
-
 def run_all_cells(page: Any) -> None:
     page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")  # not awaited, on purpose
 
