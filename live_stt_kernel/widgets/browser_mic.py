@@ -127,9 +127,12 @@ class BrowserMic(anywidget.AnyWidget):
         """The `AudioSource` of the current (or next) recording: once a recording has ended its session
         (its source is closed), the next session asking gets a fresh source, which the page's audio then
         feeds (a closed `QueueSource` would never yield again)."""
+        self._renew_source()
+        return self._source
+
+    def _renew_source(self) -> None:
         if self._source.closed:
             self._source = QueueSource()
-        return self._source
 
     @property
     def stats(self) -> ChunkStats:
@@ -170,8 +173,7 @@ class BrowserMic(anywidget.AnyWidget):
     def _start(self, content: dict[str, Any]) -> None:
         if int(content.get("rate", SAMPLE_RATE)) != SAMPLE_RATE:
             raise ValueError("only 16 kHz audio is accepted")
-        if self._source.closed:  # the last recording ended its session: a new recording, a new source
-            self._source = QueueSource()
+        self._renew_source()  # the last recording ended its session: a new recording, a new source
         samples = int(content.get("chunk_samples", CHUNK_SAMPLES))
         self._assembler = ChunkAssembler(chunk_bytes=2 * samples, window=self._assembler.window,
                                          timeout_s=self._assembler.timeout_s)
