@@ -16,7 +16,6 @@ import websocket
 
 from live_stt_kernel import Session, StreamingParams
 from live_stt_kernel.errors import AuthenticationError
-from live_stt_kernel.local.recognizer import WhisperRecognizer
 from live_stt_kernel.local.server import LocalServer
 from speech import conversation, espeak, librivox, wer
 

@@ -29,7 +29,7 @@ from ..protocol import MAX_FRAME_MS, MIN_FRAME_MS
 from ..wsserver import LoopbackServer
 from .messages import begin_message, error_message, final_messages, partial_message, termination_message
 from .recognizer import Recognizer, plain
-from .turns import CHECK, DUE, FINAL, PARTIAL, Decode, TurnDetector, TurnSettings, reads_finished
+from .turns import CHECK, DUE, PARTIAL, Decode, TurnDetector, TurnSettings, reads_finished
 
 log = logging.getLogger(__name__)
 
