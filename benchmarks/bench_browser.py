@@ -37,9 +37,9 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the browser set-up of the tests: lab.py, audio.py, virtual_mic.py
 
-from audio_helpers import wait_until  # noqa: E402
 from browser.audio import compare  # noqa: E402
 from browser.lab import JupyterLab, chromium, open_notebook, run_all_cells, run_cell, write_notebook  # noqa: E402
+from helpers import wait_until  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 from speech import librivox  # noqa: E402
 from virtual_mic import VirtualMic  # noqa: E402

@@ -27,6 +27,10 @@ Usage::
     .venv/bin/python benchmarks/bench_client.py                 # full run (~2.5 min on 2 cores), writes out/results.json
     .venv/bin/python benchmarks/bench_client.py --summarize     # medians over the saved runs in out/
                                                                 # (same settings and package commit)
+    git worktree add /tmp/before <commit>                       # another version of the package, e.g. before a change,
+    .venv/bin/python benchmarks/bench_client.py --baseline /tmp/before --rounds 3   # measured in the same run:
+                                                                # each ours-* client alternates between this tree
+                                                                # and the baseline (labelled "...@baseline")
 
 The sub-commands ``_serve`` (the replay server process) and ``_worker`` (one measured client) are
 internal. See benchmarks/README.md for what the numbers mean.
@@ -85,7 +89,7 @@ def sentences(count: int) -> list[str]:
 
 def scripted_turns(audio_s: float) -> list[Any]:
     """As many `even_turns` as fit before the audio ends (last final released before Terminate)."""
-    from live_stt_kernel.replay import even_turns
+    from live_stt_kernel.v3.replay import even_turns
 
     texts = sentences(int(audio_s) + 10)
     turns = even_turns(texts, start_ms=500, word_ms=300, gap_ms=1000)
@@ -154,7 +158,7 @@ class PacedChunks:
 # ------------------------------------------------------------------------------------------------
 
 def serve(args: argparse.Namespace) -> None:
-    from live_stt_kernel.replay import ReplayServer, turns_script
+    from live_stt_kernel.v3.replay import ReplayServer, turns_script
 
     servers = {}
     for name, seconds in (("rt", args.rt_seconds), ("fast", args.fast_seconds)):
@@ -372,7 +376,10 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     audio_s = sum(len(c) for c in chunks) / (2 * RATE)
     expected_turns = len(scripted_turns(audio_s))
     meter = Meter(enabled=realtime, threads_after_s=audio_s - 2.1)
-    result: dict[str, Any] = {"client": args.client, "mode": args.mode, "expected_turns": expected_turns}
+    import live_stt_kernel
+
+    result: dict[str, Any] = {"client": args.client, "mode": args.mode, "expected_turns": expected_turns,
+                              "package": str(Path(live_stt_kernel.__file__).parent.parent)}
 
     if args.client in ("ours-full", "ours-pcm"):
         from live_stt_kernel import Session, WavSource
@@ -586,13 +593,18 @@ def _steal_ticks() -> int | None:
         return None
 
 
-def run_worker(client: str, mode: str, wav: Path, url: str, tmp: Path, switch_interval: float | None = None) -> dict[str, Any]:
+def run_worker(client: str, mode: str, wav: Path, url: str, tmp: Path, switch_interval: float | None = None,
+               package_root: Path | None = None) -> dict[str, Any]:
+    """One measured client in a fresh process; ``package_root`` puts another checkout's package first on its path."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "_worker", "--client", client, "--mode", mode,
            "--wav", str(wav), "--url", url, "--tmp", str(tmp)]
     if switch_interval:
         cmd += ["--switch-interval", str(switch_interval)]
+    env = dict(os.environ)
+    if package_root is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(package_root), *filter(None, [env.get("PYTHONPATH")])])
     steal0 = _steal_ticks()
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300, env=env)
     steal1 = _steal_ticks()
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -693,8 +705,8 @@ def summarize() -> None:
         medians[(client, mode)] = med
         steady = [r["steady_cpu_ms_per_audio_s"] for r in rs if r.get("steady_cpu_ms_per_audio_s") is not None]
         lat = [r["latency"]["final_to_listener"] for r in rs if r.get("latency", {}).get("final_to_listener", {}).get("n")]
-        lat_s = (f"{statistics.median(l['p50_ms'] for l in lat):.2f} / {statistics.median(l['p95_ms'] for l in lat):.2f} / "
-                 f"{statistics.median(l['max_ms'] for l in lat):.2f}") if lat else "n/a"
+        lat_s = (f"{statistics.median(x['p50_ms'] for x in lat):.2f} / {statistics.median(x['p95_ms'] for x in lat):.2f} / "
+                 f"{statistics.median(x['max_ms'] for x in lat):.2f}") if lat else "n/a"
         print(f"| {client} | {'real time' if mode == 'rt' else 'fast'} | {len(rs)} | {each} | {med / 10:.3f} % | "
               f"{fmt(statistics.median(steady)) if steady else 'n/a'} | {lat_s} |")
     print("\n| pacing | ours-pcm / sdk | ours-full / sdk | ours-transport / sdk |\n|---|---:|---:|---:|")
@@ -726,12 +738,19 @@ def orchestrate(args: argparse.Namespace) -> None:
             urls = json.loads(server.stdout.readline())
             print(f"replay server pid {server.pid}: {urls}", file=sys.stderr)
             runs = []
-            for mode, clients, wav in (("rt", rt_clients, rt_wav), ("fast", fast_clients, fast_wav)):
-                for client in clients:
-                    print(f"  {client:15s} {mode:4s} ...", end="", file=sys.stderr, flush=True)
-                    r = run_worker(client, mode, wav, urls[mode], tmp, args.switch_interval)
-                    runs.append(r)
-                    print(f" {r.get('cpu_ms_per_audio_s', 'FAILED')} ms CPU / audio s, ok={r.get('ok')}", file=sys.stderr)
+            baseline = Path(args.baseline).resolve() if args.baseline else None
+            for _ in range(args.rounds):
+                for mode, clients, wav in (("rt", rt_clients, rt_wav), ("fast", fast_clients, fast_wav)):
+                    for client in clients:
+                        roots = [None, baseline] if baseline is not None and client.startswith("ours") else [None]
+                        for root in roots:  # alternating, so a drift of the machine hits both alike
+                            label = client if root is None else f"{client}@baseline"
+                            print(f"  {label:24s} {mode:4s} ...", end="", file=sys.stderr, flush=True)
+                            r = run_worker(client, mode, wav, urls[mode], tmp, args.switch_interval, package_root=root)
+                            r["client"] = label
+                            runs.append(r)
+                            print(f" {r.get('cpu_ms_per_audio_s', 'FAILED')} ms CPU / audio s, ok={r.get('ok')}",
+                                  file=sys.stderr)
             scale = scaling(tmp) if not args.no_scaling else None
         finally:
             if server.stdin:
@@ -745,6 +764,7 @@ def orchestrate(args: argparse.Namespace) -> None:
         "when": stamp,
         "machine": machine(),
         "config": {"rt_seconds": args.rt_seconds, "fast_seconds": args.fast_seconds, "chunk_ms": CHUNK_MS,
+                   "baseline": args.baseline, "rounds": args.rounds,
                    "switch_interval": args.switch_interval, "rt_clients": rt_clients, "fast_clients": fast_clients,
                    "turns_rt": len(scripted_turns(args.rt_seconds)), "turns_fast": len(scripted_turns(args.fast_seconds)),
                    "behaviour": "A (partials per word, unformatted final, then formatted final)"},
@@ -766,7 +786,33 @@ def orchestrate(args: argparse.Namespace) -> None:
           f"({result['config']['turns_fast']} turns); behaviour A; 50 ms frames. Bench wall time {result['bench_wall_s']} s.\n")
     print(f"Load average before / after: {load_before[0]:.2f} / {result['loadavg_after'][0]:.2f} (1 min).\n")
     print(tables(runs, scale))
+    if args.baseline:
+        print(versus_baseline(runs))
     print(f"\nwrote {OUT / 'results.json'}")
+
+
+def versus_baseline(runs: list[dict[str, Any]]) -> str:
+    """Medians of this tree against the baseline checkout, same run, same server, same audio."""
+    lines = ["", "### This tree against the baseline (medians over the rounds)", "",
+             "| client | pacing | CPU ms / audio s: tree | baseline | tree / baseline | final to listener p50 ms: tree | baseline | ok |",
+             "|---|---|---:|---:|---:|---:|---:|:-:|"]
+    for mode in ("rt", "fast"):
+        for client in dict.fromkeys(r["client"] for r in runs if r["client"].endswith("@baseline")):
+            name = client.removesuffix("@baseline")
+            mine = [r for r in runs if r["client"] == name and r["mode"] == mode and "cpu_ms_per_audio_s" in r]
+            theirs = [r for r in runs if r["client"] == client and r["mode"] == mode and "cpu_ms_per_audio_s" in r]
+            if not mine or not theirs:
+                continue
+            cpu = [statistics.median(r["cpu_ms_per_audio_s"] for r in group) for group in (mine, theirs)]
+
+            def p50(group: list[dict[str, Any]]) -> float | None:
+                values = [r["latency"]["final_to_listener"]["p50_ms"] for r in group if r.get("latency")]
+                return statistics.median(values) if values else None
+
+            ok = all(r.get("ok") for r in mine + theirs)
+            lines.append(f"| {name} | {'real time' if mode == 'rt' else 'fast'} | {cpu[0]:.2f} | {cpu[1]:.2f} | "
+                         f"{cpu[0] / cpu[1]:.2f}x | {fmt(p50(mine), 3)} | {fmt(p50(theirs), 3)} | {'yes' if ok else 'no'} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -779,6 +825,9 @@ def main() -> None:
     parser.add_argument("--switch-interval", type=float, default=None,
                         help="sys.setswitchinterval() in the client processes (experiment; default: Python's 5 ms)")
     parser.add_argument("--summarize", action="store_true", help="print medians over all saved runs and exit")
+    parser.add_argument("--baseline", metavar="DIR", default=None,
+                        help="another checkout of the project (its package is measured too, alternating with this tree's)")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat every client this many times (default 1)")
     sub = parser.add_subparsers(dest="command")
     s = sub.add_parser("_serve")
     s.add_argument("--rt-seconds", type=float, required=True)

@@ -56,7 +56,7 @@ def drain_iopub(client: Any, counts: Counter[str], seconds: float, stamps: list[
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def round_trips(client: Any, n: int, counts: Counter[str], stamps: list[float]) -> list[float]:

@@ -28,10 +28,10 @@ sys.path.insert(0, str(ROOT / "tests"))  # tests/speech.py: librivox(), wer()
 from speech import librivox, wer  # noqa: E402
 
 from live_stt_kernel import Reconnected, Session, Turn  # noqa: E402
+from live_stt_kernel.audio.sources import QueueSource  # noqa: E402
 from live_stt_kernel.local.recognizer import WhisperRecognizer  # noqa: E402
 from live_stt_kernel.local.server import LocalServer  # noqa: E402
-from live_stt_kernel.reconnect import ReconnectPolicy  # noqa: E402
-from live_stt_kernel.sources import QueueSource  # noqa: E402
+from live_stt_kernel.v3.reconnect import ReconnectPolicy  # noqa: E402
 
 BLOCK = 800  # 50 ms at 16 kHz
 
@@ -90,7 +90,7 @@ def main() -> None:
     cut = second_starts + len(utterances[1][0]) / 16000 / 2  # the middle of the second sentence
     recognizer = WhisperRecognizer()
     rounds = []
-    for n in range(args.rounds):
+    for _ in range(args.rounds):
         base = one_round(recognizer, audio, None)
         dropped = one_round(recognizer, audio, cut)
         rounds.append({"baseline_wer": wer(reference, base["text"]), "dropped_wer": wer(reference, dropped["text"]),

@@ -15,7 +15,7 @@ notebook would start them):
    Stamps (``time.monotonic()``): the receiver's ``received_at`` of each final ``Turn`` (``on_event``), the
    worker's ``on_turn`` call for each final record (unformatted first, then formatted: the formatted one is
    the "settled" final the translator waits for), and the ``on_translation`` call (a pool thread, right after
-   the translation is visible in ``session.translations`` / ``session.df``). Latency = translation visible -
+   the translation is visible in ``session.translation`` / ``session.df``). Latency = translation visible -
    the turn's first final / its settled (formatted) final, both as seen by ``on_turn``. Also counted:
    translations per turn (must be exactly 1), and the ASR's own latency (end of the utterance's audio ->
    final received) in each run, to see whether the LLM slows the speech server down.
@@ -111,7 +111,7 @@ def machine() -> dict[str, Any]:
             from importlib.metadata import version as v
 
             return v(dist)
-        except Exception:  # noqa: BLE001 - only a label
+        except Exception:
             return None
 
     apertium = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "apertium-eng-spa"], capture_output=True, text=True, check=False).stdout
@@ -285,7 +285,7 @@ def sentences_for_apertium(n: int) -> list[str]:
 
 
 def bench_apertium(n: int, rounds: int) -> dict[str, Any]:
-    from live_stt_kernel.apertium import ApertiumTranslator
+    from live_stt_kernel.language.apertium import ApertiumTranslator
 
     sentences = sentences_for_apertium(n)
     translator = ApertiumTranslator()
@@ -336,7 +336,7 @@ def server_cpu_s() -> dict[str, float]:
 
 def timed_wav(path: Path) -> Any:
     """A `WavSource(realtime=True)` that remembers when its pacing clock started."""
-    from live_stt_kernel.sources import WavSource
+    from live_stt_kernel.audio.sources import WavSource
 
     class TimedWav(WavSource):
         started: float | None = None
@@ -358,7 +358,7 @@ def live_run(backend: str, wav: Path, utterances: list[Utterance], *, timeout: f
     speech_start_s = time.monotonic() - t
     source = timed_wav(wav)
     session = Session(source, folder=None, translate_to="es", translator=backend, terminate_timeout=60)
-    live = session.translations
+    live = session.translation
     assert live is not None
     # warm-up outside the measurement: Apertium starts its pipeline, the local LLM its server (first use)
     t = time.monotonic()
@@ -554,7 +554,7 @@ def bench_tokens(llm: LLMClient, coaching: list[dict[str, str]], story_tokens: i
 
 def bench_coach(llm: LLMClient, records: list[Any], runs: int, max_tokens: int, prefill_rate: float | None) -> dict[str, Any]:
     from live_stt_kernel.analysis import coach
-    from live_stt_kernel.coaching import coaching_messages
+    from live_stt_kernel.coaching.report import coaching_messages
 
     metrics_only = []
     for _ in range(5):
@@ -614,8 +614,8 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     llm = None
     coaching_messages_ = None
     if "tokens" in sections or "coach" in sections:
-        from live_stt_kernel.coaching import coaching_messages
-        from live_stt_kernel.speaking_metrics import compute_metrics
+        from live_stt_kernel.coaching.metrics import compute_metrics
+        from live_stt_kernel.coaching.report import coaching_messages
 
         records = meeting_records(args.coach_turns)
         coaching_messages_ = coaching_messages(compute_metrics(records), records)

@@ -2,65 +2,79 @@
 
 Start with ``start()`` (a running `Session`; ``translate_to="es"`` translates each finished turn),
 read ``session.partial`` and ``session.df``, then ``coach(session.df)``, ``translate(df, to=...)``
-and ``load_session(folder)`` afterwards. See README.md.
+and ``load_session(folder)`` afterwards. This module is the public API and nothing else; the
+package's folders are its architecture (see README.md, "Layout").
 """
 
-from .analysis import coach, save_report, translate
-from .apertium import ApertiumTranslator
-from .backends import LLMTranslator, LocalModel, Translator, resolve_llm, resolve_translator
-from .coaching import CoachingReport
+from __future__ import annotations
+
+from .audio.sources import AudioSource, MicSource, QueueSource, WavSource, input_devices
+from .coaching.report import CoachingReport, coach, save_report
 from .errors import (
     AudioDeviceError,
     AudioError,
     AudioFileError,
     AuthenticationError,
+    BackendError,
     ConfigurationError,
     ConnectionLost,
     ConnectTimeout,
+    EmbeddedError,
+    EmbeddedServerError,
     LiveSTTError,
     LLMError,
     LLMGone,
     LLMRateLimited,
     LLMRefused,
     LLMUnavailable,
+    ModelError,
     NoInputDevice,
     PortAudioMissing,
+    PromptTooLong,
     ProtocolError,
+    SavedSessionError,
     ServerRefused,
     ServerUnreachable,
+    SessionTimeout,
     StreamingError,
     TerminationTimeout,
     TooManySessions,
+    TranslatorError,
 )
 from .events import Disconnected, Event, Reconnected, SessionBegan, SessionEnded, Turn, Word
 from .export import export, export_session
-from .live_translation import LiveTranslator
-from .llm import LLM, LeMUR, LLMGateway, OpenAICompatible, RetryPolicy
-from .protocol import StreamingParams
-from .reconnect import ReconnectPolicy
-from .session import Session, start
-from .sources import AudioSource, MicSource, QueueSource, WavSource, input_devices
-from .store import load_session
+from .language.apertium import ApertiumTranslator
+from .language.backends import LLMTranslator, LocalModel, Translator, resolve_llm, resolve_translator
+from .language.batch import translate
+from .language.live import LiveTranslation
+from .language.llm import LLM, LeMUR, LLMGateway, OpenAICompatible, RetryPolicy
+from .language.translation import Translation
+from .notebook import start
+from .session import Session, load_session
 from .transcript import Transcript, TurnRecord
-from .translation import Translation
-from .transport import StreamingClient
+from .v3.client import StreamingClient
+from .v3.protocol import StreamingParams
+from .v3.reconnect import ReconnectPolicy
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "LLM",
     "ApertiumTranslator",
     "AudioDeviceError",
     "AudioError",
     "AudioFileError",
     "AudioSource",
     "AuthenticationError",
+    "BackendError",
     "CoachingReport",
     "ConfigurationError",
     "ConnectTimeout",
     "ConnectionLost",
     "Disconnected",
+    "EmbeddedError",
+    "EmbeddedServerError",
     "Event",
-    "LLM",
     "LLMError",
     "LLMGateway",
     "LLMGone",
@@ -70,22 +84,26 @@ __all__ = [
     "LLMUnavailable",
     "LeMUR",
     "LiveSTTError",
-    "LiveTranslator",
+    "LiveTranslation",
     "LocalModel",
     "MicSource",
+    "ModelError",
     "NoInputDevice",
     "OpenAICompatible",
     "PortAudioMissing",
+    "PromptTooLong",
     "ProtocolError",
     "QueueSource",
-    "Reconnected",
     "ReconnectPolicy",
+    "Reconnected",
     "RetryPolicy",
+    "SavedSessionError",
     "ServerRefused",
     "ServerUnreachable",
     "Session",
     "SessionBegan",
     "SessionEnded",
+    "SessionTimeout",
     "StreamingClient",
     "StreamingError",
     "StreamingParams",
@@ -94,6 +112,7 @@ __all__ = [
     "Transcript",
     "Translation",
     "Translator",
+    "TranslatorError",
     "Turn",
     "TurnRecord",
     "WavSource",

@@ -13,17 +13,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import LiveSTTError, ServerRefused
-from .protocol import StreamingParams
+from .coaching.report import coach, save_report
+from .errors import LiveSTTError, SavedSessionError, ServerRefused
+from .language.backends import as_translator
+from .language.batch import translate_records
+from .language.live import append_translations
+from .language.translation import Translation
+from .local.launcher import READY_PREFIX, SERVER_ENV, TOKEN_ENV
+from .local.llm_server import main as serve_llm
+from .local.models import cache_dir
+from .local.recognizer import WhisperRecognizer
+from .local.server import LocalServer
+from .samples import sample_wav
 from .session import AUTO, Session
+from .store import read_turns
 from .transcript import TurnRecord, TurnSettler
-from .translation import Translation
+from .v3.protocol import DEFAULT_SPEECH_MODEL, StreamingParams
 
 POLL_S = 0.05
 
@@ -78,8 +91,8 @@ def follow(session: Session, settler: TurnSettler, *, out: TextIO, fmt: str, liv
         nonlocal printed
         for row in rows:
             write(turn_json(row) if fmt == "jsonl" else format_turn(row))
-        if session.translations is not None:
-            done = session.translations.translations
+        if session.translation is not None:
+            done = session.translation.results
             for item in done[printed:]:
                 write(translation_json(item) if fmt == "jsonl" else format_translation(item))
             printed = len(done)
@@ -92,8 +105,8 @@ def follow(session: Session, settler: TurnSettler, *, out: TextIO, fmt: str, liv
             live.flush()
         time.sleep(POLL_S)
     emit(settler.update(session.transcript, time.monotonic(), ended=True))
-    if session.translations is not None:
-        session.translations.wait(timeout=60)
+    if session.translation is not None:
+        session.translation.wait(timeout=60)
         emit([])
     if live is not None and shown:
         live.write("\r\033[K")
@@ -112,7 +125,7 @@ def run_session(session: Session, args: argparse.Namespace, *, note: str = "") -
     live = err if (err.isatty() and not args.quiet) else None
     if note and not args.quiet:
         print(note, file=err)
-    settler = TurnSettler(expect_formatted=bool(session.client.params.format_turns))
+    settler = TurnSettler(expect_formatted=bool(session.params.format_turns))
     session.start()
     try:
         follow(session, settler, out=sys.stdout, fmt=args.format, live=live)
@@ -137,8 +150,6 @@ def _params(args: argparse.Namespace) -> StreamingParams:
 def _translation_options(args: argparse.Namespace) -> dict[str, Any]:
     if not args.to:
         return {}
-    from .backends import as_translator
-
     translator = as_translator(args.backend, base_url=args.base_url, model=args.model, api_key=args.api_key,
                                prompt=args.prompt)
     return {"translate_to": args.to, "translator": translator, "translation_prompt": args.prompt}
@@ -155,15 +166,14 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .samples import sample_wav
-
     sample = sample_wav()
     args.to = args.to or ["es"]  # the main job translates; Spanish unless told otherwise
     session = Session(sample, url=args.url, api_key=args.api_key, params=_params(args), folder=args.save or AUTO,
                       realtime=not args.fast, reconnect=args.reconnect, **_translation_options(args))
-    where = "AssemblyAI's cloud" if session.client.url.startswith("wss://streaming.") else f"the server at {session.client.url}"
-    translated = "" if session.translations is None else \
-        f", translated to {', '.join(session.translations.targets)} by {session.translations.translator.backend}"
+    endpoint = session.endpoint
+    where = {"embedded": "the embedded local server", "cloud": "AssemblyAI's cloud"}.get(endpoint.kind, f"the server at {endpoint.url}")
+    live = session.translation
+    translated = "" if live is None else f", translated to {', '.join(live.targets)} by {live.translator.backend}"
     code = run_session(session, args, note=f"Streaming {sample.name} ({'fast' if args.fast else 'real time'}) to {where}{translated}")
     if code == 0 and not args.no_coach and session.folder is not None:
         if not args.quiet:
@@ -175,16 +185,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _session_folder(path: str) -> Path:
     target = Path(path)
     if not target.exists():
-        raise FileNotFoundError(f"no saved session at {target}")
+        raise SavedSessionError(f"no saved session at {target}")
     return target if target.is_dir() else target.parent
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    from .analysis import translate_records
-    from .backends import as_translator
-    from .live_translation import append_translations
-    from .store import read_turns
-
     records = list(read_turns(args.session).rows)
     translator = as_translator(args.backend, base_url=args.base_url, model=args.model, api_key=args.api_key, prompt=args.prompt)
     results = translate_records(records, to=args.to, translator=translator, prompt=args.prompt, workers=args.workers,
@@ -205,8 +210,6 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 def report(path: str | Path, args: argparse.Namespace, *, llm_backend: str | None) -> int:
     """Print a coaching report on a saved session and save it beside its turns."""
-    from .analysis import coach, save_report
-
     result = coach(path, backend=llm_backend, base_url=getattr(args, "base_url", None), model=getattr(args, "model", None),
                    api_key=args.api_key, prompt=_prompt_text(args), use_llm=not getattr(args, "no_llm", False))
     print(result.to_markdown())
@@ -226,17 +229,8 @@ def _prompt_text(args: argparse.Namespace) -> str | None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import secrets
-    import threading
-
-    from .local.launcher import READY_PREFIX, SERVER_ENV, TOKEN_ENV
-    from .local.models import cache_dir
-
     if any(os.environ.get(k) != v for k, v in SERVER_ENV.items()):  # numpy is loaded already: restart with the limits set
         os.execve(sys.executable, [sys.executable, "-m", "live_stt_kernel.cli", *sys.argv[1:]], {**os.environ, **SERVER_ENV})
-    from .local.recognizer import WhisperRecognizer
-    from .local.server import LocalServer
-
     token = os.environ.get(TOKEN_ENV)
     token_note = f"auth: the token in ${TOKEN_ENV}"
     if not token:
@@ -265,8 +259,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_serve_llm(args: argparse.Namespace) -> int:
-    from .local.llm_server import main as serve_llm
-
     forwarded = ["--host", args.host, "--port", str(args.port), *(["--model", args.model] if args.model else [])]
     return serve_llm(forwarded + (["--threads", str(args.threads)] if args.threads else []))
 
@@ -283,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--format", choices=["text", "jsonl"], default="text",
                        help="text: one line per turn; jsonl: one JSON object per final turn")
         p.add_argument("--fast", action="store_true", help="send as fast as the server accepts (local servers only)")
-        p.add_argument("--speech-model", default="universal-streaming-english")
+        p.add_argument("--speech-model", default=DEFAULT_SPEECH_MODEL)
         p.add_argument("--no-format-turns", action="store_true", help="ask for unformatted finals only")
         p.add_argument("--keyterm", action="append", default=[], help="a term to boost (repeatable)")
         p.add_argument("-q", "--quiet", action="store_true", help="only the turns on stdout")

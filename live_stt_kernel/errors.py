@@ -3,12 +3,13 @@
 ::
 
     LiveSTTError
-    ├── ConfigurationError          our caller's misuse: no API key, bad parameter values
+    ├── ConfigurationError          our caller's misuse: no API key, bad parameter values, a call out of order
     ├── AudioError                  bad input on our side of the wire
     │   ├── AudioFileError          missing, empty, not audio, unreadable
     │   └── AudioDeviceError        the kernel machine cannot record
     │       ├── PortAudioMissing    libportaudio2 not installed
     │       └── NoInputDevice       no microphone (typical for remote kernels)
+    ├── SavedSessionError           a session folder or turns file that is missing or not ours
     ├── ProtocolError               the server sent something that is not v3 (garbled JSON)
     ├── StreamingError              the connection failed or the server said no
     │   ├── ServerUnreachable       DNS, refused, TLS, bad URL
@@ -18,13 +19,21 @@
     │   │   └── TooManySessions     1008/3009 concurrency limits: back off
     │   ├── ConnectionLost          dropped without a close frame (1006)
     │   └── TerminationTimeout      `Terminate` sent, no `Termination` in time
-    └── LLMError                    a language model or translator failed (backend, model, status named)
-        ├── LLMRefused              400/401/403/404: the request, key or model is wrong; never retried
-        │   └── LLMGone             the endpoint is retired (LeMUR): use the LLM Gateway
-        ├── LLMRateLimited          429 on every attempt
-        └── LLMUnavailable          5xx, timeouts, unreachable, unusable answers, after the retries
+    ├── SessionTimeout              `wait()` / `stop()` gave up waiting; the session goes on in the background
+    ├── EmbeddedError               the embedded default could not run
+    │   ├── ModelError              weights missing, incomplete, or not the pinned bytes
+    │   └── EmbeddedServerError     a local server process did not start
+    └── BackendError                a translator or language model failed (backend, model, status named)
+        ├── TranslatorError         a translator that is not a language model (Apertium) failed
+        └── LLMError                a language model failed
+            ├── LLMRefused          400/401/403/404: the request, key or model is wrong; never retried
+            │   ├── LLMGone         the endpoint is retired (LeMUR): use the LLM Gateway
+            │   └── PromptTooLong   the conversation does not fit the model's context window
+            ├── LLMRateLimited      429 on every attempt
+            └── LLMUnavailable      5xx, timeouts, unreachable, unusable answers, after the retries
 
-Each message says what happened and what to do; none contains a secret.
+Each message says what happened and what to do; none contains a secret. A few also derive from the
+built-in exception a caller would naturally catch (``ValueError``, ``TimeoutError``).
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ class LiveSTTError(Exception):
 
 
 class ConfigurationError(LiveSTTError, ValueError):
-    """The caller asked for something that cannot work (missing key, out-of-range option)."""
+    """The caller asked for something that cannot work (missing key, out-of-range option, a call out of order)."""
 
 
 class AudioError(LiveSTTError):
@@ -56,6 +65,10 @@ class PortAudioMissing(AudioDeviceError):
 
 class NoInputDevice(AudioDeviceError):
     """PortAudio found no usable microphone."""
+
+
+class SavedSessionError(LiveSTTError):
+    """A saved session (folder, ``turns.jsonl``, ``translations.jsonl``) is missing or has a line that is not ours."""
 
 
 class ProtocolError(LiveSTTError):
@@ -104,9 +117,25 @@ class TerminationTimeout(StreamingError):
     """`Terminate` was sent but the server never confirmed with `Termination`."""
 
 
-class LLMError(LiveSTTError):
-    """A language-model or translation backend failed. ``backend``, ``model`` and ``status`` (HTTP
-    status, or None) say which and how; the message never contains a key."""
+class SessionTimeout(LiveSTTError, TimeoutError):
+    """``Session.wait()`` or ``stop()`` ran out of time; the session keeps running in the background."""
+
+
+class EmbeddedError(LiveSTTError):
+    """The embedded default (local servers and their models) could not run."""
+
+
+class ModelError(EmbeddedError):
+    """A model (speech or LLM) is missing, incomplete, or not the file we pinned."""
+
+
+class EmbeddedServerError(EmbeddedError):
+    """A local server process could not be started."""
+
+
+class BackendError(LiveSTTError):
+    """A translator or language model failed. ``backend``, ``model`` and ``status`` (HTTP status, or
+    None) say which and how; the message never contains a key."""
 
     def __init__(self, message: str, *, backend: str = "", model: str = "", status: int | None = None):
         super().__init__(message)
@@ -115,12 +144,24 @@ class LLMError(LiveSTTError):
         self.status = status
 
 
+class TranslatorError(BackendError):
+    """A translator that is not a language model (Apertium) crashed or did not answer."""
+
+
+class LLMError(BackendError):
+    """A language model failed."""
+
+
 class LLMRefused(LLMError):
     """The backend refused the request (bad request, bad key, no access, unknown model)."""
 
 
 class LLMGone(LLMRefused):
     """The endpoint has been retired."""
+
+
+class PromptTooLong(LLMRefused):
+    """The conversation does not fit the model's context window (the caller's input, not a model failure)."""
 
 
 class LLMRateLimited(LLMError):
@@ -136,21 +177,29 @@ __all__ = [
     "AudioError",
     "AudioFileError",
     "AuthenticationError",
+    "BackendError",
     "ConfigurationError",
     "ConnectTimeout",
     "ConnectionLost",
+    "EmbeddedError",
+    "EmbeddedServerError",
     "LLMError",
     "LLMGone",
     "LLMRateLimited",
     "LLMRefused",
     "LLMUnavailable",
     "LiveSTTError",
+    "ModelError",
     "NoInputDevice",
     "PortAudioMissing",
+    "PromptTooLong",
     "ProtocolError",
+    "SavedSessionError",
     "ServerRefused",
     "ServerUnreachable",
+    "SessionTimeout",
     "StreamingError",
     "TerminationTimeout",
     "TooManySessions",
+    "TranslatorError",
 ]

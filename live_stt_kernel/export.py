@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .clock import clock
 from .errors import ConfigurationError
-from .live_translation import TRANSLATIONS_FILE
-from .store import AUDIO_FILE, META_FILE, TURNS_FILE, load_session
-from .translation import COLUMN_PREFIX, column_name
+from .language.translation import COLUMN_PREFIX, column_name
+from .session import load_session
+from .store import AUDIO_FILE, META_FILE, TRANSLATIONS_FILE, TURNS_FILE
 
 WIDTH = 42  # characters per subtitle line: the common broadcast / Netflix limit
 LINES = 2  # lines per subtitle cue
@@ -165,13 +166,14 @@ def csv_text(df: Any, *, words: bool = True) -> str:
     frame = df.drop(columns=["words"]) if not words and "words" in df.columns else df.copy()
     for name in frame.columns:
         dtype = frame[name].dtype
-        if name == "words" or dtype == object or isinstance(dtype, pd.StringDtype) or pd.api.types.is_string_dtype(dtype):
+        textual = pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.StringDtype) or pd.api.types.is_string_dtype(dtype)
+        if name == "words" or textual:
             cells = [_csv_cell(v, is_words=name == "words") for v in frame[name].tolist()]
             frame[name] = pd.Series(cells, index=frame.index, dtype=object)
     frame.columns = [guard_cell(str(c)) for c in frame.columns]  # headers are cells too
     # CRLF as RFC 4180 says; it also makes the csv writer quote cells holding a lone "\r", which with
     # "\n" line ends it would write bare (and a reader would split the row there)
-    return frame.to_csv(index=False, lineterminator="\r\n")
+    return str(frame.to_csv(index=False, lineterminator="\r\n"))
 
 
 def to_csv(df: Any, path: str | Path, *, excel: bool = False, words: bool = True) -> Path:
@@ -389,7 +391,7 @@ def subtitle_cues(df: Any, *, translation: str | None = None, bilingual: str | N
             laid = _layout(labelled, width, lines)
             groups = _token_groups(laid)
             times = _chunk_times(start, end, groups, tokens, words)
-            cues += [Cue(s, e, tuple(" ".join(line) for line in cue)) for (s, e), cue in zip(times, laid)]
+            cues += [Cue(s, e, tuple(" ".join(line) for line in cue)) for (s, e), cue in zip(times, laid, strict=True)]
             continue
         # bilingual: the original and its translation split into the same number of parts, one line each
         other = str(row.get(second) or "").split()
@@ -400,7 +402,7 @@ def subtitle_cues(df: Any, *, translation: str | None = None, bilingual: str | N
         bottom += [[]] * (parts - len(bottom))
         # timed by the original's lines (its words are the ones spoken)
         times = _chunk_times(start, end, _token_groups([[line] for line in top]), tokens, words)
-        for (s, e), upper, lower in zip(times, top, bottom):
+        for (s, e), upper, lower in zip(times, top, bottom, strict=True):
             cues.append(Cue(s, e, tuple(" ".join(line) for line in (upper, lower) if line)))
     return Cues(tuple(_no_overlap(cues, min_ms)), untimed, untranslated)
 
@@ -492,10 +494,6 @@ def escape_markdown(text: str) -> str:
                               else m.group(1) + m.group(2)[:-1] + "\\" + m.group(2)[-1], text)
 
 
-def _clock(seconds: float) -> str:
-    return _timestamp(round(seconds * 1000), ",")[:8]
-
-
 def to_markdown(df: Any, path: str | Path | None = None, *, title: str | None = "Transcript",
                 translations: bool | Sequence[str] = True) -> str:
     """A readable transcript: per turn its start time and speaker in bold, the text, and each
@@ -511,7 +509,7 @@ def to_markdown(df: Any, path: str | Path | None = None, *, title: str | None = 
         columns = []
     parts = [f"# {escape_markdown(title)}\n"] if title else []
     for row in _rows(df):
-        label = [_clock(float(row["start"]))] if row.get("start") is not None else []
+        label = [clock(float(row["start"]))] if row.get("start") is not None else []
         if row.get("speaker") is not None and str(row["speaker"]).strip():
             label.append(escape_markdown(str(row["speaker"])))
         lines = [f"**{' · '.join(label)}**"] if label else []

@@ -7,12 +7,13 @@ import sys
 import time
 from typing import Any, TextIO
 
+import ipywidgets as widgets
+from IPython import get_ipython
+from IPython.display import display
+
 
 def in_notebook() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
+    """Whether this code runs in a Jupyter kernel (where widgets can be shown)."""
     shell = get_ipython()
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
@@ -29,9 +30,6 @@ class Progress:
         if not enabled or total == 0:
             return
         if in_notebook():
-            import ipywidgets as widgets
-            from IPython.display import display
-
             self._bar = widgets.IntProgress(value=0, min=0, max=total, description=label[:20])
             self._text = widgets.Label(value=f"0/{total}")
             self._widget = widgets.HBox([self._bar, self._text])

@@ -18,9 +18,9 @@ SAMPLE_SENTENCES = (
 
 COACHING_SENTENCES = (
     "So, I think the main goal this quarter is, you know, making onboarding faster.",
-    "We basically lose most new users after the second page of the setup guide, which is kind of a problem, "
-    "because the guide is the very first thing they see when they sign up and it is also the page our support "
-    "team sends them to whenever they get stuck.",
+    ("We basically lose most new users after the second page of the setup guide, which is kind of a problem, "
+     "because the guide is the very first thing they see when they sign up and it is also the page our support "
+     "team sends them to whenever they get stuck."),
     "Maybe we could try a short video instead.",
     "Does that make sense?",
     "Honestly, I guess the video would probably take about two weeks.",

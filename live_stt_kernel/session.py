@@ -1,58 +1,53 @@
 """A live session: one worker thread owns the transcript; everyone else reads snapshots.
 
-``start()`` returns at once. Data flows source -> sender -> server -> receiver -> worker, and the
-worker folds each event into the transcript, appends finished turns to the session folder, then
-tells listeners. ``stop()`` is end-of-file: the source closes, the last turn is flushed by the
-server, the worker ends, and any failure it met is raised here.
+Lifecycle::
+
+    Session(...)   checks its arguments (the audio file's header, the microphone's existence) and
+                   chooses the server; opens no connection, starts no process and no thread
+    start()        makes the session folder, starts the worker (and the live translation's threads)
+                   and returns at once; the worker resolves the server (starting the embedded one if
+                   needed) and connects
+    wait() / stop()  end-of-file (stop closes the source); the server flushes the last turn, the worker
+                   ends, the last translations finish, every thread the session started ends, and any
+                   failure is raised here
+
+Data flows source -> sender -> server -> receiver -> worker: the worker folds each event into the
+transcript, appends finished turns to the session folder, feeds the live translation, then tells
+listeners. After a drop it connects again (`v3.reconnect`), through the same `_connect` as the first
+time.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-import math
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from . import protocol
-from .backends import Translator, as_translator
+from .audio.pcm import dbfs
+from .audio.sources import AudioSource, MicSource, WavSource
+from .endpoint import Endpoint, choose_endpoint
+from .errors import SessionTimeout, StreamingError
 from .events import Event, Reconnected, SessionBegan, SessionEnded, SpeakerRevision, Turn
-from .live_translation import LiveTranslator
-from .llm import LLM
-from .protocol import StreamingParams
-from .reconnect import RECONNECT, ReconnectPolicy, ResumableAudio, resilient_stream
-from .sources import AudioSource, MicSource, WavSource
-from .store import SessionStore, WavAppender, new_session_folder
+from .language.backends import Translator, as_translator
+from .language.live import LiveTranslation, read_translations
+from .language.llm import LLM
+from .language.translation import with_translations
+from .store import SessionStore, WavAppender, new_session_folder, read_turns
 from .transcript import Transcript, TurnRecord
-from .translation import with_translations
-from .transport import StreamingClient
+from .v3.client import StreamingClient
+from .v3.protocol import StreamingParams, control_message
+from .v3.reconnect import RECONNECT, ReconnectPolicy, ResumableAudio, resilient_stream
 
 log = logging.getLogger(__name__)
 
-API_KEY_ENV = "ASSEMBLYAI_API_KEY"
 AUTO = "auto"
 
 TurnListener = Callable[[TurnRecord], None]
 EventListener = Callable[[Event], None]
-
-
-def resolve_endpoint(url: str | None, api_key: str | None) -> tuple[str, str | None]:
-    """Which server to talk to and with which key: an explicit URL wins; then the cloud with
-    ``api_key`` or ``$ASSEMBLYAI_API_KEY``; with no key at all, the embedded local server."""
-    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
-    if url is not None:
-        return url, key
-    if key:
-        return protocol.CLOUD_URL, key
-    from .local.launcher import embedded_endpoint
-
-    return embedded_endpoint()
 
 
 def as_source(source: AudioSource | str | Path | None, *, realtime: bool = True) -> AudioSource:
@@ -67,17 +62,20 @@ def as_source(source: AudioSource | str | Path | None, *, realtime: bool = True)
 class Session:
     """Stream one audio source to a v3 server and keep what comes back.
 
+    ``url`` / ``api_key`` / ``token``: the server (see `choose_endpoint`: an explicit URL, else the cloud
+    with a key, else the embedded local server). ``token`` may be a function that returns a fresh
+    temporary token (one token opens one session, and a reconnect needs a new one).
+
     ``folder``: ``"auto"`` makes a new folder under ``./sessions/``; a path uses that folder;
     ``None`` keeps nothing on disk. Listeners run on the worker thread and must be quick.
 
     ``translate_to``: a language (``"es"``) or several: each finished turn is translated once, off
     the stream, with ``translator`` (a `Translator`, an `LLM`, a backend name, or None for the
-    default: the LLM Gateway with an AssemblyAI key, Apertium without). See `LiveTranslator`.
+    default: the LLM Gateway with an AssemblyAI key, Apertium without). See `LiveTranslation`.
 
     ``reconnect``: when the connection drops after the session began, open a new one (a
     `ReconnectPolicy`, or the number of attempts; 0: never) and resend the audio since the last
-    finished turn: nothing is lost and times run on. ``token`` may be a function that returns a
-    fresh temporary token (one token opens one session).
+    finished turn: nothing is lost and times run on.
     """
 
     def __init__(
@@ -102,20 +100,23 @@ class Session:
         reconnect: ReconnectPolicy | int = RECONNECT,
     ):
         self.source = as_source(source, realtime=realtime)
-
-        def new_client() -> StreamingClient:  # the embedded server is restarted here if it died
-            server, key = resolve_endpoint(url, None if token else api_key)
-            return StreamingClient(
-                server, api_key=key, token=token() if callable(token) else token, params=params, frame_ms=frame_ms,
-                connect_timeout=connect_timeout, begin_timeout=begin_timeout, terminate_timeout=terminate_timeout,
-            )
-
-        self.client = new_client()  # the current connection's client (a new one after each reconnect)
-        self._clients = itertools.chain([self.client], iter(new_client, None))
+        self.endpoint: Endpoint = choose_endpoint(url, api_key, token=token is not None)
+        self.params = params or StreamingParams()
         self.reconnect = reconnect if isinstance(reconnect, ReconnectPolicy) else ReconnectPolicy(attempts=reconnect)
         self.folder = None if folder is None else new_session_folder() if folder == AUTO else Path(folder)
+        self.client: StreamingClient | None = None  # the current connection's client (a new one after each reconnect)
         self.session_ids: list[str] = []
         self.callback_errors: list[BaseException] = []
+        self.translation: LiveTranslation | None = None
+        if translate_to:
+            self.translation = LiveTranslation(
+                as_translator(translator, api_key=api_key, prompt=translation_prompt), to=translate_to,
+                prompt=translation_prompt, folder=self.folder, expect_formatted=bool(self.params.format_turns),
+                owns_translator=translator is None or isinstance(translator, str),
+            )
+        self._token = token
+        self._client_options: dict[str, Any] = {"frame_ms": frame_ms, "connect_timeout": connect_timeout,
+                                                    "begin_timeout": begin_timeout, "terminate_timeout": terminate_timeout}
         self._turn_listeners: list[TurnListener] = [on_turn] if on_turn else []
         self._event_listeners: list[EventListener] = [on_event] if on_event else []
         self._transcript = Transcript()
@@ -124,19 +125,13 @@ class Session:
         self._finished = threading.Event()
         self._error: BaseException | None = None
         self._tap: TappedSource | None = None
-        self._audio: ResumableAudio | None = None
         self._started_at: float | None = None
         self._ended_at: float | None = None
-        self.translations: LiveTranslator | None = None
-        if translate_to:
-            self.translations = LiveTranslator(
-                as_translator(translator, api_key=api_key, prompt=translation_prompt), to=translate_to,
-                prompt=translation_prompt, folder=self.folder, expect_formatted=bool(self.client.params.format_turns),
-            )
 
     def __repr__(self) -> str:
         state = "failed" if self._error else "finished" if self._finished.is_set() else "running" if self._worker else "new"
-        return f"<Session {state} turns={len(self._transcript.rows)} url={self.client.url!r} folder={str(self.folder)!r}>"
+        return (f"<Session {state} turns={len(self._transcript.rows)} server={self.endpoint.describe()!r} "
+                f"folder={str(self.folder)!r}>")
 
     # --- reading (any thread) -----------------------------------------------------------------
 
@@ -150,7 +145,8 @@ class Session:
         """Final turns as a pandas DataFrame, built now from the current snapshot, with a
         ``translation_<lang>`` column per target language when translating."""
         frame = self._transcript.to_frame()
-        return frame if self.translations is None else with_translations(frame, self.translations.translations, self.translations.targets)
+        live = self.translation
+        return frame if live is None else with_translations(frame, live.results, live.targets)
 
     @property
     def partial(self) -> str:
@@ -159,6 +155,7 @@ class Session:
 
     @property
     def error(self) -> BaseException | None:
+        """What ended the session early, once the worker has met it (None while all is well)."""
         return self._error
 
     @property
@@ -175,33 +172,52 @@ class Session:
 
     @property
     def running(self) -> bool:
+        """Started and not over yet."""
         return self._worker is not None and not self._finished.is_set()
 
     def on_turn(self, listener: TurnListener) -> TurnListener:
-        """Call ``listener(record)`` for each finished turn (and each later version of it)."""
+        """Call ``listener(record)`` for each finished turn (and each later version of it), on the worker thread."""
         self._turn_listeners.append(listener)
         return listener
 
     def on_event(self, listener: EventListener) -> EventListener:
+        """Call ``listener(event)`` for every event of the session, on the worker thread."""
         self._event_listeners.append(listener)
         return listener
+
+    # --- steering (any thread) ----------------------------------------------------------------
+
+    def update_configuration(self, **changes: Any) -> None:
+        """Change parameters mid-session (``keyterms_prompt``, ``prompt``, ``min_turn_silence``,
+        ``max_turn_silence``, ``end_of_turn_confidence_threshold``, ``vad_threshold``): sent to the
+        server now if it is streaming (`UpdateConfiguration`), and used by every later connection."""
+        message = control_message("UpdateConfiguration", **changes)  # validates before anything changes
+        self.params = replace(self.params, **changes)
+        client = self.client
+        if client is not None and self.running:
+            try:
+                client.send_text(message)
+            except StreamingError:
+                pass  # between two connections: the next one opens with the new parameters
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> Session:
-        """Start streaming in the background and return at once."""
+        """Start streaming in the background and return at once (the kernel stays free)."""
         if self._worker is not None:
             return self
         if self.folder is not None:
-            self._store = SessionStore(self.folder, sample_rate=self.client.params.sample_rate)
+            self._store = SessionStore(self.folder, sample_rate=self.params.sample_rate)
             self._store.update_meta(
                 started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                server=self.client.url,
-                params=self.client.params.query(),
+                server=self.endpoint.url or self.endpoint.kind,
+                params=self.params.query(),
                 source=_describe(self.source),
                 status="running",
-                **({} if self.translations is None else {"translation": _describe_translation(self.translations)}),
+                **({} if self.translation is None else {"translation": _describe_translation(self.translation)}),
             )
+        if self.translation is not None:
+            self.translation.start()
         self._started_at = time.monotonic()
         self._worker = threading.Thread(target=self._run, name="live-stt-session", daemon=True)
         self._worker.start()
@@ -209,27 +225,30 @@ class Session:
 
     def wait(self, timeout: float | None = None) -> Session:
         """Block until the source ends by itself (e.g. a file) and the session is over, its last
-        turns translated."""
+        turns translated; re-raise any failure. Raises `SessionTimeout` if it runs longer."""
         if self._worker is None:
             self.start()
         if not self._finished.wait(timeout):
-            raise TimeoutError(f"session still running after {timeout:g} s")
-        return self._finish_translations(timeout)._raise_failure()
+            raise SessionTimeout(f"session still running after {timeout:g} s")
+        return self._wind_down(timeout)
 
     def stop(self, timeout: float = 30.0) -> Session:
         """End-of-file: close the source, let the server flush the last turn, wait (for the last
-        translations too), re-raise any failure of the worker. Safe to call more than once."""
+        translations too), end every thread the session started, re-raise any failure of the
+        worker. Safe to call more than once; raises `SessionTimeout` if the stream does not end in time."""
         if self._worker is None:
             self._finished.set()
-            return self
+            return self._wind_down(timeout)
         self.source.close()
         if not self._finished.wait(timeout):
-            raise TimeoutError(f"session did not finish within {timeout:g} s after stop()")
-        return self._finish_translations(timeout)._raise_failure()
+            raise SessionTimeout(f"session did not finish within {timeout:g} s after stop()")
+        return self._wind_down(timeout)
 
-    def _finish_translations(self, timeout: float | None) -> Session:
-        if self.translations is not None and not self.translations.wait(timeout):
+    def _wind_down(self, timeout: float | None) -> Session:
+        if self.translation is not None and not self.translation.close(timeout):
             log.warning("translations still pending after %s s; they keep arriving in session.df", timeout)
+        if self._error is not None:
+            raise self._error
         return self
 
     def __enter__(self) -> Session:
@@ -244,28 +263,32 @@ class Session:
             except Exception as stop_error:
                 log.warning("session ended with an error too: %s", stop_error)
 
-    def _raise_failure(self) -> Session:
-        if self._error is not None:
-            raise self._error
-        return self
-
     # --- the worker ---------------------------------------------------------------------------
+
+    def _connect(self) -> StreamingClient:
+        """A client for the next connection, the first and every reconnect (worker thread): the server is
+        resolved again each time, so an embedded server that died is started anew."""
+        url, key = self.endpoint.resolve()
+        token = self._token() if callable(self._token) else self._token
+        self.client = StreamingClient(url, api_key=key, token=token, params=self.params, **self._client_options)
+        if self._store is not None and self._store.meta.get("server") != self.client.url:
+            self._store.update_meta(server=self.client.url)
+        return self.client
 
     def _run(self) -> None:
         try:
             source = self._tap = TappedSource(self.source, None if self._store is None else self._store.audio)
-            self._audio = ResumableAudio(source, sample_rate=self.client.params.sample_rate, keep_s=self.reconnect.keep_s)
+            audio = ResumableAudio(source, sample_rate=self.params.sample_rate, keep_s=self.reconnect.keep_s)
             # the cloud wants audio no faster than real time, also when a new session catches up
-            for event in resilient_stream(lambda: next(self._clients), self._audio, self.reconnect,
-                                          max_speed=None if protocol.is_loopback(self.client.url) else 1.0,
-                                          on_connect=self._use_client):
+            for event in resilient_stream(self._connect, audio, self.reconnect,
+                                          max_speed=None if self.endpoint.local else 1.0):
                 self._handle(event)
         except BaseException as exc:
             self._error = exc
             self.source.close()  # e.g. let go of the microphone
         finally:
-            if self.translations is not None:
-                self.translations.feed(self._transcript, ended=True)
+            if self.translation is not None:
+                self.translation.feed(self._transcript, ended=True)
             if self._store is not None:
                 self._store.update_meta(
                     ended_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -279,9 +302,6 @@ class Session:
                 self._store.close()
             self._ended_at = time.monotonic()
             self._finished.set()
-
-    def _use_client(self, client: Any) -> None:
-        self.client = client
 
     def _handle(self, event: Event) -> None:
         before = self._transcript
@@ -304,12 +324,8 @@ class Session:
         if changed and self._store is not None:
             for row in changed:
                 self._store.append_turn(row)
-        if self._audio is not None:
-            for row in changed:
-                if row.end is not None:
-                    self._audio.settle(row.end * 1000)  # a new connection resends only what comes after
-        if self.translations is not None and (changed or isinstance(event, SessionEnded)):
-            self.translations.feed(after)
+        if self.translation is not None and (changed or isinstance(event, SessionEnded)):
+            self.translation.feed(after)
         for listener in self._event_listeners:
             self._call(listener, event)
         for row in changed:
@@ -322,15 +338,6 @@ class Session:
         except Exception as exc:  # a broken callback must not end the transcription
             self.callback_errors.append(exc)
             log.exception("session callback %r failed", listener)
-
-
-def dbfs(pcm: bytes) -> float:
-    """The RMS level of PCM16 audio in dB below full scale (-inf for digital silence)."""
-    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
-    if not len(samples):
-        return float("-inf")
-    rms = float(np.sqrt(np.mean(samples * samples))) / 32768.0
-    return 20 * math.log10(rms) if rms > 0 else float("-inf")
 
 
 class TappedSource:
@@ -350,7 +357,7 @@ class TappedSource:
             yield block
 
 
-def _describe_translation(live: LiveTranslator) -> dict[str, Any]:
+def _describe_translation(live: LiveTranslation) -> dict[str, Any]:
     return {"targets": list(live.targets), "backend": live.translator.backend, "model": live.translator.model}
 
 
@@ -360,19 +367,11 @@ def _describe(source: AudioSource) -> str:
     return type(source).__name__
 
 
-def start(source: AudioSource | str | Path | None = None, *, panel: bool | None = None, **options: Any) -> Session:
-    """Start a session on ``source`` (kernel microphone by default) and return it at once. In a
-    notebook (or with ``panel=True``) the live panel is shown too; ``panel=False`` shows nothing."""
-    session = Session(source, **options).start()
-    from .progress import in_notebook
-
-    if panel or (panel is None and in_notebook()):
-        from IPython.display import display
-
-        from .widgets import LivePanel
-
-        display(LivePanel(session))
-    return session
+def load_session(path: str | Path) -> Any:
+    """The DataFrame of a saved session (folder or ``turns.jsonl``), duplicates folded, with its
+    translations as ``translation_<lang>`` columns: the same frame ``session.df`` gave."""
+    path = Path(path)
+    return with_translations(read_turns(path).to_frame(), read_translations(path if path.is_dir() else path.parent))
 
 
-__all__ = ["API_KEY_ENV", "Session", "resolve_endpoint", "start"]
+__all__ = ["AUTO", "Session", "TappedSource", "as_source", "load_session"]

@@ -4,6 +4,7 @@
 ``audio.wav``    the audio sent, appended as it is sent; its header is rewritten after every block,
                  so the file is a valid WAV at every moment
 ``meta.json``    what the session was (server, parameters, times, ids, outcome), replaced atomically
+``translations.jsonl``  one line per translation (or failure), appended as each one finishes
 """
 
 from __future__ import annotations
@@ -17,15 +18,16 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import ConfigurationError
-from .protocol import BYTES_PER_SAMPLE, SAMPLE_RATE
-from .transcript import Transcript, TurnRecord
+from .audio.pcm import BYTES_PER_SAMPLE, SAMPLE_RATE
+from .errors import ConfigurationError, SavedSessionError
+from .transcript import Transcript, TurnRecord, records_from_frame
 
 T = TypeVar("T")
 
 TURNS_FILE = "turns.jsonl"
 AUDIO_FILE = "audio.wav"
 META_FILE = "meta.json"
+TRANSLATIONS_FILE = "translations.jsonl"  # written by the live translation (`language.live`)
 
 
 HEADER_BYTES = 44
@@ -84,7 +86,7 @@ class SessionStore:
                 f"{self.folder} already holds a session ({', '.join(taken)}); choose a new folder so nothing is overwritten"
             )
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._turns = open(self.folder / TURNS_FILE, "a", encoding="utf-8")
+        self._turns = open(self.folder / TURNS_FILE, "a", encoding="utf-8")  # noqa: SIM115 (open for the session: closed by close())
         self.audio = WavAppender(self.folder / AUDIO_FILE, sample_rate=sample_rate)
         self.meta: dict[str, Any] = {}
 
@@ -135,7 +137,7 @@ def read_jsonl(file: Path, parse: Callable[[dict[str, Any]], T], *, what: str = 
         except (ValueError, TypeError) as exc:
             if number == len(lines):
                 break  # torn final line
-            raise ValueError(f"{file}:{number}: not a saved {what}: {exc}") from exc
+            raise SavedSessionError(f"{file}:{number}: not a saved {what}: {exc}") from exc
     return items
 
 
@@ -144,18 +146,26 @@ def read_turns(path: str | Path) -> Transcript:
     path = Path(path)
     file = path / TURNS_FILE if path.is_dir() else path
     if not file.exists():
-        raise FileNotFoundError(f"no saved session at {path}: {file.name} not found")
+        raise SavedSessionError(f"no saved session at {path}: {file.name} not found")
     return Transcript.from_records(read_jsonl(file, TurnRecord.from_dict, what="turn"))
 
 
-def load_session(path: str | Path) -> Any:
-    """The DataFrame of a saved session (folder or ``turns.jsonl``), duplicates folded, with its
-    translations as ``translation_<lang>`` columns."""
-    from .live_translation import read_translations
-    from .translation import with_translations
+def as_records(data: Any) -> list[TurnRecord]:
+    """Turns from a DataFrame (any with a ``text`` column), a `Transcript`, a list of `TurnRecord`,
+    or a saved session's path."""
+    if isinstance(data, (str, Path)):
+        return list(read_turns(data).rows)
+    if isinstance(data, Transcript):
+        return list(data.rows)
+    if hasattr(data, "to_dict") and hasattr(data, "columns"):
+        if "text" not in data.columns:
+            raise ConfigurationError("a turns DataFrame needs a 'text' column")
+        return records_from_frame(data)
+    records = list(data)
+    if not all(isinstance(r, TurnRecord) for r in records):
+        raise ConfigurationError("expected a turns DataFrame, a Transcript, a list of TurnRecord or a session folder")
+    return records
 
-    path = Path(path)
-    return with_translations(read_turns(path).to_frame(), read_translations(path if path.is_dir() else path.parent))
 
-
-__all__ = ["SessionStore", "WavAppender", "load_session", "new_session_folder", "read_turns", "wav_header"]
+__all__ = ["AUDIO_FILE", "META_FILE", "TRANSLATIONS_FILE", "TURNS_FILE", "SessionStore", "WavAppender", "as_records",
+           "new_session_folder", "read_jsonl", "read_turns", "wav_header"]

@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .events import Disconnected, Event, Reconnected, SessionBegan, SessionEnded, SpeakerRevision, Turn, Word
-from .protocol import live_line
+from .v3.protocol import live_line
 
 Key = tuple[str, int]
 
@@ -148,7 +148,7 @@ class Transcript:
         record = _record(turn, session_id, len(self.rows), self.offset_ms)
         positions = dict(self.positions)
         positions[key] = len(self.rows)
-        return replace(self, rows=self.rows + (record,), positions=MappingProxyType(positions), open_turn=open_turn)
+        return replace(self, rows=(*self.rows, record), positions=MappingProxyType(positions), open_turn=open_turn)
 
     def _apply_revision(self, event: SpeakerRevision) -> Transcript:
         rows = list(self.rows)

@@ -38,10 +38,10 @@ LIVE_TRANSLATION = [
         "`retranslate()` applies them to the earlier turns (unchanged requests come from the cache)."
     ),
     new_code_cell(
-        "session.translations.configure(translator=lsk.resolve_translator(\"local\"),\n"
-        "                               prompt=\"Translate into {language}. Speak to a friend: use tú, keep it short.\")\n"
-        "session.translations.retranslate()\n"
-        "session.translations.wait(timeout=300)\n"
+        "session.translation.configure(translator=lsk.resolve_translator(\"local\"),\n"
+        "                              prompt=\"Translate into {language}. Speak to a friend: use tú, keep it short.\")\n"
+        "session.translation.retranslate()\n"
+        "session.translation.wait(timeout=300)\n"
         "session.df[[\"text\", \"translation_es\"]]"
     ),
     new_code_cell(
@@ -130,7 +130,7 @@ PROTOCOL_TOUR = [
     new_code_cell(
         "import pandas as pd\n\n"
         "import live_stt_kernel as lsk\n"
-        "from live_stt_kernel import protocol\n"
+        "from live_stt_kernel.v3 import protocol\n"
         "from live_stt_kernel.samples import sample_wav\n\n"
         "params = lsk.StreamingParams(format_turns=True)\n"
         "print(protocol.build_url(\"ws://127.0.0.1:8765\", params))  # what the client asks for (no key in the URL)\n\n"

@@ -9,15 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from helpers import API_KEY, tone
 
-from live_stt_kernel.replay import ReplayServer, Script
-
-API_KEY = "test-key-0123456789abcdef0123"
-
-
-def tone(seconds: float, rate: int = 16000, freq: float = 440.0, amplitude: float = 0.3) -> np.ndarray:
-    t = np.arange(int(seconds * rate)) / rate
-    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+from live_stt_kernel.v3.replay import ReplayServer, Script
 
 
 @pytest.fixture
@@ -26,7 +20,7 @@ def make_wav(tmp_path: Path) -> Callable[..., Path]:
 
     def make(seconds: float = 2.0, *, rate: int = 16000, channels: int = 1, subtype: str = "PCM_16",
              name: str = "audio.wav", freq: float = 440.0, fmt: str | None = None) -> Path:
-        mono = tone(seconds, rate, freq)
+        mono = tone(seconds, rate=rate, freq=freq)
         data = np.stack([mono] * channels, axis=1) if channels > 1 else mono
         path = tmp_path / name
         sf.write(path, data, rate, subtype=subtype, format=fmt)

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import API_KEY
+from helpers import API_KEY
 
 from live_stt_kernel.cli import main
-from live_stt_kernel.replay import Drop, Script, Step, even_turns, turns_script
+from live_stt_kernel.v3.replay import Drop, Script, Step, even_turns, turns_script
 
 TEXTS = ["one two three", "four five six", "seven eight"]
 LIVE_STT = str(Path(sys.executable).parent / "live-stt")
@@ -56,7 +56,7 @@ def test_a_refused_key_exits_non_zero_with_one_line(serve, make_wav):
 
 
 def test_turns_before_a_failure_are_printed_then_the_reason(serve, make_wav, capsys):
-    server = serve(Script(steps=turns_script(even_turns(TEXTS), "B").steps + (Step(2500, Drop()),)))
+    server = serve(Script(steps=(*turns_script(even_turns(TEXTS), "B").steps, Step(2500, Drop()))))
     code = main(["transcribe", str(make_wav(6.0)), "--url", server.url, "--api-key", API_KEY, "--fast", "-q", "--format", "jsonl",
                  "--reconnect", "0"])
     captured = capsys.readouterr()
@@ -93,7 +93,7 @@ def test_demo_streams_the_bundled_sample_through_the_embedded_server(tmp_path):
     spanish = [line for line in lines if line.startswith("    es: ")]
     assert len(spanish) == 3 and spanish[0].lower().startswith("    es: hola") and "palabras" in spanish[2]
     assert lines[lines.index(turns[0]) + 1] == spanish[0]  # each translation right under its turn
-    assert "to the server at ws://127.0.0.1:" in done.stderr and "translated to es by apertium" in done.stderr
+    assert "to the embedded local server" in done.stderr and "translated to es by apertium" in done.stderr
     report = done.stdout[done.stdout.index("# Speaking coach report"):]
     assert "## Analysis" in report and "## Computed metrics" in report and "words per minute" in report
     (folder,) = (tmp_path / "sessions").iterdir()

@@ -15,11 +15,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import API_KEY
+from helpers import API_KEY, ROOT
 from nbclient import NotebookClient
 
 from live_stt_kernel import Session
-from live_stt_kernel.errors import ConfigurationError
+from live_stt_kernel.errors import ConfigurationError, SavedSessionError
 from live_stt_kernel.events import Word
 from live_stt_kernel.export import (
     WIDTH,
@@ -38,13 +38,13 @@ from live_stt_kernel.export import (
     to_srt,
     to_vtt,
 )
-from live_stt_kernel.live_translation import append_translations
-from live_stt_kernel.replay import even_turns, turns_script
-from live_stt_kernel.store import load_session
+from live_stt_kernel.language.live import append_translations
+from live_stt_kernel.language.translation import Translation
+from live_stt_kernel.session import load_session
 from live_stt_kernel.transcript import Transcript, TurnRecord, records_from_frame
-from live_stt_kernel.translation import Translation
+from live_stt_kernel.v3.replay import even_turns, turns_script
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "06_export_and_load.ipynb"
+NOTEBOOK = ROOT / "notebooks" / "06_export_and_load.ipynb"
 DANGEROUS = ["=1+1", "+41 22 555", "-2+3", "@SUM(A1:A9)", "\tx", "\r=1", "  =HYPERLINK(\"http://e.x\")", " \t@cmd"]
 HARMLESS = ["hello", "a = b", "1-2", "", "'already quoted", "ça va: oui"]
 
@@ -319,15 +319,15 @@ def test_markdown_transcript_has_time_speaker_text_and_italic_translations(tmp_p
     assert text == (
         "# Transcript\n"
         "\n"
-        "**00:01:05 · A**  \n"
+        "**1:05 · A**  \n"
         "Hello \\*world\\*.  \n"
         "*es: Hola \\*mundo\\*.*\n"
         "\n"
-        "**00:01:10**  \n"
+        "**1:10**  \n"
         "No speaker here.\n"
     )
     assert (tmp_path / "t.md").read_text(encoding="utf-8") == text
-    assert "*es:" not in to_markdown(df, translations=False) and to_markdown(df, title=None).startswith("**00:01:05")
+    assert "*es:" not in to_markdown(df, translations=False) and to_markdown(df, title=None).startswith("**1:05")
 
 
 # --------------------------------------------------------------------------------- export(), sessions
@@ -406,7 +406,7 @@ def test_errors_are_clear(tmp_path):
         export(df, tmp_path / "turns.jsonl")
     with pytest.raises(ConfigurationError, match="expected a turns DataFrame"):
         csv_text([{"text": "x"}])
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(SavedSessionError, match="no saved session"):
         export_session(tmp_path / "nothing-here")
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import ROOT
 from nbclient import NotebookClient
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = ROOT / "notebooks"
 
 
 def execute(name: str, cwd: Path, timeout: int = 120) -> nbformat.NotebookNode:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import API_KEY
+from helpers import API_KEY, session_for, wait_until
 
 from live_stt_kernel import (
     QueueSource,
@@ -22,27 +22,24 @@ from live_stt_kernel import (
 )
 from live_stt_kernel.errors import (
     AuthenticationError,
+    ConfigurationError,
     ConnectionLost,
     ConnectTimeout,
     ProtocolError,
     ServerRefused,
     ServerUnreachable,
+    SessionTimeout,
     TerminationTimeout,
     TooManySessions,
 )
-from live_stt_kernel.replay import Close, Drop, Script, Step, even_turns, turns_script
+from live_stt_kernel.local import launcher
+from live_stt_kernel.v3.replay import Close, Drop, Script, Step, even_turns, turns_script
 
 TEXTS = ["one two three", "four five six"]  # finals at ~1.14 s and ~2.94 s of audio
 
 
 def expected_pcm(path: Path) -> bytes:
     return b"".join(WavSource(path, realtime=False))
-
-
-def session_for(server, source, tmp_path: Path, **options) -> Session:
-    options.setdefault("api_key", API_KEY)
-    options.setdefault("realtime", False)
-    return Session(source, url=server.url, folder=tmp_path / "session", **options)
 
 
 def with_steps(*steps: Step, behaviour: str = "A") -> Script:
@@ -182,7 +179,7 @@ def test_a_server_that_never_begins_times_out(serve, make_wav, tmp_path):
     server = serve(Script(send_begin=False))
     session = session_for(server, make_wav(1.0), tmp_path, begin_timeout=0.5).start()
     started = time.monotonic()
-    with pytest.raises(ConnectTimeout, match="no Begin message within 0.5 s"):
+    with pytest.raises(ConnectTimeout, match=r"no Begin message within 0\.5 s"):
         session.wait(timeout=10)
     assert time.monotonic() - started < 3
 
@@ -315,3 +312,48 @@ def test_stereo_48k_float_file_is_converted_before_sending(serve, make_wav, tmp_
     assert abs(len(audio) - 32000) <= 800
     spectrum = np.abs(np.fft.rfft(audio[:32000].astype(float)))
     assert abs(np.argmax(spectrum) * 16000 / 32000 - 440) < 2
+
+
+def test_construction_does_no_io_and_stop_ends_every_thread_it_started(serve, make_wav, tmp_path, monkeypatch):
+    monkeypatch.delenv("ASSEMBLYAI_API_KEY", raising=False)
+    servers_before = dict(launcher._servers)
+    threads_before = set(threading.enumerate())
+    idle = Session(make_wav(1.0), folder=tmp_path / "idle", translate_to="es", translator="apertium")
+    assert idle.endpoint.kind == "embedded" and idle.client is None  # chosen, not started
+    assert launcher._servers == servers_before and set(threading.enumerate()) == threads_before
+    assert not (tmp_path / "idle").exists()
+    assert idle.stop() is idle  # never started: nothing to end
+
+    server = serve(turns_script(even_turns(TEXTS), "A"))
+    threads_before = set(threading.enumerate())
+    session = session_for(server, make_wav(4.0), tmp_path, realtime=True, translate_to="es", translator="apertium").start()
+    wait_until(lambda: len(session.transcript.rows) >= 1, 20, what="the first turn")
+    started = set(threading.enumerate()) - threads_before
+    assert {"live-stt-session", "live-stt-sender", "live-stt-receiver", "live-stt-translate-dispatch"} <= {t.name for t in started}
+    session.stop(timeout=30)
+    wait_until(lambda: not any(t.is_alive() for t in started), 10, what="the session's threads to end")
+    assert session.df["translation_es"].notna().all()  # the last turn was translated before the threads ended
+
+
+def test_stop_says_plainly_when_the_stream_does_not_end_in_time(serve, make_wav, tmp_path):
+    server = serve(Script(steps=turns_script(even_turns(TEXTS), "B").steps, answer_terminate=False))
+    session = session_for(server, make_wav(2.0), tmp_path, terminate_timeout=5.0).start()
+    with pytest.raises(SessionTimeout, match=r"did not finish within 0\.5 s") as caught:
+        session.stop(timeout=0.5)
+    assert isinstance(caught.value, TimeoutError)  # also what a caller would catch for any timeout
+    with pytest.raises(TerminationTimeout):
+        session.wait(timeout=20)
+
+
+def test_update_configuration_reaches_the_server_and_later_connections(serve, make_wav, tmp_path):
+    server = serve(turns_script(even_turns(TEXTS), "B"))
+    session = session_for(server, make_wav(3.0), tmp_path, realtime=True).start()
+    wait_until(lambda: session.client is not None and session.client.bytes_sent > 0, 20, what="audio to flow")
+    with pytest.raises(ConfigurationError, match="cannot update"):
+        session.update_configuration(sample_rate=8000)
+    session.update_configuration(keyterms_prompt=["Dask", "JupyterLab"], max_turn_silence=900)
+    session.wait(timeout=20)
+    updates = [t for t in server.wait_for_client().texts if t["type"] == "UpdateConfiguration"]
+    assert updates == [{"type": "UpdateConfiguration", "keyterms_prompt": ["Dask", "JupyterLab"], "max_turn_silence": 900}]
+    assert session.params.keyterms_prompt == ["Dask", "JupyterLab"] and session.params.max_turn_silence == 900
+    assert session.params.sample_rate == 16000  # the refused change changed nothing

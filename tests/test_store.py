@@ -15,23 +15,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from audio_helpers import RATE, pcm16, speechlike, wait_until, write_audio
+from helpers import RATE, pcm16, speechlike, wait_until, write_audio
 
-from live_stt_kernel.errors import LiveSTTError
+from live_stt_kernel.audio.sources import WavSource
+from live_stt_kernel.errors import LiveSTTError, SavedSessionError
 from live_stt_kernel.events import Word
-from live_stt_kernel.replay import ReplayServer, even_turns, turns_script
-from live_stt_kernel.sources import WavSource
+from live_stt_kernel.session import load_session
 from live_stt_kernel.store import (
     AUDIO_FILE,
     META_FILE,
     TURNS_FILE,
     SessionStore,
     WavAppender,
-    load_session,
     read_turns,
     wav_header,
 )
 from live_stt_kernel.transcript import COLUMNS, TurnRecord
+from live_stt_kernel.v3.replay import ReplayServer, even_turns, turns_script
 
 LIVE_STT = str(Path(sys.executable).parent / "live-stt")
 
@@ -204,7 +204,7 @@ def test_a_corrupt_middle_line_is_a_clear_error(tmp_path):
     folder.mkdir()
     lines = [jsonl_line(record(0, "first")), "this is not json\n", jsonl_line(record(1, "second"))]
     (folder / TURNS_FILE).write_text("".join(lines), encoding="utf-8")
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(SavedSessionError) as info:
         load_session(folder)
     message = str(info.value)
     assert f"{TURNS_FILE}:2" in message  # which file, which line
@@ -216,7 +216,7 @@ def test_a_middle_line_that_is_json_but_not_a_turn_is_a_clear_error(tmp_path):
     folder.mkdir()
     lines = [jsonl_line(record(0, "first")), '{"hello": "world"}\n', jsonl_line(record(1, "second"))]
     (folder / TURNS_FILE).write_text("".join(lines), encoding="utf-8")
-    with pytest.raises(ValueError, match=rf"{TURNS_FILE}:2: not a saved turn"):
+    with pytest.raises(SavedSessionError, match=rf"{TURNS_FILE}:2: not a saved turn"):
         read_turns(folder)
 
 
@@ -226,11 +226,11 @@ def test_blank_lines_are_skipped(tmp_path):
     assert [r.text for r in read_turns(path).rows] == ["first", "second"]
 
 
-def test_load_session_of_a_missing_folder_raises_file_not_found(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no saved session"):
+def test_load_session_of_a_missing_folder_raises_a_saved_session_error(tmp_path):
+    with pytest.raises(SavedSessionError, match="no saved session"):
         load_session(tmp_path / "never-saved")
     (tmp_path / "empty-folder").mkdir()
-    with pytest.raises(FileNotFoundError, match=TURNS_FILE):
+    with pytest.raises(SavedSessionError, match=TURNS_FILE):
         load_session(tmp_path / "empty-folder")
 
 

@@ -14,9 +14,9 @@ from live_stt_kernel.events import (
     Turn,
     Word,
 )
-from live_stt_kernel.protocol import parse
-from live_stt_kernel.replay import even_turns, turns_script
 from live_stt_kernel.transcript import COLUMNS, Transcript, TurnRecord, TurnSettler
+from live_stt_kernel.v3.protocol import parse
+from live_stt_kernel.v3.replay import even_turns, turns_script
 
 TEXTS = ["hello there my friend", "how are you today", "fine thanks"]
 
@@ -67,7 +67,7 @@ def test_behaviour_c_partials_replace_rather_than_append():
 
 
 def test_live_line_includes_the_non_final_last_word():
-    t, lines = fold(parsed("A"))
+    _, lines = fold(parsed("A"))
     assert lines[:4] == ["hello", "hello there", "hello there my", "hello there my friend"]
 
 

@@ -28,7 +28,7 @@ class VirtualMic:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "VirtualMic":
+    def start(self) -> VirtualMic:
         try:
             self._launch()
         except BaseException:

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..errors import LiveSTTError
+from ..errors import EmbeddedServerError
 from . import llm_server
 from .models import DEFAULT_MODEL, cache_dir
 
@@ -30,10 +30,6 @@ TOKEN_ENV = "LIVE_STT_SERVER_TOKEN"
 # numpy's BLAS threads spin during feature extraction: one thread saved 14-25 % of the server's CPU
 SERVER_ENV = {"OPENBLAS_NUM_THREADS": "1"}
 READY_PREFIX = "live-stt server ready at "
-
-
-class EmbeddedServerError(LiveSTTError):
-    """A local server could not be started."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,11 +47,11 @@ class ServerKind:
     timeout: float  # seconds to wait for the ready line
 
 
-SPEECH = ServerKind(what="speech", module=("live_stt_kernel.cli", "serve"), ready_prefix=READY_PREFIX,
+SPEECH_SERVER = ServerKind(what="speech", module=("live_stt_kernel.cli", "serve"), ready_prefix=READY_PREFIX,
                     url_suffix="/v3/ws", token_env=TOKEN_ENV, env=SERVER_ENV, log_name="server.log",
                     default_model=DEFAULT_MODEL, timeout=120.0)
 # the first start assembles and hashes 1.1 GB of weights before loading them: allow for a slow disk
-LLM = ServerKind(what="LLM", module=("live_stt_kernel.local.llm_server",), ready_prefix=llm_server.READY_PREFIX,
+LLM_SERVER = ServerKind(what="LLM", module=("live_stt_kernel.local.llm_server",), ready_prefix=llm_server.READY_PREFIX,
                  url_suffix="", token_env=llm_server.TOKEN_ENV, env={}, log_name="llm-server.log",
                  default_model=None, timeout=300.0)
 
@@ -63,7 +59,7 @@ LLM = ServerKind(what="LLM", module=("live_stt_kernel.local.llm_server",), ready
 class EmbeddedServer:
     """A server child process of one `ServerKind`; ``url`` and ``token`` are set once it is ready."""
 
-    def __init__(self, *, model: str | None = None, timeout: float | None = None, kind: ServerKind = SPEECH):
+    def __init__(self, *, model: str | None = None, timeout: float | None = None, kind: ServerKind = SPEECH_SERVER):
         self.kind = kind
         model = model if model is not None else kind.default_model
         self.token = secrets.token_urlsafe(24)
@@ -117,7 +113,7 @@ def _tail(path: Path, lines: int = 3) -> str:
     return " | ".join(text[-lines:])
 
 
-_locks = {kind.what: threading.Lock() for kind in (SPEECH, LLM)}
+_locks = {kind.what: threading.Lock() for kind in (SPEECH_SERVER, LLM_SERVER)}
 _servers: dict[str, EmbeddedServer] = {}  # by ServerKind.what
 
 
@@ -139,11 +135,11 @@ def _stop(kind: ServerKind) -> None:
 
 def embedded_endpoint(*, model: str = DEFAULT_MODEL) -> tuple[str, str]:
     """The URL (``ws://127.0.0.1:PORT``) and token of this process's speech server, started (or restarted) as needed."""
-    return _endpoint(SPEECH, model)
+    return _endpoint(SPEECH_SERVER, model)
 
 
 def stop_embedded_server() -> None:
-    _stop(SPEECH)
+    _stop(SPEECH_SERVER)
 
 
 def embedded_llm_endpoint(*, model: str | None = None) -> tuple[str, str]:
@@ -151,12 +147,12 @@ def embedded_llm_endpoint(*, model: str | None = None) -> tuple[str, str]:
 
     ``model`` is a GGUF file; by default the packaged Qwen2.5-Coder-1.5B-Instruct, verified before loading.
     """
-    return _endpoint(LLM, model)
+    return _endpoint(LLM_SERVER, model)
 
 
 def stop_embedded_llm_server() -> None:
-    _stop(LLM)
+    _stop(LLM_SERVER)
 
 
-__all__ = ["LLM", "SPEECH", "EmbeddedServer", "EmbeddedServerError", "ServerKind", "embedded_endpoint",
+__all__ = ["LLM_SERVER", "SPEECH_SERVER", "EmbeddedServer", "ServerKind", "embedded_endpoint",
            "embedded_llm_endpoint", "stop_embedded_llm_server", "stop_embedded_server"]

@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import LiveSTTError
-from .models import ModelError, cache_dir, verify_weights
+from ..errors import ModelError, PromptTooLong
+from .models import cache_dir, verify_weights
 
 SERVED_MODEL = "qwen2.5-coder-1.5b-instruct"  # the name our server answers with, whatever the client asks for
 DEFAULT_CTX = 4096
@@ -58,10 +58,6 @@ def default_threads() -> int:
     cores: with both threads, decoding fell from 31.5 to 9.5 tokens/s next to one busy process; with one
     thread it kept 20-22 tokens/s (and live translation latency was the same)."""
     return max(1, (os.cpu_count() or 2) - 1)
-
-
-class PromptTooLong(LiveSTTError, ValueError):
-    """The conversation does not fit the model's context window (the caller's input, not a model failure)."""
 
 
 def verify_gguf(path: Path, *, size: int, sha256: str) -> None:
@@ -183,5 +179,5 @@ class LocalChat:
                 raise
 
 
-__all__ = ["DEFAULT_CTX", "QWEN_CODER_1_5B", "SERVED_MODEL", "LocalChat", "PackagedGGUF", "PromptTooLong",
+__all__ = ["DEFAULT_CTX", "QWEN_CODER_1_5B", "SERVED_MODEL", "LocalChat", "PackagedGGUF",
            "resolve_gguf", "verify_gguf"]

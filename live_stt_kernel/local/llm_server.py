@@ -32,7 +32,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol, Self
 from urllib.parse import urlsplit
 
-from .llm_model import DEFAULT_CTX, SERVED_MODEL, PromptTooLong
+from ..errors import LiveSTTError, PromptTooLong
+from .llm_model import DEFAULT_CTX, SERVED_MODEL, LocalChat
+from .models import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -267,8 +269,6 @@ class LocalLLMServer:
 
 def _token() -> tuple[str, str]:
     """The token and where to find it: the environment (a launcher), or a new one in a 0600 file."""
-    from .models import cache_dir
-
     token = os.environ.get(TOKEN_ENV)
     if token:
         return token, f"the token in ${TOKEN_ENV}"
@@ -293,9 +293,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--watch-stdin", action="store_true", help="stop when stdin closes (the parent process died)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-
-    from ..errors import LiveSTTError
-    from .llm_model import LocalChat
 
     try:
         token, token_note = _token()

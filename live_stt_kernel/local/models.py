@@ -19,13 +19,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import LiveSTTError
+from ..errors import ModelError
 
 DEFAULT_MODEL = "tiny.en"
-
-
-class ModelError(LiveSTTError):
-    """A model (speech or LLM) is missing, incomplete, or not the file we pinned."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,4 +121,4 @@ def resolve_model(model: str | os.PathLike[str] = DEFAULT_MODEL) -> str:
     return name  # a hub name: faster-whisper downloads it (needs internet)
 
 
-__all__ = ["DEFAULT_MODEL", "ModelError", "PACKAGED", "resolve_model", "sha256_of", "verify_weights"]
+__all__ = ["DEFAULT_MODEL", "PACKAGED", "resolve_model", "sha256_of", "verify_weights"]

@@ -15,7 +15,8 @@ from typing import Protocol
 
 import numpy as np
 
-from .models import DEFAULT_MODEL, ModelError, resolve_model
+from ..errors import ModelError
+from .models import DEFAULT_MODEL, resolve_model
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,7 @@ class WhisperRecognizer:
         try:
             from faster_whisper import WhisperModel
         except ImportError:
-            raise ModelError("the embedded engine needs faster-whisper: pip install 'live_stt_kernel[local]'") from None
+            raise ModelError("the embedded engine needs faster-whisper: pip install 'faster-whisper>=1.2.1'") from None
         self.model_name = os.fspath(model)
         path = resolve_model(model)
         self.english_only = self.model_name.endswith(".en") or path.rstrip("/").endswith(".en")

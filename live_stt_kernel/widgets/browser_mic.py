@@ -46,9 +46,10 @@ from typing import Any
 import anywidget
 import traitlets as t
 
-from ..protocol import SAMPLE_RATE
-from ..sources import QueueSource
-from .chunks import CHUNK_SAMPLES, ChunkAssembler, ChunkStats
+from ..audio.chunks import CHUNK_SAMPLES, ChunkAssembler, ChunkStats
+from ..audio.pcm import SAMPLE_RATE
+from ..audio.sources import QueueSource
+from ..errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class BrowserMic(anywidget.AnyWidget):
     def __init__(self, *, ack_every: int = 10, window: int = 40, timeout_s: float = 1.0,
                  encoding: str = "binary", clock: Callable[[], float] = time.monotonic, **kwargs: Any):
         if ack_every < 1:
-            raise ValueError("ack_every must be at least 1")
+            raise ConfigurationError("ack_every must be at least 1")
         super().__init__(encoding=encoding, **kwargs)
         self.ack_every = ack_every
         self.buffer_failures = 0  # chunk messages whose binary buffer did not arrive

@@ -20,12 +20,12 @@ from typing import Any
 
 import ipywidgets as w
 
-from ..analysis import coach
-from ..backends import TRANSLATORS, as_translator
-from ..protocol import is_loopback
+from ..audio.sources import MicSource, QueueSource, WavSource
+from ..coaching.report import coach
+from ..language.backends import TRANSLATORS, as_translator
 from ..samples import sample_wav
 from ..session import Session
-from ..sources import MicSource, QueueSource, WavSource
+from .browser_mic import BrowserMic
 from .view import PanelView, Status, build_view, changes
 
 log = logging.getLogger(__name__)
@@ -44,13 +44,6 @@ def source_choice(source: Any) -> tuple[str, str | None]:
     if isinstance(source, QueueSource):  # audio pushed from elsewhere: the browser microphone
         return "browser microphone", None
     return f"{type(source).__name__} (from code)", None
-
-
-def engine_of(session: Session) -> str:
-    url = session.client.url
-    if url.startswith("wss://streaming.") and "assemblyai" in url:
-        return "cloud (AssemblyAI)"
-    return "local" if is_loopback(url) else url.split("/")[2]
 
 
 class LivePanel:
@@ -183,9 +176,9 @@ class LivePanel:
                  else "reconnecting" if transcript.disconnected else "streaming")
         error = (f"{type(session.error).__name__}: {session.error}" if session.error
                  else f"connection lost ({transcript.disconnected}); trying a new one" if state == "reconnecting" else None)
-        status = Status(engine=engine_of(session), session_id=session.session_ids[-1] if session.session_ids else None,
+        status = Status(engine=session.endpoint.describe(), session_id=session.session_ids[-1] if session.session_ids else None,
                         elapsed_s=session.elapsed_s, state=state, reconnects=transcript.reconnects, error=error)
-        items = session.translations.translations if session.translations is not None else []
+        items = session.translation.results if session.translation is not None else []
         view = build_view(transcript, items, status, level_dbfs=session.level_dbfs if session.running else None)
         diff = changes(self._view, view)
         self._view = view
@@ -220,8 +213,6 @@ class LivePanel:
         on a click in that widget: browsers require a user gesture)."""
         browser = SOURCES.get(choice) == "browser"
         if browser and self.browser_mic is None:
-            from .browser_mic import BrowserMic
-
             self.browser_mic = BrowserMic()
         self.mic_slot.children = (self.browser_mic,) if browser else ()
         self.file.layout.display = None if SOURCES.get(choice) == "file" else "none"
@@ -251,7 +242,7 @@ class LivePanel:
                 "translation_prompt": prompt}
 
     def _do_apply(self, _: Any) -> None:
-        live = self.session.translations if self.session is not None else None
+        live = self.session.translation if self.session is not None else None
         if live is None:
             return
         choice = self.translation_choice()
@@ -260,8 +251,8 @@ class LivePanel:
 
     def _do_retranslate(self, _: Any) -> None:
         self._do_apply(None)
-        if self.session is not None and self.session.translations is not None:
-            self.session.translations.retranslate()
+        if self.session is not None and self.session.translation is not None:
+            self.session.translation.retranslate()
 
     def _do_coach(self, _: Any) -> None:
         if self.session is None or self._coaching:

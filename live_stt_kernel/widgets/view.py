@@ -9,9 +9,9 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ..coaching_chart import clock
+from ..clock import clock
+from ..language.translation import Translation, latest_translations
 from ..transcript import Transcript, TurnRecord
-from ..translation import Translation, latest_translations
 
 MAX_ROWS = 200  # rows kept on screen: a 3-hour session must not grow the page without bound
 
@@ -55,14 +55,24 @@ def status_line(status: Status) -> str:
     return line
 
 
+# colours follow JupyterLab's theme variables (readable in dark themes), with light-theme fallbacks
+_TURN_STYLE = "line-height:1.45;margin:3px 0"
+_TIME_STYLE = "color:var(--jp-ui-font-color2,#888)"
+_TRANSLATION_STYLE = "color:var(--jp-success-color1,#2a6f4e);margin-left:3.2em"
+_FAILED_STYLE = "color:var(--jp-error-color1,#b00020);margin-left:3.2em"
+
+
 def turn_html(row: TurnRecord, translations: Mapping[str, Translation]) -> str:
-    lines = [f'<div class="lsk-turn" style="line-height:1.45;margin:3px 0"><span style="color:var(--jp-ui-font-color2,#888)">{clock(row.start)}</span> <span class="lsk-text">{html.escape(row.text)}</span>']
+    """One finished turn: its time, its text, and each translation (or why there is none) under it."""
+    lines = [(f'<div class="lsk-turn" style="{_TURN_STYLE}"><span style="{_TIME_STYLE}">{clock(row.start)}</span> '
+              f'<span class="lsk-text">{html.escape(row.text)}</span>')]
     for target, item in sorted(translations.items()):
         if item.text is not None:
-            lines.append(f'<div class="lsk-translation" style="color:var(--jp-success-color1,#2a6f4e);margin-left:3.2em">{html.escape(target)}: {html.escape(item.text)}</div>')
+            lines.append(f'<div class="lsk-translation" style="{_TRANSLATION_STYLE}">{html.escape(target)}: '
+                         f'{html.escape(item.text)}</div>')
         else:
-            lines.append(f'<div class="lsk-translation lsk-failed" style="color:var(--jp-error-color1,#b00020);margin-left:3.2em">{html.escape(target)}: not translated '
-                         f'({html.escape(item.error or "")})</div>')
+            lines.append(f'<div class="lsk-translation lsk-failed" style="{_FAILED_STYLE}">{html.escape(target)}: '
+                         f'not translated ({html.escape(item.error or "")})</div>')
     return "".join(lines) + "</div>"
 
 
@@ -114,7 +124,8 @@ def changes(before: PanelView | None, after: PanelView, *, level_step: float = 0
     if rebuild:
         appended = tuple(t.html for t in after.turns)
     else:
-        updated = tuple((i, new.html) for i, (old, new) in enumerate(zip(before.turns, after.turns)) if old.html != new.html)
+        updated = tuple((i, new.html) for i, (old, new) in enumerate(zip(before.turns, after.turns, strict=False))
+                        if old.html != new.html)
         appended = tuple(t.html for t in after.turns[len(before.turns):])
     return Changes(
         status=after.status if after.status != before.status else None,
@@ -126,4 +137,4 @@ def changes(before: PanelView | None, after: PanelView, *, level_step: float = 0
     )
 
 
-__all__ = ["Changes", "MAX_ROWS", "PanelView", "Status", "TurnView", "build_view", "changes", "level_of", "status_line"]
+__all__ = ["MAX_ROWS", "Changes", "PanelView", "Status", "TurnView", "build_view", "changes", "level_of", "status_line"]

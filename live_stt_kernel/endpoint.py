@@ -1,0 +1,64 @@
+"""Which v3 server a session talks to, and with which credentials.
+
+The choice is pure and made at once (`choose_endpoint`): an explicit URL wins; else the cloud with an
+AssemblyAI key (the argument, or ``$ASSEMBLYAI_API_KEY``); with no key at all, the embedded local server.
+Getting the address is the I/O part (`Endpoint.resolve`): for the embedded default it starts the local
+server, or starts a new one if the last one died, so it runs on the session's worker thread, never in a
+constructor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+from .keys import assemblyai_key
+from .local.launcher import embedded_endpoint
+from .v3.protocol import CLOUD_URL, is_loopback
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A v3 server: ``kind`` is ``"embedded"`` (the local server this process starts), ``"cloud"``
+    (AssemblyAI) or ``"url"`` (any other); ``url`` is None for the embedded one until it runs."""
+
+    kind: Literal["embedded", "cloud", "url"]
+    url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+
+    @property
+    def local(self) -> bool:
+        """On this machine: no pacing rules, no cloud."""
+        return self.kind == "embedded" or (self.url is not None and is_loopback(self.url))
+
+    def describe(self) -> str:
+        """In plain words, for the panel and the command line."""
+        if self.local:
+            return "local"
+        host = urlsplit(self.url or "").hostname or ""
+        if self.kind == "cloud" or host.endswith(".assemblyai.com"):
+            return "cloud (AssemblyAI)"
+        return urlsplit(self.url or "").netloc
+
+    def resolve(self) -> tuple[str, str | None]:
+        """The URL to connect to and the key to send; starts the embedded server if it is not running."""
+        if self.kind == "embedded":
+            return embedded_endpoint()
+        assert self.url is not None
+        return self.url, self.api_key
+
+
+def choose_endpoint(url: str | None = None, api_key: str | None = None, *, token: bool = False) -> Endpoint:
+    """An explicit ``url`` wins (with ``api_key`` or the environment's key); then the cloud when there
+    is a key; with none, the embedded local server. With a temporary ``token`` no key is sent, and no
+    URL means the cloud (tokens come from there)."""
+    key = None if token else assemblyai_key(api_key)
+    if url is not None:
+        return Endpoint("url", url, key)
+    if key or token:
+        return Endpoint("cloud", CLOUD_URL, key)
+    return Endpoint("embedded")
+
+
+__all__ = ["Endpoint", "choose_endpoint"]

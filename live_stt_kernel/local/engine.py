@@ -1,0 +1,239 @@
+"""The embedded speech engine: 16 kHz PCM16 in, v3 `Turn` messages out, no socket.
+
+`Engine` holds what every stream shares: the recognizer (one model in memory), the decode pool and
+the default turn settings. ``engine.stream(config, emit)`` opens one `EngineStream`: `push` audio in
+order, `force_endpoint` ends the open turn, `finish` ends the audio and returns once every final is
+out; the stream awaits ``emit(message)`` with each v3 `Turn` message as its decode comes back. It
+lives on an asyncio loop because decodes run on the pool while audio keeps arriving; turns depend on
+the audio alone, never on how fast it comes.
+
+``engine.transcribe(blocks)`` runs one stream in-process and yields what a v3 client would see
+(`SessionBegan`, each `Turn`, `SessionEnded`): the same turns as through the server, without one.
+Partials are off there by default (nobody watches a file being decoded); finals do not change.
+
+How a turn is decoded (see `turns.TurnDetector`): partials about once a second, beside the pipeline
+and only on an idle worker; a *check* decode starts 40 ms into a silence and its verdict is due at
+``min_turn_silence``: a finished-sounding sentence ends the turn there, otherwise ``max_turn_silence``
+does; a turn is cut at 15 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
+
+from webrtcvad import Vad
+
+from ..events import Event
+from ..v3.protocol import SessionConfig, begin_message, parse_message, termination_message
+from .messages import final_messages, partial_message
+from .recognizer import RecognizedWord, Recognizer, plain
+from .turns import CHECK, DUE, PARTIAL, Decode, TurnDetector, TurnSettings, reads_finished
+
+Emit = Callable[[dict[str, Any]], Awaitable[None]]
+PARTIAL_BACKLOG_MS = 1000  # when decoding falls this far behind the audio, partials are skipped to catch up
+VAD_MODE = 3  # the most aggressive: mode 2 heard room noise after speech as speech (benchmarks/README.md)
+_FORCE, _END = object(), object()
+
+
+class Engine:
+    """The recognizer, its decode pool (``workers`` decodes at once, all streams together) and the
+    default `TurnSettings`. Make one per process and close it at the end."""
+
+    def __init__(self, recognizer: Recognizer, *, settings: TurnSettings | None = None, workers: int = 2):
+        self.recognizer = recognizer
+        self.settings = settings or TurnSettings()
+        self.workers = workers
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="live-stt-decode")
+        self.decoding = 0  # decodes queued or running, all streams (event-loop thread only)
+
+    def __repr__(self) -> str:
+        return f"<Engine {type(self.recognizer).__name__} workers={self.workers}>"
+
+    def stream(self, config: SessionConfig, emit: Emit, *, partials: bool = True) -> EngineStream:
+        """A new stream on the running event loop (call it from a coroutine)."""
+        return EngineStream(self, config, emit, partials=partials)
+
+    async def decode(self, pcm: bytes, config: SessionConfig) -> list[RecognizedWord]:
+        """Transcribe on the pool, with the stream's current prompt and key terms."""
+        self.decoding += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self.pool, lambda: self.recognizer.transcribe(pcm, prompt=config.prompt, keyterms=config.keyterms_prompt))
+        finally:
+            self.decoding -= 1
+
+    def transcribe(self, blocks: Iterable[bytes], *, config: SessionConfig | None = None,
+                   partials: bool = False) -> Iterator[Event]:
+        """The events of one stream over ``blocks`` (16 kHz PCM16), decoded in this thread's own
+        event loop as fast as the pool allows. ``config`` defaults to formatted turns."""
+        config = config or SessionConfig(format_turns=True)
+        messages: list[dict[str, Any]] = []
+        audio_ms = 0.0
+
+        async def collect(message: dict[str, Any]) -> None:
+            messages.append(message)
+
+        async def opened() -> EngineStream:
+            return self.stream(config, collect, partials=partials)
+
+        def drained() -> Iterator[Event]:
+            for message in messages:
+                event = parse_message(message)
+                if event is not None:
+                    yield event
+            messages.clear()
+
+        loop = asyncio.new_event_loop()
+        stream = loop.run_until_complete(opened())
+        try:
+            messages.append(begin_message(config.public(), session_id=str(uuid.uuid4())))
+            for block in blocks:
+                stream.push(block)
+                audio_ms += len(block) / 32
+                loop.run_until_complete(stream.drain())
+                yield from drained()
+            loop.run_until_complete(stream.finish())
+            messages.append(termination_message(audio_ms, 0.0))
+            yield from drained()
+        finally:
+            stream.cancel()
+            loop.run_until_complete(asyncio.sleep(0))  # let the cancelled tasks finish
+            loop.close()
+
+    def close(self) -> None:
+        """Stop the decode pool (decodes in progress finish on their own)."""
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+class EngineStream:
+    """One stream's turn detection and decodes. Call everything from the event loop's thread."""
+
+    def __init__(self, engine: Engine, config: SessionConfig, emit: Emit, *, partials: bool = True):
+        self.engine, self.config, self.emit, self.partials = engine, config, emit, partials
+        vad = Vad(VAD_MODE)
+        self.detector = TurnDetector(is_speech=lambda frame: vad.is_speech(frame, 16_000), settings=replace(engine.settings))
+        self.reconfigure()
+        self.backlog_ms = 0.0  # audio pushed but not yet through the detector
+        self.turn_orders: dict[int, int] = {}  # detector turn -> turn_order on the wire
+        self.previous_words: list[str] = []  # the last partial's words, for its settled prefix
+        self.closed_turns: set[int] = set()
+        self.partial_task: asyncio.Task[None] | None = None
+        self.check: tuple[Decode, asyncio.Task[list[RecognizedWord]]] | None = None  # the latest check and its decode
+        self.inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self.worker = asyncio.get_running_loop().create_task(self._process())
+
+    # --- what the owner calls -------------------------------------------------------------------
+
+    def push(self, pcm: bytes) -> None:
+        """Queue 16 kHz PCM16 audio; returns at once. Raises what a failed decode raised."""
+        if self.worker.done():
+            self.worker.result()
+        self.backlog_ms += len(pcm) / 32
+        self.inbox.put_nowait(pcm)
+
+    def force_endpoint(self) -> None:
+        """End the open turn where the audio pushed so far ends."""
+        self.inbox.put_nowait(_FORCE)
+
+    def reconfigure(self) -> None:
+        """Take ``min_turn_silence`` / ``max_turn_silence`` from the config (after an `UpdateConfiguration`);
+        the prompt and key terms are read from it at every decode."""
+        for name in ("min_turn_silence", "max_turn_silence"):
+            value = getattr(self.config, name)
+            if value:
+                setattr(self.detector.settings, name, value)
+
+    async def drain(self) -> None:
+        """Until everything pushed so far has been through the detector (finals of closed turns sent)."""
+        await self.inbox.join()
+        if self.worker.done():
+            self.worker.result()
+
+    async def finish(self) -> None:
+        """End of audio: the open turn is decoded as a final; returns when every final is out."""
+        self.inbox.put_nowait(_END)
+        await self.worker
+
+    def cancel(self) -> None:
+        """Abandon the stream (the client left): stop its tasks."""
+        for task in (self.worker, self.partial_task, self.check[1] if self.check else None):
+            if task is not None:
+                task.cancel()
+
+    # --- the processing task --------------------------------------------------------------------
+
+    async def _process(self) -> None:
+        while True:
+            item = await self.inbox.get()
+            try:
+                if item is _END:
+                    await self._run(self.detector.force_endpoint())
+                    if self.partial_task is not None:
+                        self.partial_task.cancel()
+                    return
+                if item is _FORCE:
+                    await self._run(self.detector.force_endpoint())
+                    continue
+                self.backlog_ms -= len(item) / 32
+                requests = self.detector.push(item)
+                while requests:  # the detector pauses after a due verdict; go on once it is settled
+                    await self._run(requests)
+                    requests = self.detector.push(b"")
+            finally:
+                self.inbox.task_done()
+
+    async def _run(self, requests: list[Decode]) -> None:
+        engine = self.engine
+        for request in requests:
+            if request.kind == PARTIAL:
+                # partials never change the turns: decode them beside the pipeline, one at a time, so a
+                # check or final never waits behind one, only on an idle worker, so no stream's check or
+                # final queues behind another's partial, and not while this stream's check runs
+                idle = engine.decoding < engine.workers
+                checking = self.check is not None and not self.check[1].done()
+                if (self.partials and self.partial_task is None and idle and not checking
+                        and self.backlog_ms <= PARTIAL_BACKLOG_MS):
+                    self.partial_task = asyncio.create_task(self._partial(request))
+            elif request.kind == CHECK:  # decode now, in the background; the verdict comes with DUE
+                self.check = (request, asyncio.create_task(engine.decode(request.pcm, self.config)))
+            elif request.kind == DUE:
+                if self.check is None or self.check[0].turn_order != request.turn_order:
+                    continue
+                check, task = self.check
+                self.check = None
+                words = await task
+                if reads_finished(" ".join(w.text for w in words)):
+                    self.detector.end_turn()
+                    await self._send(check, words, final=True)
+            else:
+                self.check = None
+                await self._send(request, await engine.decode(request.pcm, self.config), final=True)
+
+    async def _partial(self, request: Decode) -> None:
+        try:
+            words = await self.engine.decode(request.pcm, self.config)
+            if request.turn_order not in self.closed_turns:  # its final went out meanwhile: too late
+                await self._send(request, words, final=False)
+        finally:
+            self.partial_task = None
+
+    async def _send(self, request: Decode, words: list[RecognizedWord], *, final: bool) -> None:
+        if not words and not (final and request.turn_order in self.turn_orders):
+            return  # nothing heard: no Turn during silence
+        order = self.turn_orders.setdefault(request.turn_order, len(self.turn_orders))
+        if final:
+            self.closed_turns.add(request.turn_order)
+            for message in final_messages(order, words, request.start_ms, format_turns=self.config.format_turns):
+                await self.emit(message)
+            self.previous_words = []
+        else:
+            await self.emit(partial_message(order, words, request.start_ms, self.previous_words))
+            self.previous_words = [plain(w.text) for w in words]
+
+
+__all__ = ["Emit", "Engine", "EngineStream"]

@@ -1,0 +1,266 @@
+"""The streaming client's shell: websocket-client with one sender and one receiver thread.
+
+``StreamingClient.stream(source)`` connects, waits for `Begin`, then sends audio from a sender thread
+while a receiver thread turns server messages into events on a queue; the caller iterates the events
+on its own thread (so a slow consumer never stalls the socket). When the source ends, the tail is
+flushed, `Terminate` is sent, and the stream ends after `Termination` and the close, or raises a typed
+error saying why it could not. What bytes mean is decided by `ClientConnection`; this module only
+moves them.
+"""
+
+from __future__ import annotations
+
+import queue
+import socket
+import struct
+import threading
+import time
+from collections.abc import Generator, Iterable
+from typing import Any
+
+import websocket
+
+from ..errors import (
+    ConfigurationError,
+    ConnectionLost,
+    ConnectTimeout,
+    ProtocolError,
+    ServerUnreachable,
+    StreamingError,
+    TerminationTimeout,
+)
+from ..events import Event, SessionBegan
+from . import protocol
+from .connection import ClientConnection, State
+from .protocol import StreamingParams
+
+_END = object()
+
+
+def _close_frame(data: bytes) -> tuple[int | None, str]:
+    if len(data) < 2:
+        return None, ""
+    return struct.unpack("!H", data[:2])[0], data[2:].decode("utf-8", "replace")
+
+
+class StreamingClient:
+    """One v3 session: call ``stream()`` once.
+
+    ``api_key`` goes in the `Authorization` header; a temporary ``token`` goes in the query.
+    ``connect_timeout`` bounds the handshake, ``begin_timeout`` the wait for `Begin`,
+    ``terminate_timeout`` the wait for `Termination` after `Terminate`, counted from the server's last
+    message: a server still working through a backlog keeps sending turns, and is waited for.
+    """
+
+    def __init__(
+        self,
+        url: str = protocol.CLOUD_URL,
+        *,
+        api_key: str | None = None,
+        token: str | None = None,
+        params: StreamingParams | None = None,
+        frame_ms: int = 50,
+        connect_timeout: float = 10.0,
+        begin_timeout: float = 10.0,
+        terminate_timeout: float = 10.0,
+    ):
+        self.params = params or StreamingParams()
+        self.connection = ClientConnection(self.params, frame_ms=frame_ms)
+        self._url = protocol.build_url(url, self.params, token=token)
+        self._headers = protocol.auth_headers(api_key)
+        self.url = self._url.split("?", 1)[0]  # for messages and reprs: no query, so never a token
+        self.connect_timeout = connect_timeout
+        self.begin_timeout = begin_timeout
+        self.terminate_timeout = terminate_timeout
+        self._ws: websocket.WebSocket | None = None
+        self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._done = threading.Event()
+        self._received_all = threading.Event()
+        self._failure: BaseException | None = None
+        self._source_failure: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"StreamingClient(url={self.url!r}, frames_sent={self.connection.frames_sent})"
+
+    @property
+    def bytes_sent(self) -> int:
+        """Audio bytes sent so far."""
+        return self.connection.bytes_sent
+
+    # --- public -------------------------------------------------------------------------------
+
+    def stream(self, source: Iterable[bytes]) -> Generator[Event, None, None]:
+        """Connect, stream ``source`` to the end, and yield every event; raise on failure.
+
+        Runs on the caller's thread; starts a sender and a receiver thread and ends both before it
+        returns (or raises), closing ``source`` if it has a ``close()``.
+        """
+        if self._ws is not None:
+            raise ConfigurationError("a StreamingClient streams one session; create a new one")
+        ws = self._ws = self._connect()
+        try:
+            began = self._await_begin(ws)
+        except BaseException:
+            ws.shutdown()
+            raise
+        receiver = threading.Thread(target=self._receive_loop, args=(ws,), name="live-stt-receiver", daemon=True)
+        sender = threading.Thread(target=self._send_loop, args=(ws, source), name="live-stt-sender", daemon=True)
+        receiver.start()
+        sender.start()
+        try:
+            yield began
+            while (item := self._events.get()) is not _END:
+                yield item
+        finally:
+            self._done.set()
+            self._abort()
+            close = getattr(source, "close", None)
+            if close is not None:  # unblock a sender waiting on a live source
+                close()
+            sender.join(timeout=5)
+            receiver.join(timeout=5)
+            ws.shutdown()
+        failure = self._failure or self._source_failure
+        if failure is not None:
+            raise failure
+
+    def send_text(self, message: str) -> None:
+        """Send a control message (any thread), e.g. ``protocol.control_message("ForceEndpoint")``.
+        Raises `ConnectionLost` when the session is over or the socket is gone."""
+        if self._ws is None or self.connection.state is State.CLOSED:
+            raise ConnectionLost(f"not connected to {self.url}")
+        try:
+            self._ws.send(message)
+        except (websocket.WebSocketException, OSError) as exc:
+            raise ConnectionLost(f"could not send to {self.url}: {exc}") from None
+
+    # --- connecting ---------------------------------------------------------------------------
+
+    def _connect(self) -> websocket.WebSocket:
+        try:
+            return websocket.create_connection(
+                self._url, header=self._headers, timeout=self.connect_timeout, enable_multithread=True
+            )
+        except websocket.WebSocketBadStatusException as exc:
+            body = exc.resp_body.decode("utf-8", "replace")[:200] if isinstance(exc.resp_body, bytes) else ""
+            raise protocol.http_refusal(exc.status_code, body, self.url) from None
+        except (websocket.WebSocketTimeoutException, TimeoutError):
+            raise ConnectTimeout(f"no answer from {self.url} within {self.connect_timeout:g} s") from None
+        except (OSError, websocket.WebSocketException) as exc:
+            raise ServerUnreachable(f"cannot reach the streaming server at {self.url}: {exc}") from None
+
+    def _await_begin(self, ws: websocket.WebSocket) -> SessionBegan:
+        deadline = time.monotonic() + self.begin_timeout
+        try:
+            while True:
+                ws.settimeout(max(0.01, deadline - time.monotonic()))
+                event = self._read(ws)
+                if isinstance(event, SessionBegan):
+                    ws.settimeout(None)
+                    return event
+        except (websocket.WebSocketTimeoutException, TimeoutError):
+            raise ConnectTimeout(f"connected to {self.url} but no Begin message within {self.begin_timeout:g} s") from None
+        except (websocket.WebSocketConnectionClosedException, ConnectionError):
+            error = self.connection.error_text or "no reason given"
+            raise ConnectionLost(f"{self.url} closed the connection before Begin ({error})") from None
+
+    def _read(self, ws: websocket.WebSocket) -> Event | None:
+        """One frame from the server: an event, None (nothing for us), or the error a close means
+        (raised; a normal close raises `_Closed`)."""
+        opcode, frame = ws.recv_data_frame(control_frame=False)
+        data = frame.data if hasattr(frame, "data") else frame
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            failure = self.connection.closed(*_close_frame(data))
+            raise failure if failure is not None else _Closed()
+        if opcode != websocket.ABNF.OPCODE_TEXT:
+            return None
+        return self.connection.receive(data.decode("utf-8", "replace"), time.monotonic())
+
+    # --- threads ------------------------------------------------------------------------------
+
+    def _send_loop(self, ws: websocket.WebSocket, source: Iterable[bytes]) -> None:
+        connection = self.connection
+
+        def send(frame: bytes) -> None:
+            ws.send_bytes(frame)
+            connection.sent(frame, time.monotonic())
+
+        blocks = iter(source)
+        try:
+            while not self._done.is_set():
+                try:
+                    block = next(blocks)
+                except StopIteration:
+                    break
+                except Exception as exc:  # the source failed: still end the session cleanly
+                    self._source_failure = exc
+                    break
+                for frame in connection.frames(block):
+                    send(frame)
+                    time.sleep(0)  # let the receiver and worker run: a fast source must not starve them of the GIL
+            else:
+                return
+            tail, terminate = connection.end()
+            if tail:
+                send(tail)
+            ws.send(terminate)
+        except (websocket.WebSocketException, OSError):
+            return  # the connection is gone; the receiver says why
+        terminated_at = time.monotonic()
+        while True:  # a stall window, not a deadline: it moves with every message the server sends
+            quiet_until = max(terminated_at, connection.last_received_at) + self.terminate_timeout
+            if self._received_all.wait(max(0.0, quiet_until - time.monotonic())):
+                return
+            if time.monotonic() >= max(terminated_at, connection.last_received_at) + self.terminate_timeout:
+                self._fail(TerminationTimeout(
+                    f"sent Terminate but {self.url} did not confirm with Termination within {self.terminate_timeout:g} s "
+                    "of its last message; the last turn may be missing"
+                ))
+                return
+
+    def _receive_loop(self, ws: websocket.WebSocket) -> None:
+        try:
+            while True:
+                event = self._read(ws)
+                if event is not None:
+                    self._events.put(event)
+        except _Closed:
+            pass
+        except StreamingError as exc:
+            self._fail(exc)
+        except (ProtocolError, websocket.WebSocketPayloadException) as exc:
+            self._fail(exc if isinstance(exc, ProtocolError) else ProtocolError(f"server sent an invalid frame: {exc}"))
+            try:
+                ws.send(protocol.control_message("Terminate"))
+            except (websocket.WebSocketException, OSError):
+                pass
+        except (websocket.WebSocketException, OSError) as exc:
+            if not self._done.is_set():
+                failure = self.connection.dropped(str(exc) or type(exc).__name__, self.url)
+                if failure is not None:
+                    self._fail(failure)
+        finally:
+            self._received_all.set()
+            self._events.put(_END)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._failure is None:
+            self._failure = exc
+        self._done.set()
+        self._abort()
+        self._events.put(_END)
+
+    def _abort(self) -> None:
+        ws = self._ws
+        if ws is not None and ws.sock is not None:
+            try:
+                ws.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _Closed(Exception):
+    """The server closed the socket normally."""
+
+
+__all__ = ["StreamingClient"]

@@ -1,0 +1,241 @@
+"""LLM backends against a real scripted HTTP server on 127.0.0.1: request shapes, the three error
+shapes, retries with backoff, Retry-After / X-RateLimit-Reset, timeouts, rate limits, LeMUR's sunset."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import socket
+import threading
+import time
+from email.utils import formatdate
+
+import pytest
+from gateway_server import GatewayServer, Reply
+
+from live_stt_kernel.errors import (
+    ConfigurationError,
+    LLMGone,
+    LLMRateLimited,
+    LLMRefused,
+    LLMUnavailable,
+)
+from live_stt_kernel.language.backends import LocalModel, choose_backend, resolve_llm, resolve_translator
+from live_stt_kernel.language.llm import LeMUR, LLMGateway, OpenAICompatible, RateLimiter, RetryPolicy, error_message, server_wait
+
+KEY = "sk-secret-0123456789abcdef"
+FAST = RetryPolicy(attempts=3, base_s=0.01, max_s=0.05)
+HELLO = [{"role": "system", "content": "Translate into Spanish."}, {"role": "user", "content": "<turn>\nhello\n</turn>"}]
+
+
+def gateway_client(server: GatewayServer, **options) -> LLMGateway:
+    options.setdefault("retry", FAST)
+    options.setdefault("requests_per_minute", None)
+    return LLMGateway(KEY, base_url=server.url + "/v1", model="gemini-2.5-flash-lite", **options)
+
+
+def test_gateway_request_shape_and_answer(gateway):
+    server = gateway()
+    assert gateway_client(server).complete(HELLO, max_tokens=50, temperature=0.0) == "[Spanish] hello"
+    (request,) = server.requests
+    assert request.path == "/v1/chat/completions"
+    assert request.headers["Authorization"] == KEY  # the raw key, no "Bearer"
+    assert request.body == {"model": "gemini-2.5-flash-lite", "messages": HELLO, "max_tokens": 50, "temperature": 0.0}
+
+
+def test_openai_compatible_sends_a_bearer_key(gateway):
+    server = gateway()
+    llm = OpenAICompatible(server.url + "/v1", model="llama3", api_key=KEY, retry=FAST)
+    assert llm.complete(HELLO) == "[Spanish] hello"
+    assert server.requests[0].headers["Authorization"] == f"Bearer {KEY}"
+    assert server.requests[0].path == "/v1/chat/completions"
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"error": {"code": 400, "message": "model not supported"}}, "model not supported"),
+    ({"code": 400, "message": "max_tokens too large", "metadata": {"limit": 8192}}, "max_tokens too large"),
+    ({"error": "Invalid API key", "status": "error"}, "Invalid API key"),
+])
+def test_the_three_error_shapes_are_read_and_400_is_not_retried(gateway, body, message):
+    server = gateway(Reply(400, body))
+    with pytest.raises(LLMRefused) as info:
+        gateway_client(server).complete(HELLO)
+    assert message in str(info.value) and "gateway" in str(info.value) and "gemini-2.5-flash-lite" in str(info.value)
+    assert info.value.status == 400 and info.value.backend == "gateway" and info.value.model == "gemini-2.5-flash-lite"
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_keys_are_not_retried_and_never_echoed(gateway, status):
+    server = gateway(Reply(status, {"error": f"key {KEY} is not valid", "status": "error"}))
+    llm = gateway_client(server)
+    with pytest.raises(LLMRefused) as info:
+        llm.complete(HELLO)
+    assert len(server.requests) == 1 and info.value.status == status
+    assert KEY not in str(info.value) and KEY not in repr(llm) and "***" in str(info.value)
+    assert ("refused" in str(info.value)) and ("key" in str(info.value))
+
+
+def test_429_waits_as_long_as_retry_after_says(gateway):
+    server = gateway(Reply(429, {"error": {"code": 429, "message": "slow down"}}, {"Retry-After": "1"}))
+    assert gateway_client(server).complete(HELLO) == "[Spanish] hello"
+    first, second = server.requests
+    assert 0.95 <= second.at - first.at < 2.0
+
+
+def test_429_waits_for_the_rate_limit_reset(gateway):
+    server = gateway(Reply(429, {"error": "rate limited", "status": "error"}, {"X-RateLimit-Reset": "1", "X-RateLimit-Remaining": "0"}))
+    assert gateway_client(server).complete(HELLO) == "[Spanish] hello"
+    first, second = server.requests
+    assert 0.95 <= second.at - first.at < 2.0
+
+
+def test_a_wait_longer_than_allowed_fails_at_once(gateway):
+    server = gateway(Reply(429, {"error": {"code": 429, "message": "quota"}}, {"Retry-After": "3600"}))
+    with pytest.raises(LLMRateLimited, match="3600 s"):
+        gateway_client(server).complete(HELLO)
+    assert len(server.requests) == 1
+
+
+def test_server_errors_are_retried_with_backoff_then_succeed(gateway):
+    server = gateway(Reply(500, "Internal Server Error"), Reply(503, {"error": {"code": 503, "message": "overloaded"}}))
+    assert gateway_client(server).complete(HELLO) == "[Spanish] hello"
+    assert len(server.requests) == 3
+
+
+def test_persistent_server_errors_end_with_a_clear_error(gateway):
+    server = gateway(*[Reply(503, {"code": 503, "message": "overloaded"})] * 3)
+    with pytest.raises(LLMUnavailable) as info:
+        gateway_client(server).complete(HELLO)
+    text = str(info.value)
+    assert "overloaded" in text and "503" in text and "after 3 attempts" in text and "gemini-2.5-flash-lite" in text
+    assert info.value.status == 503 and len(server.requests) == 3
+
+
+def test_rate_limited_on_every_attempt(gateway):
+    server = gateway(*[Reply(429, {"error": "rate limited", "status": "error"}, {"Retry-After": "0"})] * 3)
+    with pytest.raises(LLMRateLimited) as info:
+        gateway_client(server).complete(HELLO)
+    assert info.value.status == 429 and len(server.requests) == 3
+
+
+def test_a_slow_answer_times_out_and_is_retried(gateway):
+    server = gateway(Reply(delay_s=1.0))
+    started = time.monotonic()
+    assert gateway_client(server, timeout=0.3).complete(HELLO) == "[Spanish] hello"
+    assert len(server.requests) == 2 and time.monotonic() - started < 1.5
+
+
+def test_an_unreachable_server_is_named(gateway):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    llm = OpenAICompatible(f"http://127.0.0.1:{port}/v1", model="m", retry=FAST)
+    with pytest.raises(LLMUnavailable, match=rf"cannot reach http://127.0.0.1:{port}.*after 3 attempts"):
+        llm.complete(HELLO)
+
+
+def test_an_answer_without_content_is_an_error(gateway):
+    server = gateway(Reply(200, {"choices": []}))
+    with pytest.raises(LLMUnavailable, match="choices"):
+        gateway_client(server, retry=RetryPolicy(attempts=1)).complete(HELLO)
+
+
+def test_client_side_rate_limit_spaces_requests_across_threads(gateway):
+    server = gateway()
+    clients = [gateway_client(server, requests_per_minute=600) for _ in range(2)]  # one limiter for one model
+    threads = [threading.Thread(target=clients[i % 2].complete, args=(HELLO,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    times = sorted(r.at for r in server.requests)
+    assert len(times) == 4 and min(b - a for a, b in itertools.pairwise(times)) >= 0.085
+
+
+def test_lemur_works_while_it_answers(gateway):
+    server = gateway()
+    llm = LeMUR(KEY, base_url=server.url, retry=FAST)
+    assert llm.complete(HELLO).startswith("LeMUR says: Translate into")
+    (request,) = server.requests
+    assert request.path == "/lemur/v3/generate/task" and request.headers["Authorization"] == KEY
+    assert request.body["prompt"] == "Translate into Spanish." and request.body["input_text"] == "<turn>\nhello\n</turn>"
+    assert request.body["final_model"].startswith("anthropic/")
+
+
+@pytest.mark.parametrize("status", [404, 410])
+def test_a_retired_lemur_points_to_the_gateway(gateway, status):
+    server = gateway(Reply(status, {"error": "This endpoint has been deprecated"}))
+    with pytest.raises(LLMGone) as info:
+        LeMUR(KEY, base_url=server.url, retry=FAST).complete(HELLO)
+    assert "LLM Gateway" in str(info.value) and "backend='gateway'" in str(info.value)
+    assert isinstance(info.value, LLMRefused) and len(server.requests) == 1
+
+
+# --- choosing a backend ------------------------------------------------------------------------
+
+
+def test_the_assemblyai_key_never_goes_to_a_third_party_url(gateway, monkeypatch):
+    monkeypatch.setenv("ASSEMBLYAI_API_KEY", KEY)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    server = gateway()
+    llm = resolve_llm(base_url=server.url + "/v1", model="m")
+    assert isinstance(llm, OpenAICompatible) and llm.backend == "openai"
+    llm.complete(HELLO)
+    assert "Authorization" not in server.requests[0].headers
+
+
+def test_backend_rules(monkeypatch):
+    monkeypatch.delenv("ASSEMBLYAI_API_KEY", raising=False)
+    assert choose_backend(None, base_url=None, api_key=None, default="local") == "local"
+    assert choose_backend(None, base_url="https://llm-gateway.assemblyai.com/v1", api_key=None, default="local") == "gateway"
+    assert choose_backend(None, base_url="http://localhost:11434/v1", api_key=None, default="local") == "openai"
+    assert choose_backend(None, base_url=None, api_key="k", default="apertium") == "gateway"
+    monkeypatch.setenv("ASSEMBLYAI_API_KEY", KEY)
+    assert isinstance(resolve_llm(), LLMGateway)
+    assert resolve_translator().backend == "gateway"
+    monkeypatch.delenv("ASSEMBLYAI_API_KEY")
+    assert isinstance(resolve_llm(), LocalModel) and resolve_translator().backend == "apertium"
+    with pytest.raises(ConfigurationError, match="unknown backend"):
+        choose_backend("gpt", base_url=None, api_key=None, default="local")
+    with pytest.raises(ConfigurationError, match="API key"):
+        resolve_llm("gateway")
+    with pytest.raises(ConfigurationError, match="base_url"):
+        resolve_llm("openai")
+
+
+# --- pure policy -------------------------------------------------------------------------------
+
+
+def test_server_wait_reads_every_form():
+    now = 1_800_000_000.0
+    assert server_wait({"Retry-After": "7"}, now) == 7
+    assert server_wait({"Retry-After": formatdate(now + 30, usegmt=True)}, now) == pytest.approx(30, abs=1)
+    assert server_wait({"X-RateLimit-Reset": "12"}, now) == 12
+    assert server_wait({"X-RateLimit-Reset": str(int(now + 5))}, now) == 5
+    assert server_wait({}, now) is None
+
+
+def test_error_message_falls_back_to_text():
+    assert error_message("<html>Bad   Gateway</html>") == "<html>Bad Gateway</html>"
+    assert error_message("") == "(empty body)"
+    assert error_message('{"detail": "Not Found"}') == "Not Found"
+
+
+def test_backoff_grows_and_is_jittered():
+    policy = RetryPolicy(base_s=1.0, max_s=8.0, jitter=0.5)
+    rng = random.Random(1)
+    delays = [[policy.delay(attempt, rng) for attempt in (1, 2, 3, 4, 5)] for _ in range(50)]
+    for row in delays:
+        for attempt, delay in enumerate(row, 1):
+            ceiling = min(8.0, 2 ** (attempt - 1))
+            assert ceiling / 2 <= delay <= ceiling
+    assert len({round(row[0], 6) for row in delays}) > 40  # jitter: no thundering herd
+
+
+def test_rate_limiter_reserves_evenly_spaced_slots():
+    now = [100.0]
+    limiter = RateLimiter(60, clock=lambda: now[0])
+    assert [limiter.reserve() for _ in range(3)] == [0.0, 1.0, 2.0]
+    now[0] = 110.0
+    assert limiter.reserve() == 0.0

@@ -1,0 +1,71 @@
+"""The speech engine in-process, without a socket: the real model on real speech, the same turns as
+through the server."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+from speech import conversation, librivox, wer
+
+from live_stt_kernel import Session, Transcript
+from live_stt_kernel.events import SessionBegan, SessionEnded, Turn
+from live_stt_kernel.local.engine import Engine
+from live_stt_kernel.local.server import LocalServer
+from live_stt_kernel.v3.protocol import SessionConfig
+
+
+@pytest.fixture(scope="module")
+def engine(whisper):
+    running = Engine(whisper)
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="module")
+def talk(tmp_path_factory):
+    path = tmp_path_factory.mktemp("engine") / "librivox.wav"
+    reference = conversation(path, librivox()[:3])
+    audio, _ = sf.read(path, dtype="int16")
+    blocks = [audio[i : i + 1600].tobytes() for i in range(0, len(audio), 1600)]  # 100 ms blocks
+    return path, reference, blocks
+
+
+def test_the_engine_yields_what_a_v3_client_would_see(engine, talk):
+    _, reference, blocks = talk
+    events = list(engine.transcribe(blocks))
+    assert isinstance(events[0], SessionBegan) and isinstance(events[-1], SessionEnded)
+    assert events[-1].audio_duration_seconds == int(sum(len(b) for b in blocks) / 32_000)
+    turns = [e for e in events[1:-1] if isinstance(e, Turn)]
+    assert turns and all(t.end_of_turn for t in turns)  # no partials by default: nobody watches a file decode
+    transcript = Transcript()
+    for event in events:
+        transcript = transcript.apply(event)
+    assert len(transcript.rows) >= 3 and all(row.formatted for row in transcript.rows)
+    assert wer(reference, " ".join(row.text for row in transcript.rows)) <= 0.08
+    starts = [row.start for row in transcript.rows]
+    assert starts == sorted(starts) and all(row.end > row.start for row in transcript.rows)
+
+
+def test_the_engine_and_the_server_cut_the_same_turns(engine, talk, whisper, tmp_path):
+    path, _, blocks = talk
+    in_process = [(e.transcript, e.words[0].start_ms, e.words[-1].end_ms) for e in engine.transcribe(blocks, partials=True)
+                  if isinstance(e, Turn) and e.end_of_turn and e.formatted]
+    with LocalServer(whisper) as server:
+        session = Session(path, url=server.url, api_key=server.token, realtime=False, folder=None).start().wait(timeout=120)
+    over_the_wire = [(row.text, row.words[0].start_ms, row.words[-1].end_ms) for row in session.transcript.rows]
+    assert in_process == over_the_wire
+
+
+def test_unformatted_and_with_a_prompt(engine, talk):
+    _, _, blocks = talk
+    config = SessionConfig(format_turns=False, prompt="A reading from a novel.")
+    finals = [e for e in engine.transcribe(blocks[:60], config=config) if isinstance(e, Turn)]
+    assert finals and not any(t.formatted for t in finals)
+    assert all(t.transcript == t.transcript.lower() and "." not in t.transcript for t in finals)
+
+
+def test_silence_gives_no_turn(engine):
+    silence = [np.zeros(1600, dtype=np.int16).tobytes()] * 30
+    events = list(engine.transcribe(silence))
+    assert [type(e) for e in events] == [SessionBegan, SessionEnded]
