@@ -374,7 +374,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     wav = Path(args.wav)
     chunks = decode_pcm(wav)
     audio_s = sum(len(c) for c in chunks) / (2 * RATE)
-    expected_turns = len(scripted_turns(audio_s))
+    expected_turns = args.expected_turns  # counted by the orchestrator: a baseline checkout may lay out its modules otherwise
     meter = Meter(enabled=realtime, threads_after_s=audio_s - 2.1)
     import live_stt_kernel
 
@@ -596,8 +596,9 @@ def _steal_ticks() -> int | None:
 def run_worker(client: str, mode: str, wav: Path, url: str, tmp: Path, switch_interval: float | None = None,
                package_root: Path | None = None) -> dict[str, Any]:
     """One measured client in a fresh process; ``package_root`` puts another checkout's package first on its path."""
+    audio_s = sum(len(c) for c in decode_pcm(wav)) / (2 * RATE)
     cmd = [sys.executable, str(Path(__file__).resolve()), "_worker", "--client", client, "--mode", mode,
-           "--wav", str(wav), "--url", url, "--tmp", str(tmp)]
+           "--wav", str(wav), "--url", url, "--tmp", str(tmp), "--expected-turns", str(len(scripted_turns(audio_s)))]
     if switch_interval:
         cmd += ["--switch-interval", str(switch_interval)]
     env = dict(os.environ)
@@ -839,6 +840,7 @@ def main() -> None:
     w.add_argument("--url", required=True)
     w.add_argument("--tmp", required=True)
     w.add_argument("--switch-interval", type=float, default=None)
+    w.add_argument("--expected-turns", type=int, required=True)
     args = parser.parse_args()
     if args.command == "_serve":
         serve(args)

@@ -42,12 +42,14 @@ POLL_S = 0.05
 
 
 def format_turn(row: TurnRecord) -> str:
+    """A turn as one line of text: ``[start - end] text`` in seconds, or the text alone when it has no times."""
     if row.start is None or row.end is None:
         return row.text
     return f"[{row.start:7.2f} - {row.end:7.2f}] {row.text}"
 
 
 def turn_json(row: TurnRecord) -> str:
+    """A turn as one JSON line (``--format jsonl``; without its words)."""
     data = {
         "turn_order": row.turn_order,
         "turn_index": row.turn_index,
@@ -63,12 +65,14 @@ def turn_json(row: TurnRecord) -> str:
 
 
 def format_translation(item: Translation) -> str:
+    """A translation as an indented line under its turn, or the reason there is none."""
     if item.text is None:
         return f"    {item.target}: (not translated: {item.error})"
     return f"    {item.target}: {item.text}"
 
 
 def translation_json(item: Translation) -> str:
+    """A translation as one JSON line, ``{"translation": {...}}``, without the source text."""
     return json.dumps({"translation": {k: v for k, v in item.to_dict().items() if k != "source"}}, ensure_ascii=False)
 
 
@@ -121,6 +125,7 @@ def _columns() -> int:
 
 
 def run_session(session: Session, args: argparse.Namespace, *, note: str = "") -> int:
+    """Start ``session`` and print its turns until it ends (Ctrl-C ends the audio and waits for the last turn); returns the exit code."""
     err = sys.stderr
     live = err if (err.isatty() and not args.quiet) else None
     if note and not args.quiet:
@@ -156,6 +161,7 @@ def _translation_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
+    """``live-stt transcribe``: stream an audio file through a v3 server and print its turns."""
     folder: Any = None if args.save is None else (AUTO if args.save == "" else args.save)
     session = Session(
         args.file, url=args.url, api_key=args.api_key, params=_params(args), folder=folder,
@@ -166,6 +172,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """``live-stt demo``: stream the bundled sample, translate each turn, save the session, then print a coaching report."""
     sample = sample_wav()
     args.to = args.to or ["es"]  # the main job translates; Spanish unless told otherwise
     session = Session(sample, url=args.url, api_key=args.api_key, params=_params(args), folder=args.save or AUTO,
@@ -190,6 +197,7 @@ def _session_folder(path: str) -> Path:
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
+    """``live-stt translate``: translate a saved session's turns, print them and save them in its folder; exit code 4 if any failed."""
     records = list(read_turns(args.session).rows)
     translator = as_translator(args.backend, base_url=args.base_url, model=args.model, api_key=args.api_key, prompt=args.prompt)
     results = translate_records(records, to=args.to, translator=translator, prompt=args.prompt, workers=args.workers,
@@ -220,6 +228,7 @@ def report(path: str | Path, args: argparse.Namespace, *, llm_backend: str | Non
 
 
 def cmd_coach(args: argparse.Namespace) -> int:
+    """``live-stt coach``: print a coaching report on a saved session and save it beside its turns."""
     return report(args.session, args, llm_backend=args.backend)
 
 
@@ -229,6 +238,7 @@ def _prompt_text(args: argparse.Namespace) -> str | None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """``live-stt serve``: run the embedded v3 speech server in the foreground; its ws:// URL goes to stdout once it is ready."""
     if any(os.environ.get(k) != v for k, v in SERVER_ENV.items()):  # numpy is loaded already: restart with the limits set
         os.execve(sys.executable, [sys.executable, "-m", "live_stt_kernel.cli", *sys.argv[1:]], {**os.environ, **SERVER_ENV})
     token = os.environ.get(TOKEN_ENV)
@@ -259,6 +269,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_serve_llm(args: argparse.Namespace) -> int:
+    """``live-stt serve-llm``: run the local LLM server (OpenAI-compatible chat completions) in the foreground."""
     forwarded = ["--host", args.host, "--port", str(args.port), *(["--model", args.model] if args.model else [])]
     return serve_llm(forwarded + (["--threads", str(args.threads)] if args.threads else []))
 
@@ -268,6 +279,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``live-stt`` argument parser; each subcommand sets ``run`` to its ``cmd_*`` function."""
     parser = argparse.ArgumentParser(prog="live-stt", description="Live speech-to-text over AssemblyAI's v3 streaming protocol.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -354,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``live-stt`` (``argv`` None: the command line); returns the command's exit code, 2 on an error, 3 on a refusal, 130 on Ctrl-C."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))

@@ -14,6 +14,8 @@ from typing import Any, TypeAlias
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Word:
+    """One word of a turn: times in ms from the start of the session's audio; ``is_final`` once the server will not change it."""
+
     text: str
     start_ms: int
     end_ms: int
@@ -54,6 +56,8 @@ class Turn:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SpeechStarted:
+    """`SpeechStarted`: the server heard speech begin at ``timestamp_ms``."""
+
     timestamp_ms: int
     confidence: float | None = None
     received_at: float = 0.0
@@ -61,6 +65,8 @@ class SpeechStarted:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerWarning:
+    """`Warning`: a notice from the server that does not end the session."""
+
     message: str
     code: int | None = None
     received_at: float = 0.0
@@ -68,11 +74,15 @@ class ServerWarning:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Heartbeat:
+    """`Heartbeat`: the server is alive; it carries nothing else."""
+
     received_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LLMGatewayResponse:
+    """`LLMGatewayResponse`: an LLM Gateway answer on turn ``turn_order``; ``content``: the first choice's text, ``data``: the raw reply."""
+
     turn_order: int
     transcript: str
     content: str
@@ -82,6 +92,8 @@ class LLMGatewayResponse:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Revision:
+    """One turn's change in a `SpeakerRevision`: its new speaker and/or words (None: unchanged)."""
+
     turn_order: int
     speaker: str | None = None
     words: tuple[Word, ...] | None = None
@@ -89,6 +101,8 @@ class Revision:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SpeakerRevision:
+    """`SpeakerRevision`: the server relabelled the speakers (or words) of turns already finished."""
+
     revisions: tuple[Revision, ...]
     received_at: float = 0.0
 

@@ -39,6 +39,7 @@ class Progress:
             self._draw()
 
     def advance(self, *, failed: bool = False) -> None:
+        """Count one item done (``failed=True``: done, but failed) and redraw."""
         self.done += 1
         self.failed += failed
         if self._widget is not None:
@@ -60,6 +61,7 @@ class Progress:
         self.stream.flush()
 
     def close(self) -> None:
+        """Finish the bar: marked success (or warning if any item failed) in a notebook, a newline on a terminal."""
         if self._widget is not None:
             self._bar.bar_style = "warning" if self.failed else "success"
         elif self._terminal:

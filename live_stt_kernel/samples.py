@@ -33,10 +33,12 @@ def _data(name: str) -> Path:
 
 
 def sample_wav() -> Path:
+    """The path of the demo sample (WAV, 11 s): the three `SAMPLE_SENTENCES`."""
     return _data("sample.wav")
 
 
 def coaching_sample() -> Path:
+    """The path of the coaching sample (FLAC): the `COACHING_SENTENCES`."""
     return _data("coaching_sample.flac")
 
 

@@ -56,6 +56,7 @@ class WavAppender:
         self._lock = threading.Lock()
 
     def append(self, pcm: bytes) -> None:
+        """Write PCM16 audio and update the header's sizes (thread-safe; ignored after `close`)."""
         with self._lock:
             if self._fd is None or not pcm:
                 return
@@ -66,9 +67,11 @@ class WavAppender:
 
     @property
     def seconds(self) -> float:
+        """The length of the audio written so far, in seconds."""
         return self.data_bytes / (self.sample_rate * BYTES_PER_SAMPLE)
 
     def close(self) -> None:
+        """Close the file (thread-safe; a second call does nothing)."""
         with self._lock:
             if self._fd is not None:
                 os.close(self._fd)
@@ -91,14 +94,17 @@ class SessionStore:
         self.meta: dict[str, Any] = {}
 
     def append_turn(self, record: TurnRecord) -> None:
+        """Append one final turn (or a later version of one) to ``turns.jsonl`` and flush it."""
         self._turns.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
         self._turns.flush()
 
     def update_meta(self, **fields: Any) -> None:
+        """Merge ``fields`` into the session's metadata and replace ``meta.json`` atomically."""
         self.meta.update(fields)
         write_json_atomic(self.folder / META_FILE, self.meta)
 
     def close(self) -> None:
+        """Close the audio and turns files."""
         self.audio.close()
         self._turns.close()
 

@@ -53,15 +53,18 @@ class TurnRecord:
 
     @property
     def key(self) -> Key:
+        """The row's identity: (session id, ``turn_order``)."""
         return (self.session_id, self.turn_order)
 
     def to_dict(self) -> dict[str, Any]:
+        """The record as JSON-ready data (words as dicts): one line of ``turns.jsonl``."""
         data = asdict(self)
         data["words"] = [asdict(w) for w in self.words]
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TurnRecord:
+        """A record from `to_dict`'s output (a line of ``turns.jsonl``); unknown keys are ignored."""
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         known["words"] = tuple(Word(**w) for w in data.get("words") or ())
         return cls(**known)
@@ -105,6 +108,7 @@ class Transcript:
         return live_line(self.open_turn.words) if self.open_turn else ""
 
     def get(self, key: Key) -> TurnRecord | None:
+        """The row for ``(session id, turn_order)``, or None."""
         position = self.positions.get(key)
         return None if position is None else self.rows[position]
 

@@ -82,6 +82,7 @@ class ChunkAssembler:
 
     @property
     def stats(self) -> ChunkStats:
+        """A snapshot of the counts, with the chunks held now as ``pending``."""
         return ChunkStats(received=self._received, delivered=self._delivered, reordered=self._reordered,
                           gaps=self._gaps, dropped=self._dropped, duplicates=self._duplicates,
                           pending=len(self._held))

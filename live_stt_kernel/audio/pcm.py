@@ -60,6 +60,7 @@ class ToPCM16:
         self._resampler = None if sample_rate == SAMPLE_RATE else soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1, dtype="int16")
 
     def __call__(self, frame: bytes) -> bytes:
+        """One wire frame as 16 kHz PCM16 bytes; when resampling, the filter holds a few samples back for the next frame."""
         samples = mulaw_to_pcm16(frame) if self.mulaw else np.frombuffer(frame, dtype="<i2")
         if self._resampler is not None:
             samples = self._resampler.resample_chunk(samples)

@@ -28,11 +28,15 @@ BROWSER_MIC_HINT = (
 
 @runtime_checkable
 class AudioSource(Protocol):
+    """What a `Session` reads: iterating yields 16 kHz mono PCM16 blocks (``bytes``) until ``close()`` ends it."""
+
     sample_rate: int
 
     def __iter__(self) -> Iterator[bytes]: ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """End the iteration (end-of-file); may be called from any thread."""
+        ...
 
 
 class QueueSource:
@@ -49,16 +53,19 @@ class QueueSource:
         self._closed = threading.Event()
 
     def push(self, block: bytes) -> None:
+        """Add a block; never blocks, any thread. Ignored once the source is closed."""
         if not self._closed.is_set():
             self._queue.put(block)
 
     def close(self) -> None:
+        """End the stream after the blocks pushed so far (any thread; a second call does nothing)."""
         if not self._closed.is_set():
             self._closed.set()
             self._queue.put(self._END)
 
     @property
     def closed(self) -> bool:
+        """Whether ``close()`` was called."""
         return self._closed.is_set()
 
     def __iter__(self) -> Iterator[bytes]:
@@ -92,6 +99,7 @@ class WavSource:
         self.duration = self.info.frames / self.info.samplerate
 
     def close(self) -> None:
+        """Stop reading (any thread): the iteration ends before the next block, also during a paced wait."""
         self._stop.set()
 
     def __iter__(self) -> Iterator[bytes]:
@@ -186,6 +194,7 @@ class MicSource:
             stream.close()
 
     def close(self) -> None:
+        """Stop recording (any thread): blocks already captured are still yielded, then the device is released."""
         self._queue.close()
 
 

@@ -55,6 +55,10 @@ class Pause:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LongSentence:
+    """A sentence of more than ``Thresholds.long_sentence_words`` words, quoted verbatim from the turn's text; ``time`` is
+    when it starts (seconds on the recording's clock; None when unknown).
+    """
+
     turn: int
     time: float | None
     words: int
@@ -75,6 +79,10 @@ class TurnPace:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Thresholds:
+    """The limits the metrics were measured with (see `compute_metrics`): pauses in seconds, sentences in words, pace in
+    words per minute.
+    """
+
     pause_s: float = 1.0
     turn_gap_s: float = 2.0
     long_sentence_words: int = 30
@@ -107,6 +115,7 @@ class SpeakingMetrics:
 
     @property
     def hedge_counts(self) -> dict[str, int]:
+        """Count per hedge, most frequent first (ties alphabetically)."""
         return _counts(self.hedges)
 
     @property
@@ -116,9 +125,11 @@ class SpeakingMetrics:
 
     @property
     def hedge_rate(self) -> float:
+        """Hedges per 100 words."""
         return 100 * len(self.hedges) / self.words if self.words else 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as plain data (`dataclasses.asdict`), plus the filler and hedge counts and rates (rates rounded to 2 places)."""
         data = asdict(self)
         data.update(filler_counts=self.filler_counts, hedge_counts=self.hedge_counts,
                     filler_rate=round(self.filler_rate, 2), hedge_rate=round(self.hedge_rate, 2))

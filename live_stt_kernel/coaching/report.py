@@ -368,6 +368,9 @@ class CoachingReport:
     unverified_quotes: tuple[str, ...] = ()  # quotes in the analysis that the transcript does not contain
 
     def to_markdown(self, *, examples: int = MAX_EXAMPLES) -> str:
+        """The report as Markdown: the note, the analysis (quotes it could not verify flagged), then the computed metrics with up
+        to ``examples`` quotes per section.
+        """
         lines = ["# Speaking coach report", ""]
         if self.note:
             lines += [f"> **Note:** {self.note}", ""]
@@ -388,11 +391,13 @@ class CoachingReport:
         return self.to_markdown()
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as plain data for JSON: the metrics' `to_dict` and the rest, ``elapsed_s`` rounded to ms."""
         return {"metrics": self.metrics.to_dict(), "analysis": self.analysis, "backend": self.backend,
                 "model": self.model, "note": self.note, "elapsed_s": round(self.elapsed_s, 3),
                 "unverified_quotes": list(self.unverified_quotes)}
 
     def chart_svg(self, *, width: int = 640) -> str:
+        """The metrics chart as a self-contained SVG document: pace per turn, then filler and hedge counts."""
         return chart_svg(self.metrics, width=width)
 
     def chart(self, *, width: int = 640) -> Any:

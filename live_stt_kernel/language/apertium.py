@@ -106,6 +106,7 @@ class ApertiumTranslator:
         return f"<ApertiumTranslator {self.source} -> {', '.join(self.pairs) or 'nothing installed'}>"
 
     def mode_for(self, target: str) -> str:
+        """The installed mode (``"eng-spa"``) that translates into ``target``; raises `ConfigurationError` when none is installed."""
         code = language_code(target)
         if code not in self.pairs:
             have = ", ".join(self.pairs) or "none"
@@ -130,6 +131,7 @@ class ApertiumTranslator:
                 raise TranslatorError(f"apertium {mode}: {exc}", backend=self.backend, model=mode) from None
 
     def close(self) -> None:
+        """Stop every running pipeline; a later `translate` starts them again."""
         with self._lock:
             for pipeline in self._pipelines.values():
                 pipeline.close()

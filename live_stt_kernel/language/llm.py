@@ -138,6 +138,7 @@ class RateLimiter:
             return slot - now
 
     def acquire(self) -> None:
+        """Claim the next slot and sleep the calling thread until it comes."""
         wait = self.reserve()
         if wait > 0:
             time.sleep(wait)
@@ -263,6 +264,7 @@ class OpenAICompatible(HTTPBackend):
         return headers
 
     def complete(self, messages: Sequence[Message], *, max_tokens: int = 1000, temperature: float = 0.2) -> str:
+        """The reply's ``choices[0].message.content``, stripped; raises `LLMError` (with backend, model and status) when it cannot."""
         body = {"model": self.model, "messages": [dict(m) for m in messages], "max_tokens": max_tokens,
                 "temperature": temperature}
         return self._content(self.post("/chat/completions", body))
@@ -312,6 +314,7 @@ class LeMUR(HTTPBackend):
         return super()._refusal(status, message)
 
     def complete(self, messages: Sequence[Message], *, max_tokens: int = 1000, temperature: float = 0.2) -> str:
+        """The task's ``response``, stripped; raises `LLMGone` once LeMUR is retired (HTTP 404 or 410), else `LLMError` like any backend."""
         system = "\n\n".join(m["content"] for m in messages if m.get("role") == "system")
         rest = "\n\n".join(m["content"] for m in messages if m.get("role") != "system")
         body = {"prompt": system or rest, "input_text": rest if system else "", "final_model": self.model,

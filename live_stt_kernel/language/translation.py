@@ -50,6 +50,7 @@ def language_code(language: str) -> str:
 
 
 def language_name(code: str) -> str:
+    """The English name of a language code (``"es"`` -> ``"Spanish"``); a code not in `LANGUAGES` comes back as given."""
     return LANGUAGES.get(code, code)
 
 
@@ -121,13 +122,16 @@ class Translation:
 
     @property
     def key(self) -> tuple[str, int]:
+        """The turn translated: ``(session_id, turn_order)``."""
         return (self.session_id, self.turn_order)
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict, ready for JSON."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Translation:
+        """Rebuild one from `to_dict`'s output; keys that are not fields are ignored (a missing required one raises `TypeError`)."""
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
@@ -169,6 +173,7 @@ class TranslationCache:
         self.hits = 0
 
     def get(self, key: tuple[str, ...]) -> str | None:
+        """The cached translation for ``key``, or None; a hit is counted in ``hits`` and kept as the most recently used."""
         with self._lock:
             value = self._items.get(key)
             if value is not None:
@@ -177,6 +182,7 @@ class TranslationCache:
             return value
 
     def put(self, key: tuple[str, ...], value: str) -> None:
+        """Store a translation for ``key``, dropping the least recently used ones beyond ``maxsize``."""
         with self._lock:
             self._items[key] = value
             self._items.move_to_end(key)

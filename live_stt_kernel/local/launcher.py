@@ -93,9 +93,11 @@ class EmbeddedServer:
 
     @property
     def alive(self) -> bool:
+        """The child process is still running."""
         return self.process.poll() is None
 
     def stop(self) -> None:
+        """Close the child's stdin (its cue to stop), wait up to 10 s for it to exit, then kill it."""
         if self.process.stdin is not None and not self.process.stdin.closed:
             self.process.stdin.close()  # the server's cue to stop
         try:
@@ -139,6 +141,7 @@ def embedded_endpoint(*, model: str = DEFAULT_MODEL) -> tuple[str, str]:
 
 
 def stop_embedded_server() -> None:
+    """Stop this process's speech server, if it runs; the next `embedded_endpoint` starts a new one."""
     _stop(SPEECH_SERVER)
 
 
@@ -151,6 +154,7 @@ def embedded_llm_endpoint(*, model: str | None = None) -> tuple[str, str]:
 
 
 def stop_embedded_llm_server() -> None:
+    """Stop this process's LLM server, if it runs; the next `embedded_llm_endpoint` starts a new one."""
     _stop(LLM_SERVER)
 
 

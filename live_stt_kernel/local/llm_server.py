@@ -48,7 +48,9 @@ class ChatModel(Protocol):
     """What the server needs from a model; `LocalChat` is the real one. Called from request threads."""
 
     def chat(self, messages: Sequence[Mapping[str, str]], *, max_tokens: int, temperature: float,
-             stop: str | list[str] | None) -> dict[str, Any]: ...
+             stop: str | list[str] | None) -> dict[str, Any]:
+        """An OpenAI ``chat.completion`` dict for these messages; raises `PromptTooLong` when the prompt does not fit the context."""
+        ...
 
 
 class BadRequest(Exception):
@@ -61,6 +63,8 @@ class BadRequest(Exception):
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class ChatRequest:
+    """A validated ``/v1/chat/completions`` request (see `parse_chat_request`), roles normalised (``developer`` -> ``system``)."""
+
     messages: tuple[dict[str, str], ...]
     max_tokens: int = 512
     temperature: float = 0.2
@@ -122,6 +126,7 @@ def parse_chat_request(body: bytes) -> ChatRequest:
 
 def error_body(message: str, *, kind: str = "invalid_request_error", param: str | None = None,
                code: str | None = None) -> dict[str, Any]:
+    """An error in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``."""
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
@@ -226,6 +231,7 @@ class LocalLLMServer:
 
     @property
     def url(self) -> str:
+        """The base URL clients use, ``http://host:port/v1`` (the real port once started)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/v1"
 
@@ -243,6 +249,7 @@ class LocalLLMServer:
         return {**reply, "model": self.model_name}
 
     def start(self) -> Self:
+        """Bind (port 0: a free port, read back into ``port``) and serve on a daemon thread; raises `OSError` if the address is taken."""
         self._httpd = _HTTPServer((self.host, self.port), _Handler)
         self._httpd.app = self
         self.port = self._httpd.server_address[1]

@@ -55,6 +55,7 @@ def cache_dir() -> Path:
 
 
 def sha256_of(path: Path) -> str:
+    """The file's SHA-256 as lowercase hex, read 1 MiB at a time."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

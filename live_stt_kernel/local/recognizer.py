@@ -21,6 +21,8 @@ from .models import DEFAULT_MODEL, resolve_model
 
 @dataclass(frozen=True, slots=True)
 class RecognizedWord:
+    """One recognized word; times are ms from the start of the audio decoded."""
+
     text: str  # as the model wrote it: cased and punctuated
     start_ms: int
     end_ms: int
@@ -28,7 +30,11 @@ class RecognizedWord:
 
 
 class Recognizer(Protocol):
-    def transcribe(self, pcm: bytes, *, prompt: str | None = None, keyterms: Sequence[str] = ()) -> list[RecognizedWord]: ...
+    """A speech model for the embedded server (`WhisperRecognizer`); ``transcribe`` may be called from several threads at once."""
+
+    def transcribe(self, pcm: bytes, *, prompt: str | None = None, keyterms: Sequence[str] = ()) -> list[RecognizedWord]:
+        """The words in ``pcm`` (16 kHz PCM16 mono), times in ms from its start; ``prompt`` and ``keyterms`` bias the decoding."""
+        ...
 
 
 # Whisper's habit on near-silence: drop segments it is unsure contain speech
@@ -37,6 +43,12 @@ MIN_AVG_LOGPROB = -1.0
 
 
 class WhisperRecognizer:
+    """Whisper through faster-whisper on the CPU (int8): ``workers`` decodes run in parallel, each on ``cpu_threads`` threads.
+
+    The model is resolved (see `resolve_model`), loaded and warmed up with one decode here; raises `ModelError` without
+    faster-whisper or usable weights.
+    """
+
     def __init__(self, model: str | os.PathLike[str] = DEFAULT_MODEL, *, cpu_threads: int = 1, workers: int = 2):
         try:
             from faster_whisper import WhisperModel
@@ -49,6 +61,11 @@ class WhisperRecognizer:
         self.transcribe(b"\x00\x00" * 16_000)  # the first decode is slow: pay for it before any session waits
 
     def transcribe(self, pcm: bytes, *, prompt: str | None = None, keyterms: Sequence[str] = ()) -> list[RecognizedWord]:
+        """The words in ``pcm`` (16 kHz PCM16 mono), times in ms from its start; none for under 100 ms of audio.
+
+        ``prompt`` and ``keyterms`` go into Whisper's initial prompt; a decode that finds no words with them is redone
+        without. Safe to call from several threads at once.
+        """
         audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
         if len(audio) < 1600:  # under 100 ms: nothing to say
             return []

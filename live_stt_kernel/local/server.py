@@ -42,6 +42,10 @@ class Tokens:
         self._temporary: dict[str, tuple[float, int | None]] = {}  # token -> (valid until, max session s)
 
     def issue(self, expires_in: int, max_session: int | None) -> str:
+        """A new one-time token, valid for ``expires_in`` seconds, whose session lasts at most ``max_session`` seconds (None: 3 hours).
+
+        Not thread-safe: the server calls it on its event-loop thread.
+        """
         token = "tmp_" + secrets.token_urlsafe(24)
         self._temporary[token] = (time.monotonic() + expires_in, max_session)
         return token
@@ -79,6 +83,7 @@ class LocalServer(LoopbackServer):
         return self.tokens.master
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving (see `LoopbackServer.stop`), then shut down the engine's decode pool."""
         super().stop(timeout)
         self.engine.close()
 

@@ -26,6 +26,12 @@ BYTES_PER_MS = 32  # 16 kHz PCM16 mono
 
 @dataclass(slots=True, kw_only=True)
 class TurnSettings:
+    """Turn detection's timings, all in ms of audio.
+
+    ``min_turn_silence``: the silence after which a check that reads as finished ends the turn; ``max_turn_silence``: the
+    silence that ends it regardless.
+    """
+
     min_turn_silence: int = 200
     max_turn_silence: int = 800
     check_after_ms: int = 40  # start the check's decode this far into the silence (capped at min_turn_silence)
@@ -55,6 +61,11 @@ class Decode:
 
 @dataclass(slots=True)
 class TurnDetector:
+    """One stream's turn detector: `push` audio in, `Decode` requests out.
+
+    ``is_speech`` classifies one 20 ms frame (640 bytes of 16 kHz PCM16); the other fields are its state. Not thread-safe.
+    """
+
     is_speech: Callable[[bytes], bool]
     settings: TurnSettings = field(default_factory=TurnSettings)
     audio: bytearray = field(default_factory=bytearray)  # the session's audio since ``base_ms``
@@ -70,6 +81,7 @@ class TurnDetector:
 
     @property
     def now_ms(self) -> int:
+        """The session time at the end of the audio read so far (whole 20 ms frames), in ms."""
         return self.base_ms + len(self.audio) // BYTES_PER_MS
 
     def _request(self, kind: str) -> Decode:
@@ -79,6 +91,11 @@ class TurnDetector:
         return Decode(self.turn_order, start, end, kind, bytes(self.audio[max(0, lo) : max(0, hi)]))
 
     def push(self, pcm: bytes) -> list[Decode]:
+        """Feed 16 kHz PCM16 mono of any length; returns the decodes asked for, in order.
+
+        Stops right after a ``due`` request and keeps the rest of the audio: decide the turn (`end_turn` or not), then
+        ``push(b"")`` to go on.
+        """
         self.pending += pcm
         frame = FRAME_MS * BYTES_PER_MS
         out: list[Decode] = []

@@ -232,6 +232,7 @@ class SessionConfig:
 
     @property
     def bytes_per_sample(self) -> int:
+        """Bytes per audio sample in this encoding: 2 for ``pcm_s16le``, 1 for ``pcm_mulaw``."""
         return ENCODINGS[self.encoding]
 
     def public(self) -> dict[str, Any]:

@@ -74,10 +74,12 @@ class ScriptedTurn:
 
     @property
     def plain(self) -> str:
+        """The words joined by spaces, as the script gives them."""
         return " ".join(w for w, _, _ in self.words)
 
     @property
     def pretty(self) -> str:
+        """The formatted text: ``formatted`` if given, else the plain text capitalised and ending in a full stop."""
         if self.formatted is not None:
             return self.formatted
         text = self.plain
@@ -85,6 +87,7 @@ class ScriptedTurn:
 
     @property
     def end_ms(self) -> int:
+        """When the last word ends, in ms."""
         return self.words[-1][2]
 
 
@@ -171,10 +174,12 @@ class ClientRecord:
 
     @property
     def audio_ms(self) -> float:
+        """Milliseconds of audio received (PCM16 at the query's ``sample_rate``, 16000 if not given)."""
         return pcm_ms(len(self.audio), int(self.query.get("sample_rate", "16000")))
 
     @property
     def terminated(self) -> bool:
+        """The client has sent `Terminate`."""
         return any(t.get("type") == "Terminate" for t in self.texts)
 
 

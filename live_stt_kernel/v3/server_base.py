@@ -19,6 +19,8 @@ from .protocol import MAX_FRAME_BYTES
 
 
 class LoopbackServer:
+    """A WebSocket server running its own asyncio event loop; subclasses supply `_handle`, `_check_request` and ``max_queue``."""
+
     thread_name = "ws-server"
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0):
@@ -31,6 +33,7 @@ class LoopbackServer:
 
     @property
     def url(self) -> str:
+        """The ``ws://host:port`` address (the real port once listening)."""
         return f"ws://{self.host}:{self.port}"
 
     # --- what a subclass provides --------------------------------------------------------------
@@ -47,6 +50,10 @@ class LoopbackServer:
     # --- lifecycle ------------------------------------------------------------------------------
 
     def start(self, timeout: float = 30.0) -> Self:
+        """Serve on a daemon thread; returns once listening.
+
+        Raises `EmbeddedServerError` when it is not listening within ``timeout`` seconds, or the failure that stopped it.
+        """
         self._thread = threading.Thread(target=self.run, name=self.thread_name, daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
@@ -66,6 +73,7 @@ class LoopbackServer:
                 raise
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving (safe from any thread) and wait up to ``timeout`` seconds for the thread `start` made, if any."""
         if self._loop is not None and self._stopping is not None:
             self._loop.call_soon_threadsafe(self._stopping.set)
         if self._thread is not None:

@@ -149,6 +149,7 @@ class BrowserMic(anywidget.AnyWidget):
             self._set_state("stopped", "Stopped from the notebook.")
 
     def close(self) -> None:
+        """Close the source (end-of-file) and the widget's comm."""
         self._source.close()
         super().close()
 

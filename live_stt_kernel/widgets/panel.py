@@ -132,6 +132,7 @@ class LivePanel:
         self._wake.set()
 
     def close(self) -> None:
+        """Stop the UI thread (waits up to 2 s for it); the widgets stay but no longer update."""
         self._closed.set()
         self._wake.set()
         self._thread.join(timeout=2)
@@ -236,6 +237,7 @@ class LivePanel:
             self.session.source.close()  # end-of-file; the worker finishes in the background
 
     def translation_choice(self) -> dict[str, Any]:
+        """The translator and prompt picked in the panel's controls, as `Session` options."""
         backend = None if self.backend.value == "default" else self.backend.value
         prompt = self.prompt.value.strip() or None
         return {"translator": as_translator(backend, model=self.model.value or None, prompt=prompt),

@@ -30,12 +30,16 @@ class Status:
 
 @dataclass(frozen=True, slots=True)
 class TurnView:
+    """One finished turn on screen: its key (session id, ``turn_order``) and its HTML."""
+
     key: tuple[str, int]
     html: str  # the row: time, text, and each translation under it
 
 
 @dataclass(frozen=True, slots=True)
 class PanelView:
+    """One frame of the panel: the status line and the turns as HTML, the escaped live line and the meter level."""
+
     status: str
     partial: str
     turns: tuple[TurnView, ...]
@@ -44,6 +48,7 @@ class PanelView:
 
 
 def status_line(status: Status) -> str:
+    """The status as one line of HTML: state, engine, elapsed time, session id, reconnects and any error."""
     parts = [f"<b>{html.escape(status.state)}</b>", html.escape(status.engine), clock(status.elapsed_s)]
     if status.session_id:
         parts.append(f"session {html.escape(status.session_id[:8])}")
@@ -85,6 +90,7 @@ def level_of(dbfs: float | None, floor: float = -60.0) -> float:
 
 def build_view(transcript: Transcript, translations: Iterable[Translation], status: Status, *,
                level_dbfs: float | None = None, max_rows: int = MAX_ROWS) -> PanelView:
+    """The panel's next frame: the last ``max_rows`` turns with their latest translations, the live line and the meter."""
     latest = latest_translations(translations)
     by_turn: dict[tuple[str, int], dict[str, Translation]] = {}
     for (key, target), item in latest.items():
@@ -109,11 +115,13 @@ class Changes:
 
     @property
     def empty(self) -> bool:
+        """Whether there is nothing to send."""
         return (self.status is None and self.partial is None and self.level is None and not self.updated
                 and not self.appended and not self.rebuild)
 
 
 def changes(before: PanelView | None, after: PanelView, *, level_step: float = 0.02) -> Changes:
+    """What to send to go from frame ``before`` to ``after`` (None: everything); the level only if it moved ``level_step`` or more."""
     if before is None:
         return Changes(after.status, after.partial, after.level, (), tuple(t.html for t in after.turns), False)
     old_keys = [t.key for t in before.turns]
