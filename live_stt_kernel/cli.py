@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import sys
 import threading
 import time
@@ -27,9 +26,9 @@ from .language.backends import as_translator
 from .language.batch import translate_records
 from .language.live import append_translations
 from .language.translation import Translation
+from .local.credentials import server_token
 from .local.launcher import READY_PREFIX, SERVER_ENV, TOKEN_ENV
 from .local.llm_server import main as serve_llm
-from .local.models import cache_dir
 from .local.recognizer import WhisperRecognizer
 from .local.server import LocalServer
 from .samples import sample_wav
@@ -241,15 +240,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """``live-stt serve``: run the embedded v3 speech server in the foreground; its ws:// URL goes to stdout once it is ready."""
     if any(os.environ.get(k) != v for k, v in SERVER_ENV.items()):  # numpy is loaded already: restart with the limits set
         os.execve(sys.executable, [sys.executable, "-m", "live_stt_kernel.cli", *sys.argv[1:]], {**os.environ, **SERVER_ENV})
-    token = os.environ.get(TOKEN_ENV)
-    token_note = f"auth: the token in ${TOKEN_ENV}"
-    if not token:
-        token = secrets.token_urlsafe(24)
-        token_file = cache_dir() / "server-token"
-        token_file.parent.mkdir(parents=True, exist_ok=True)
-        token_file.touch(mode=0o600)
-        token_file.write_text(token + "\n")
-        token_note = f"auth: Authorization header or token= with the token in {token_file} (GET /v3/token makes one-time tokens)"
+    token, where = server_token(TOKEN_ENV, "server-token")
+    token_note = f"auth: Authorization header or token= with {where} (GET /v3/token makes one-time tokens)"
     recognizer = WhisperRecognizer(args.model, cpu_threads=args.cpu_threads, workers=args.workers)
     server = LocalServer(recognizer, host=args.host, port=args.port, token=token, workers=args.workers)
 

@@ -22,7 +22,6 @@ import dataclasses
 import hmac
 import json
 import logging
-import os
 import secrets
 import sys
 import threading
@@ -33,8 +32,8 @@ from typing import Any, Protocol, Self
 from urllib.parse import urlsplit
 
 from ..errors import LiveSTTError, PromptTooLong
+from .credentials import server_token
 from .llm_model import DEFAULT_CTX, SERVED_MODEL, LocalChat
-from .models import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -274,21 +273,6 @@ class LocalLLMServer:
         self.stop()
 
 
-def _token() -> tuple[str, str]:
-    """The token and where to find it: the environment (a launcher), or a new one in a 0600 file."""
-    token = os.environ.get(TOKEN_ENV)
-    if token:
-        return token, f"the token in ${TOKEN_ENV}"
-    token = secrets.token_urlsafe(24)
-    path = cache_dir() / "llm-token"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.unlink(missing_ok=True)  # a fresh file, so the mode below holds even if an old one was wider
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    return token, f"the token in {path}"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m live_stt_kernel.local.llm_server``: load the model, serve until stopped."""
     parser = argparse.ArgumentParser(prog="python -m live_stt_kernel.local.llm_server", description=(__doc__ or "").split("\n")[0])
@@ -302,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     try:
-        token, token_note = _token()
+        token, token_note = server_token(TOKEN_ENV, "llm-token")
         chat = LocalChat(args.model, n_ctx=args.ctx, threads=args.threads)
         server = LocalLLMServer(chat, host=args.host, port=args.port, token=token).start()
     except (LiveSTTError, OSError) as exc:

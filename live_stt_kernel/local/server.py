@@ -25,40 +25,14 @@ from websockets.exceptions import ConnectionClosed
 
 from ..audio.pcm import ToPCM16
 from ..v3.connection import ServerConnection
-from ..v3.protocol import PATH, SESSION_LIMIT_S, TOKEN_PATH, Refusal, param_problem
+from ..v3.protocol import PATH, TOKEN_PATH, Refusal, param_problem
 from ..v3.server_base import LoopbackServer
+from .credentials import Tokens
 from .engine import Engine
 from .recognizer import Recognizer
 from .turns import TurnSettings
 
 log = logging.getLogger(__name__)
-
-
-class Tokens:
-    """The server's own token plus one-time temporary tokens (each opens one session)."""
-
-    def __init__(self, master: str):
-        self.master = master
-        self._temporary: dict[str, tuple[float, int | None]] = {}  # token -> (valid until, max session s)
-
-    def issue(self, expires_in: int, max_session: int | None) -> str:
-        """A new one-time token, valid for ``expires_in`` seconds, whose session lasts at most ``max_session`` seconds (None: 3 hours).
-
-        Not thread-safe: the server calls it on its event-loop thread.
-        """
-        token = "tmp_" + secrets.token_urlsafe(24)
-        self._temporary[token] = (time.monotonic() + expires_in, max_session)
-        return token
-
-    def admit(self, offered: list[str]) -> tuple[bool, int]:
-        """Whether any offered credential opens a session, and that session's time limit."""
-        for credential in offered:
-            if secrets.compare_digest(credential, self.master):
-                return True, SESSION_LIMIT_S
-            grant = self._temporary.pop(credential, None)
-            if grant is not None and grant[0] >= time.monotonic():
-                return True, grant[1] or SESSION_LIMIT_S
-        return False, 0
 
 
 class LocalServer(LoopbackServer):
@@ -184,4 +158,4 @@ class LocalServer(LoopbackServer):
             stream.cancel()
 
 
-__all__ = ["LocalServer", "Tokens"]
+__all__ = ["LocalServer"]

@@ -102,7 +102,7 @@ def _turn(order: int, turn: ScriptedTurn, words: list[dict[str, Any]], **fields:
 
 
 def turns_script(turns: Iterable[ScriptedTurn], behaviour: str = "A", *, final_delay_ms: int = 240) -> Script:
-    """The messages a v3 server sends for these turns, in one of PROTOCOL.md's behaviours:
+    """The messages a v3 server sends for these turns, in one of the three turn behaviours servers show:
 
     A: unformatted partials, an unformatted final, then a formatted final with the same turn_order;
     B: every message formatted, one final;

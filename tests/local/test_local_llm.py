@@ -22,12 +22,13 @@ from typing import Any
 import pytest
 import requests
 
-from live_stt_kernel.errors import EmbeddedServerError
+from live_stt_kernel.errors import EmbeddedServerError, ModelError
 from live_stt_kernel.local import launcher
+from live_stt_kernel.local.credentials import server_token
 from live_stt_kernel.local.launcher import LLM_SERVER, EmbeddedServer, embedded_llm_endpoint
 from live_stt_kernel.local.llm_model import QWEN_CODER_1_5B, SERVED_MODEL, resolve_gguf, verify_gguf
-from live_stt_kernel.local.llm_server import TOKEN_ENV, LocalLLMServer, _token
-from live_stt_kernel.local.models import ModelError, sha256_of
+from live_stt_kernel.local.llm_server import TOKEN_ENV, LocalLLMServer
+from live_stt_kernel.local.models import sha256_of
 
 
 def post(base_url: str, token: str | None, body: Any, **kwargs: Any) -> requests.Response:
@@ -206,15 +207,18 @@ def test_parts_are_assembled_once_and_checked_on_every_load(tmp_path, monkeypatc
         resolve_gguf(spec)
 
 
-def test_a_token_of_its_own_is_written_privately(tmp_path, monkeypatch):
+@pytest.mark.parametrize("filename", ["llm-token", "server-token"])  # serve-llm's and serve's
+def test_a_token_of_its_own_is_written_privately(tmp_path, monkeypatch, filename):
     monkeypatch.setenv("LIVE_STT_CACHE", str(tmp_path))
     monkeypatch.delenv(TOKEN_ENV, raising=False)
-    token, note = _token()
-    path = tmp_path / "llm-token"
+    path = tmp_path / filename
+    path.write_text("an old token\n")
+    path.chmod(0o644)  # left world-readable by something else: must not stay so
+    token, note = server_token(TOKEN_ENV, filename)
     assert path.read_text().strip() == token and len(token) >= 24 and str(path) in note and token not in note
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     monkeypatch.setenv(TOKEN_ENV, "from-the-launcher")
-    assert _token() == ("from-the-launcher", f"the token in ${TOKEN_ENV}")
+    assert server_token(TOKEN_ENV, filename) == ("from-the-launcher", f"the token in ${TOKEN_ENV}")
 
 
 def test_the_launcher_starts_one_llm_server_and_reuses_it(local_llm):
