@@ -55,7 +55,7 @@ def note(event):
     if not (isinstance(event, Turn) and event.words):
         return
     end_ms = max(w.end_ms for w in event.words)
-    sent = session.client.send_log.sent_at(end_ms)
+    sent = session.client.connection.send_log.sent_at(end_ms)
     now_m, now_w = time.monotonic(), time.time()
     shown = session.transcript.rows[-1].text if event.end_of_turn else session.partial
     LOG.append({"final": event.end_of_turn, "shown": shown, "end_ms": end_ms,

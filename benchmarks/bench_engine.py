@@ -291,7 +291,7 @@ def analyse(run: dict[str, Any], utterances: list[Utterance], checks: list[dict[
     settings = TurnSettings()
 
     client, events = run["client"], run["events"]
-    log = client.send_log
+    log = client.connection.send_log
     finals: dict[int, list[Any]] = {}
     partials: dict[int, list[Any]] = {}
     for e in events:
