@@ -553,8 +553,7 @@ def bench_tokens(llm: LLMClient, coaching: list[dict[str, str]], story_tokens: i
 
 
 def bench_coach(llm: LLMClient, records: list[Any], runs: int, max_tokens: int, prefill_rate: float | None) -> dict[str, Any]:
-    from live_stt_kernel.coaching.report import coach
-    from live_stt_kernel.coaching.report import coaching_messages
+    from live_stt_kernel.coaching.report import coach, coaching_messages
 
     metrics_only = []
     for _ in range(5):
