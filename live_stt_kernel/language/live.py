@@ -175,8 +175,8 @@ class LiveTranslation:
         if dispatcher is not None:
             self._inbox.put(None)
             dispatcher.join(timeout=5)
-        if pool is not None:
-            pool.shutdown(wait=finished, cancel_futures=not finished)
+        if pool is not None:  # what is still queued runs to the end (and is saved) on the pool's threads, which then end
+            pool.shutdown(wait=finished)
         with self._lock:
             if self._file is not None:
                 self._file.close()

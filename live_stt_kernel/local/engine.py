@@ -32,7 +32,7 @@ from ..events import Event
 from ..v3.protocol import SessionConfig, begin_message, parse_message, termination_message
 from .messages import final_messages, partial_message
 from .recognizer import RecognizedWord, Recognizer, plain
-from .turns import CHECK, DUE, PARTIAL, Decode, TurnDetector, TurnSettings, reads_finished
+from .turns import BYTES_PER_MS, CHECK, DUE, PARTIAL, Decode, TurnDetector, TurnSettings, reads_finished
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
 PARTIAL_BACKLOG_MS = 1000  # when decoding falls this far behind the audio, partials are skipped to catch up
@@ -94,7 +94,7 @@ class Engine:
             messages.append(begin_message(config.public(), session_id=str(uuid.uuid4())))
             for block in blocks:
                 stream.push(block)
-                audio_ms += len(block) / 32
+                audio_ms += len(block) / BYTES_PER_MS
                 loop.run_until_complete(stream.drain())
                 yield from drained()
             loop.run_until_complete(stream.finish())
@@ -133,7 +133,7 @@ class EngineStream:
         """Queue 16 kHz PCM16 audio; returns at once. Raises what a failed decode raised."""
         if self.worker.done():
             self.worker.result()
-        self.backlog_ms += len(pcm) / 32
+        self.backlog_ms += len(pcm) / BYTES_PER_MS
         self.inbox.put_nowait(pcm)
 
     def force_endpoint(self) -> None:
@@ -179,7 +179,7 @@ class EngineStream:
                 if item is _FORCE:
                     await self._run(self.detector.force_endpoint())
                     continue
-                self.backlog_ms -= len(item) / 32
+                self.backlog_ms -= len(item) / BYTES_PER_MS
                 requests = self.detector.push(item)
                 while requests:  # the detector pauses after a due verdict; go on once it is settled
                     await self._run(requests)

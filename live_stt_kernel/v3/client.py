@@ -207,11 +207,12 @@ class StreamingClient:
         except (websocket.WebSocketException, OSError):
             return  # the connection is gone; the receiver says why
         terminated_at = time.monotonic()
-        while True:  # a stall window, not a deadline: it moves with every message the server sends
-            quiet_until = max(terminated_at, connection.last_received_at) + self.terminate_timeout
-            if self._received_all.wait(max(0.0, quiet_until - time.monotonic())):
-                return
-            if time.monotonic() >= max(terminated_at, connection.last_received_at) + self.terminate_timeout:
+
+        def quiet_until() -> float:  # a stall window, not a deadline: it moves with every message the server sends
+            return max(terminated_at, connection.last_received_at) + self.terminate_timeout
+
+        while not self._received_all.wait(max(0.0, quiet_until() - time.monotonic())):
+            if time.monotonic() >= quiet_until():
                 self._fail(TerminationTimeout(
                     f"sent Terminate but {self.url} did not confirm with Termination within {self.terminate_timeout:g} s "
                     "of its last message; the last turn may be missing"

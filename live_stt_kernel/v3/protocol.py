@@ -214,8 +214,8 @@ class SessionConfig:
                 raise Refusal(3006, f"Invalid Message: {problem}")
         return config
 
-    def update(self, changes: Mapping[str, Any]) -> dict[str, Any]:
-        """Apply an `UpdateConfiguration`'s usable changes; returns the ones applied."""
+    def update(self, changes: Mapping[str, Any]) -> None:
+        """Apply an `UpdateConfiguration`'s usable changes; unusable values change nothing."""
         applied: dict[str, Any] = {}
         terms = changes.get("keyterms_prompt")
         if terms is not None and param_problem("keyterms_prompt", terms) is None:
@@ -228,7 +228,6 @@ class SessionConfig:
                 applied[name] = value
         for name, value in applied.items():
             setattr(self, name, value)
-        return applied
 
     @property
     def bytes_per_sample(self) -> int:

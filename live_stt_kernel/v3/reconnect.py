@@ -143,8 +143,8 @@ class ResumableAudio:
             del self._kept[:excess]
             self._kept_from += excess
 
-    def release(self, reader: AudioConnection) -> None:
-        """Wake a reader waiting in `read_for` after it was closed."""
+    def wake(self) -> None:
+        """Wake the readers waiting in `read_for` (one of them was closed)."""
         with self._changed:
             self._changed.notify_all()
 
@@ -177,7 +177,7 @@ class AudioConnection:
     def close(self) -> None:
         """Stop reading (any thread): the sender's next read returns nothing."""
         self.closed = True
-        self.audio.release(self)
+        self.audio.wake()
 
 
 class EventStream(Protocol):

@@ -279,7 +279,6 @@ class _Replay:
         self.server, self.ws, self.record, self.script = server, ws, record, script
         self.pending = list(script.steps)
         self.started = time.monotonic()
-        self.connection: ServerConnection | None = None
 
     async def send(self, message: dict[str, Any] | str) -> None:
         text = message if isinstance(message, str) else json.dumps(message)
@@ -310,7 +309,7 @@ class _Replay:
     async def serve(self) -> None:
         if not self.ws.authorized:
             raise Refusal(1008, "Unauthorized Connection: Invalid API key")
-        self.connection = connection = ServerConnection(self.record.query, strict_frames=self.server.strict_frames)
+        connection = ServerConnection(self.record.query, strict_frames=self.server.strict_frames)
         if self.script.send_begin:
             await self.send(connection.begin())
         await self.release(0)
