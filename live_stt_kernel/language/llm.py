@@ -10,6 +10,10 @@ Backends (all HTTP, through one client with retries, backoff with jitter and a p
 
 Messages are OpenAI-shaped dicts: ``{"role": "system" | "user" | "assistant", "content": str}``.
 ``complete`` may be called from any thread; each thread keeps its own HTTP connection pool.
+
+Every request is bounded: ``timeout`` is a deadline for the whole request (connect, send, read the
+whole answer; a timer shuts the connection down when it passes, so a server that dribbles a byte at a
+time cannot stretch it), and an answer is read only up to `MAX_REPLY_BYTES`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import email.utils
 import json
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +30,10 @@ from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlparse
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3 import poolmanager
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from ..errors import ConfigurationError, LLMError, LLMGone, LLMRateLimited, LLMRefused, LLMUnavailable
 
@@ -35,6 +44,8 @@ GATEWAY_MODEL = "gemini-2.5-flash-lite"
 LEMUR_URL = "https://api.assemblyai.com"
 LEMUR_MODEL = "anthropic/claude-sonnet-4-20250514"
 GATEWAY_RPM = 30  # about 30 requests per minute per model on paid accounts
+MAX_REPLY_BYTES = 8 << 20  # a chat answer is a few KB; megabytes more are a broken or hostile server
+_CHUNK = 64 << 10
 
 
 @runtime_checkable
@@ -78,15 +89,18 @@ class RetryPolicy:
 
 def server_wait(headers: Mapping[str, str], now: float) -> float | None:
     """How long the server asked us to wait, from ``Retry-After`` (seconds or an HTTP date) or
-    ``X-RateLimit-Reset`` (seconds from now, or a Unix time); None if it did not say."""
+    ``X-RateLimit-Reset`` (seconds from now, or a Unix time); None if it did not say, or said it in a
+    form we cannot read (the caller then backs off as usual)."""
     value = headers.get("Retry-After") or headers.get("retry-after")
     if value:
         try:
             return max(0.0, float(value))
         except ValueError:
-            parsed = email.utils.parsedate_to_datetime(value) if value.strip() else None
-            if parsed is not None:
-                return max(0.0, parsed.timestamp() - now)
+            pass
+        try:
+            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
+        except (TypeError, ValueError, OverflowError):  # neither seconds nor a date ("soon"): not said
+            pass
     reset = headers.get("X-RateLimit-Reset") or headers.get("x-ratelimit-reset")
     if reset:
         try:
@@ -103,7 +117,7 @@ def error_message(body: str) -> str:
     (OpenAI servers use the first). Anything else: the start of the text."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to be an error we could read
         return " ".join(body.split())[:200] or "(empty body)"
     if isinstance(data, dict):
         error = data.get("error")
@@ -157,6 +171,116 @@ def rate_limiter(key: str, per_minute: float) -> RateLimiter:
 # --- the HTTP shell ---------------------------------------------------------------------------
 
 
+_sending = threading.local()  # .deadline: the `_Deadline` of the request this thread is sending, if any
+
+
+class _Deadline:
+    """A whole-request deadline, used as ``with`` around one request on the thread that sends it: when
+    ``seconds`` pass, a timer shuts the request's connection down, which ends whatever connect, send or
+    read is blocked on it. (requests' own timeout restarts with every byte received.)"""
+
+    def __init__(self, seconds: float):
+        self.expired = False
+        self._connection: HTTPConnection | None = None
+        self._done = False
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        _sending.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _sending.deadline = None
+        with self._lock:
+            self._done = True
+        self._timer.cancel()
+        self._timer.join(timeout=1.0)  # at once: cancelled, or done cutting; the timer's thread ends with the request
+
+    def watch(self, connection: HTTPConnection) -> None:
+        """The connection carrying the request (called as it is sent); cut at once if the time is already up."""
+        with self._lock:
+            self._connection = connection
+            late = self.expired and not self._done
+        if late:
+            _cut(connection)
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.expired = True
+            connection = self._connection
+        if connection is not None:
+            _cut(connection)
+
+
+def _cut(connection: HTTPConnection) -> None:
+    sock = connection.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked thread; the pool then discards the connection
+        except OSError:
+            pass
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    """urllib3's connection, shown to the sending thread's `_Deadline` as each request goes out."""
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        deadline: _Deadline | None = getattr(_sending, "deadline", None)
+        if deadline is not None:
+            deadline.watch(self)
+        super().request(*args, **kwargs)  # connects first if needed
+        if deadline is not None:
+            deadline.watch(self)  # the time ran out while connecting: cut now
+
+
+class _WatchedHTTPSConnection(_WatchedHTTPConnection, HTTPSConnection):
+    """The same, over TLS."""
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+def _watched(manager: poolmanager.PoolManager) -> poolmanager.PoolManager:
+    if manager.pool_classes_by_scheme is poolmanager.pool_classes_by_scheme:  # the stock pools (not SOCKS)
+        manager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+    return manager
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """requests' adapter with connections a `_Deadline` can cut, direct or through an HTTP proxy."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        _watched(self.poolmanager)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        return _watched(super().proxy_manager_for(proxy, **proxy_kwargs))
+
+
+def _read_capped(response: requests.Response, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it is known to exceed ``limit`` bytes (declared or received)."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    for chunk in response.iter_content(_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class HTTPBackend:
     """POST JSON with retries; subclasses say where, with which body, and how to read the answer."""
 
@@ -173,6 +297,9 @@ class HTTPBackend:
         requests_per_minute: float | None = None,
         seed: int | None = None,
     ):
+        if api_key and not (api_key.isascii() and api_key.isprintable()):
+            raise ConfigurationError("the API key has characters an HTTP header cannot carry (non-ASCII or control "
+                                     "characters): check that it was copied whole and alone")
         self.base_url = base_url.rstrip("/")
         self.model = model
         self._api_key = api_key or None
@@ -193,6 +320,8 @@ class HTTPBackend:
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = requests.Session()
+            session.mount("http://", _WatchedAdapter())
+            session.mount("https://", _WatchedAdapter())
         return session
 
     def _fail(self, kind: type[LLMError], status: int | None, detail: str, hint: str = "") -> LLMError:
@@ -203,34 +332,36 @@ class HTTPBackend:
 
     def post(self, path: str, body: Mapping[str, Any]) -> Any:
         """The decoded JSON answer, after as many attempts as the policy allows. Refusals (4xx other
-        than 408/429) are raised at once; the rest are retried, then raised with the last reason."""
+        than 408/429) and answers over `MAX_REPLY_BYTES` are raised at once; the rest are retried, then
+        raised with the last reason."""
         url = self.base_url + path
         for attempt in range(1, self.retry.attempts + 1):
             if self.limiter is not None:
                 self.limiter.acquire()
             wait: float | None = None
             kind: type[LLMError]
+            status: int | None
             try:
-                response = self._session().post(url, json=body, headers=self._headers(), timeout=self.timeout)
+                code, headers, data = self._exchange(url, body)
             except requests.Timeout:
-                kind, status, detail, hint = LLMUnavailable, None, f"no answer within {self.timeout:g} s from {self._where()}", ""
+                kind, status, detail, hint = LLMUnavailable, None, f"no whole answer within {self.timeout:g} s from {self._where()}", ""
             except requests.RequestException as exc:
                 kind, status, detail, hint = LLMUnavailable, None, f"cannot reach {self._where()} ({type(exc).__name__})", ""
             else:
-                status = response.status_code
-                if status < 300:
+                status, text = code, data.decode("utf-8", "replace")
+                if code < 300:
                     try:
-                        return response.json()
-                    except ValueError:
+                        return json.loads(data)
+                    except (ValueError, RecursionError):
                         kind, detail, hint = LLMUnavailable, "answered with something that is not JSON", ""
-                elif status == 429:
-                    wait = server_wait(response.headers, time.time())
-                    kind, detail = LLMRateLimited, f"rate limited (HTTP 429): {error_message(response.text)}"
+                elif code == 429:
+                    wait = server_wait(headers, time.time())
+                    kind, detail = LLMRateLimited, f"rate limited (HTTP 429): {error_message(text)}"
                     hint = "slow down, or raise the account's limit"
-                elif status >= 500 or status == 408:
-                    kind, detail, hint = LLMUnavailable, f"server error HTTP {status}: {error_message(response.text)}", ""
+                elif code >= 500 or code == 408:
+                    kind, detail, hint = LLMUnavailable, f"server error HTTP {code}: {error_message(text)}", ""
                 else:
-                    raise self._refusal(status, error_message(response.text))
+                    raise self._refusal(code, error_message(text))
             if wait is not None and wait > self.retry.max_wait_s:
                 raise self._fail(kind, status, f"{detail} (the server asks to wait {wait:.0f} s; not retrying)", hint)
             if attempt == self.retry.attempts:
@@ -238,6 +369,24 @@ class HTTPBackend:
                 raise self._fail(kind, status, detail + tries, hint)
             time.sleep(wait if wait is not None else self.retry.delay(attempt, self._rng))
         raise AssertionError("unreachable: the policy allows at least one attempt")
+
+    def _exchange(self, url: str, body: Mapping[str, Any]) -> tuple[int, Mapping[str, str], bytes]:
+        """One request under one deadline: status, headers and the whole body. Raises `requests.Timeout`
+        when ``timeout`` passes first, another `requests.RequestException` when the connection fails,
+        and `LLMUnavailable` (not worth retrying) for a body over `MAX_REPLY_BYTES`, left unread."""
+        with _Deadline(self.timeout) as deadline:
+            try:
+                with self._session().post(url, json=body, headers=self._headers(), timeout=self.timeout, stream=True) as response:
+                    data = _read_capped(response, MAX_REPLY_BYTES)
+            except requests.RequestException:
+                if deadline.expired:
+                    raise requests.Timeout() from None
+                raise
+        if data is None:
+            raise self._fail(LLMUnavailable, response.status_code,
+                             f"answered with more than {MAX_REPLY_BYTES >> 20} MB from {self._where()}, which no chat reply needs; "
+                             "stopped reading", "check that base_url points to a chat completions server")
+        return response.status_code, response.headers, data
 
     def _refusal(self, status: int, message: str) -> LLMError:
         hints = {

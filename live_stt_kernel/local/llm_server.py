@@ -8,11 +8,17 @@ Any OpenAI client pointed at ``http://127.0.0.1:PORT/v1`` with the server's toke
 ``GET /health``                ``{"status": "ok"}``, without a token
 
 Errors come in OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``: 401 for a missing or
-wrong token (the token is never echoed), 400 for a request we cannot serve, 500 when the model fails.
+wrong token (the token is never echoed; checked before the body is read), 413 for a body over `MAX_BODY`,
+400 for a request we cannot serve, 500 when the model fails, 503 when the server is full.
 
-Threads: the standard library's `ThreadingHTTPServer` gives each connection a thread; they parse and
-validate in parallel and queue on the model's lock for the generation itself. `LocalLLMServer.start`
-runs the accept loop on one more thread, so the caller's thread stays free.
+Bounds: at most `MAX_CONNECTIONS` connections are served at once (the next is answered 503 and closed);
+a request's head and body must arrive within `REQUEST_TIMEOUT_S` (from the connection's start, or from
+its first byte on a kept-alive connection, which may idle `IDLE_TIMEOUT_S` between requests), so a
+half-open or byte-dribbling client is dropped within seconds and its thread given back.
+
+Threads: the standard library's `ThreadingHTTPServer` gives each admitted connection a thread; they
+parse and validate in parallel and queue on the model's lock for the generation itself.
+`LocalLLMServer.start` runs the accept loop on one more thread, so the caller's thread stays free.
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hmac
+import io
 import json
 import logging
 import secrets
+import socket
 import sys
 import threading
 import time
@@ -31,7 +39,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol, Self
 from urllib.parse import urlsplit
 
-from ..errors import LiveSTTError, PromptTooLong
+from ..errors import ConfigurationError, LiveSTTError, PromptTooLong
 from .credentials import server_token
 from .llm_model import DEFAULT_CTX, SERVED_MODEL, LocalChat
 
@@ -40,6 +48,9 @@ log = logging.getLogger(__name__)
 READY_PREFIX = "live-stt llm server ready at "
 TOKEN_ENV = "LIVE_STT_LLM_TOKEN"
 MAX_BODY = 4 << 20  # a few MB of JSON is far beyond a 4096-token context; more is a mistake or abuse
+MAX_CONNECTIONS = 64  # connections served at once, each on its own thread
+REQUEST_TIMEOUT_S = 5.0  # a request's head and body, on loopback: milliseconds unless the client stalls
+IDLE_TIMEOUT_S = 30.0  # a kept-alive connection waiting for its next request
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 
 
@@ -129,12 +140,69 @@ def error_body(message: str, *, kind: str = "invalid_request_error", param: str 
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
+def _busy_reply(max_connections: int) -> bytes:
+    """The whole HTTP answer to a connection beyond the cap: 503 in OpenAI's shape, then close."""
+    data = json.dumps(error_body(f"the server is busy: it serves {max_connections} connections at once; retry in a moment",
+                                 kind="server_error", code="server_busy")).encode()
+    head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+            "Retry-After: 1\r\nConnection: close\r\n\r\n")
+    return head.encode() + data
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A connection's reading side under a deadline (``deadline``, in `time.monotonic` seconds): each read
+    waits at most until then, and raises `TimeoutError` after. A plain socket timeout restarts with
+    every byte, so a client sending one byte a second would never meet it."""
+
+    def __init__(self, sock: socket.socket, deadline: float):
+        super().__init__()
+        self.sock, self.deadline = sock, deadline
+
+    def readable(self) -> bool:
+        """Yes: this is the reading side."""
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """Read what has arrived into ``buffer`` (at most one ``recv``), waiting no later than the deadline."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        self.sock.settimeout(remaining)
+        return self.sock.recv_into(buffer)
+
+
 class _Handler(BaseHTTPRequestHandler):
-    """One instance per request, on that connection's thread."""
+    """One instance per connection, on that connection's thread: reads requests under deadlines (see
+    `handle_one_request`) and answers them."""
 
     server: _HTTPServer
     protocol_version = "HTTP/1.1"  # keep-alive: an OpenAI client reuses its connection for every turn
-    timeout = 120  # an idle kept-alive connection gives its thread back after this long
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # the stock reader, replaced by one with a deadline
+        self._reader = _DeadlineReader(self.connection, time.monotonic() + self.server.app.request_timeout)
+        self._buffered = io.BufferedReader(self._reader)
+        self.rfile = self._buffered
+        self._kept_alive = False
+
+    def handle_one_request(self) -> None:
+        """Read and answer one request. Its head and body must arrive within ``request_timeout`` of the
+        connection's start, or, on a kept-alive connection (which waits up to ``idle_timeout`` for it),
+        of its first byte; else the connection is closed (the stock handler catches the `TimeoutError`)."""
+        app = self.server.app
+        if self._kept_alive:
+            self._reader.deadline = time.monotonic() + app.idle_timeout
+            try:
+                waiting = self._buffered.peek(1)
+            except OSError:  # idle too long, or the client went away
+                waiting = b""
+            if not waiting:
+                self.close_connection = True
+                return
+            self._reader.deadline = time.monotonic() + app.request_timeout
+        self._kept_alive = True
+        super().handle_one_request()
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
@@ -142,6 +210,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, payload: Mapping[str, Any], *, close: bool = False) -> None:
         data = json.dumps(payload).encode()
         try:
+            self.connection.settimeout(self.server.app.request_timeout)  # a client that does not read is dropped too
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -150,7 +219,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
             self.end_headers()
             self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting: nobody to tell
+        except OSError:  # the client gave up waiting, or stopped reading: nobody to tell
             self.close_connection = True
 
     def _fail(self, error: BadRequest, *, close: bool = False) -> None:
@@ -161,7 +230,8 @@ class _Handler(BaseHTTPRequestHandler):
         header = self.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
         expected = self.server.app.token
-        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode()):
+        # bytes, not str: compare_digest refuses non-ASCII str, and a client may send any byte (read as latin-1)
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode("utf-8", "surrogatepass"), expected.encode()):
             return True
         self._fail(BadRequest(401, "missing or invalid API key: send 'Authorization: Bearer <token>' with this "
                                    "server's token", code="invalid_api_key"), close=True)
@@ -206,20 +276,80 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _HTTPServer(ThreadingHTTPServer):
+    """The stock threading server, admitting at most ``app.max_connections`` connections at a time."""
+
     daemon_threads = True  # a hung client never keeps the process alive
-    app: LocalLLMServer
+    request_queue_size = 128  # a burst of connections is accepted and answered (or refused), not left to SYN retries
+
+    def __init__(self, address: tuple[str, int], app: LocalLLMServer):
+        self.app = app
+        self.open: set[socket.socket] = set()  # the admitted connections, each with its thread
+        self._admission = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """On the accept thread: a thread for the connection if one of the slots is free, else a 503 and close."""
+        with self._admission:
+            admitted = len(self.open) < self.app.max_connections
+            if admitted:
+                self.open.add(request)
+        if admitted:
+            super().process_request(request, client_address)
+            return
+        try:
+            request.setblocking(False)  # a fresh socket's send buffer is empty: the accept loop never waits here
+            request.recv(1 << 16)  # what the client already sent, so that closing does not reset the connection
+        except OSError:
+            pass
+        try:
+            request.send(_busy_reply(self.app.max_connections))
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+    def shutdown_request(self, request: Any) -> None:
+        """Close a connection (its thread is ending, or it was refused) and give its slot back."""
+        super().shutdown_request(request)
+        with self._admission:
+            self.open.discard(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that failed outside the handler's own error handling: a dropped connection is one
+        debug line (never a traceback per connection); anything else is a bug and logged as one."""
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            log.debug("connection from %s ended: %s: %s", client_address[0], type(error).__name__, error)
+        else:
+            log.exception("unexpected error serving %s", client_address[0])
+
+    def release_readers(self) -> None:
+        """Wake every connection's thread waiting for a request (it sees the end and ends); a reply being
+        computed is still written."""
+        with self._admission:
+            connections = list(self.open)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
 
 
 class LocalLLMServer:
     """The chat server around a `ChatModel`: ``start()`` / ``stop()`` or ``with``; ``url`` ends in ``/v1``.
 
     ``token`` is the API key clients must send (a fresh random one when not given, read it from
-    ``.token``). Port 0 picks a free port, known after ``start()``.
+    ``.token``). Port 0 picks a free port, known after ``start()``. ``max_connections``,
+    ``request_timeout`` and ``idle_timeout`` bound the connections (see the module's docstring).
     """
 
     def __init__(self, chat: ChatModel, *, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
-                 model_name: str = SERVED_MODEL):
+                 model_name: str = SERVED_MODEL, max_connections: int = MAX_CONNECTIONS,
+                 request_timeout: float = REQUEST_TIMEOUT_S, idle_timeout: float = IDLE_TIMEOUT_S):
+        if max_connections < 1 or not request_timeout > 0 or not idle_timeout > 0:
+            raise ConfigurationError("the LLM server needs max_connections >= 1 and positive timeouts, not "
+                                     f"{max_connections}, {request_timeout}, {idle_timeout}")
         self.chat, self.host, self.port, self.model_name = chat, host, port, model_name
+        self.max_connections, self.request_timeout, self.idle_timeout = max_connections, request_timeout, idle_timeout
         self.token = token or secrets.token_urlsafe(24)
         self.created = int(time.time())
         self._httpd: _HTTPServer | None = None
@@ -227,6 +357,11 @@ class LocalLLMServer:
 
     def __repr__(self) -> str:
         return f"<LocalLLMServer {self.url if self._httpd else 'stopped'}>"
+
+    @property
+    def connections(self) -> int:
+        """How many connections are being served now (each holds a thread): at most ``max_connections``."""
+        return len(self._httpd.open) if self._httpd is not None else 0
 
     @property
     def url(self) -> str:
@@ -249,18 +384,20 @@ class LocalLLMServer:
 
     def start(self) -> Self:
         """Bind (port 0: a free port, read back into ``port``) and serve on a daemon thread; raises `OSError` if the address is taken."""
-        self._httpd = _HTTPServer((self.host, self.port), _Handler)
-        self._httpd.app = self
+        self._httpd = _HTTPServer((self.host, self.port), self)
         self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="llm-server", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="llm-server",
+                                        daemon=True)  # poll_interval: how soon stop() is noticed
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        """Stop accepting and close the socket; a generation in progress finishes on its own thread."""
+        """Stop accepting, close the socket and end the connections' threads; a generation in progress
+        finishes on its own thread and its reply is still sent."""
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
+            self._httpd.release_readers()
             self._httpd = None
         if self._thread is not None:
             self._thread.join(timeout=10)

@@ -7,14 +7,19 @@ launcher, as a kernel would); replies are kept to a few tokens so the file runs 
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import importlib
+import logging
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 import unicodedata
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,7 +32,7 @@ from live_stt_kernel.local import launcher
 from live_stt_kernel.local.credentials import server_token
 from live_stt_kernel.local.launcher import LLM_SERVER, EmbeddedServer, embedded_llm_endpoint
 from live_stt_kernel.local.llm_model import QWEN_CODER_1_5B, SERVED_MODEL, resolve_gguf, verify_gguf
-from live_stt_kernel.local.llm_server import TOKEN_ENV, LocalLLMServer
+from live_stt_kernel.local.llm_server import MAX_BODY, TOKEN_ENV, LocalLLMServer
 from live_stt_kernel.local.models import sha256_of
 
 
@@ -159,6 +164,136 @@ def test_a_model_failure_is_500():
         assert error["type"] == "server_error" and "out of cheese" in error["message"]
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{server.url.removesuffix('/v1')}/health", timeout=5)
+
+
+class Echo:
+    """A model that answers at once, counting its calls (the server is under test, not the model)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def chat(self, messages, *, max_tokens, temperature, stop):
+        self.calls += 1
+        return {"object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}]}
+
+
+TOKEN = "t0ken-for-this-test"
+CHAT = b'{"messages": [{"role": "user", "content": "hi"}]}'
+
+
+def connect(server: LocalLLMServer) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    sock.settimeout(3)  # every read below is bounded
+    return sock
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        time.sleep(0.01)
+
+
+def first_line(sock: socket.socket) -> bytes:
+    """The status line the server answered with, or b"" if it closed the connection without one."""
+    try:
+        return sock.recv(1 << 16).split(b"\r\n")[0]
+    except ConnectionResetError:
+        return b""
+
+
+def test_half_open_connections_are_bounded_and_dropped_within_the_request_timeout():
+    before = threading.active_count()
+    with LocalLLMServer(Echo(), token=TOKEN, max_connections=8, request_timeout=0.5) as server:
+        idle = [connect(server) for _ in range(50)]  # connected, never a byte sent
+        wait_for(lambda: server.connections == 8)
+        assert threading.active_count() <= before + 1 + 8  # the accept loop and 8, not 50
+        started = time.monotonic()
+        answers = [first_line(sock) for sock in idle]
+        elapsed = time.monotonic() - started
+        assert answers.count(b"HTTP/1.1 503 Service Unavailable") == 42 and answers.count(b"") == 8, answers
+        assert elapsed < 0.5 + 0.7  # the 8 admitted were closed at their deadline (before: held for 120 s)
+        wait_for(lambda: server.connections == 0 and threading.active_count() <= before + 1)
+        assert post(server.url, TOKEN, ask("hi")).status_code == 200  # and the server serves again
+        for sock in idle:
+            sock.close()
+
+
+def test_the_busy_answer_is_an_openai_error_with_retry_after():
+    with LocalLLMServer(Echo(), token=TOKEN, max_connections=1) as server:
+        holder = connect(server)
+        wait_for(lambda: server.connections == 1)
+        answer = requests.get(f"{server.url}/models", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+        assert answer.status_code == 503 and answer.headers["Retry-After"] == "1"
+        assert answer.json()["error"]["code"] == "server_busy" and TOKEN not in answer.text
+        holder.close()
+
+
+def test_a_client_dribbling_its_request_is_dropped_at_the_deadline():
+    with LocalLLMServer(Echo(), token=TOKEN, request_timeout=0.5) as server, connect(server) as sock:
+        started = time.monotonic()
+        request = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 60  # a byte every 20 ms: over 2 s
+        with pytest.raises(OSError):  # the server closed it: a send fails (reset or broken pipe), or the read sees the end
+            for byte in request:
+                sock.send(bytes([byte]))
+                time.sleep(0.02)
+            if not first_line(sock):
+                raise ConnectionError("closed")
+        assert time.monotonic() - started < 0.5 + 0.5  # (over 2 s if never dropped)
+
+
+def test_a_kept_alive_connection_is_reused_then_closed_when_idle():
+    with LocalLLMServer(Echo(), token=TOKEN, request_timeout=0.3, idle_timeout=1.0) as server:
+        client = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        for pause in (0.5, 0):  # an idle gap longer than request_timeout, well within idle_timeout: still open
+            client.request("POST", "/v1/chat/completions", body=CHAT, headers={"Authorization": f"Bearer {TOKEN}"})
+            assert client.getresponse().read() and server.connections == 1
+            answered = time.monotonic()
+            time.sleep(pause)
+        sock = client.sock
+        sock.settimeout(3)
+        assert sock.recv(1) == b""  # closed by the server once idle for idle_timeout
+        assert 0.9 < time.monotonic() - answered < 1.0 + 0.5
+        wait_for(lambda: server.connections == 0)
+        client.close()
+
+
+def test_a_non_ascii_token_is_401_without_a_traceback(caplog, capfd):
+    caplog.set_level(logging.DEBUG)
+    with LocalLLMServer(Echo(), token=TOKEN) as server:
+        for token in ["t\u00f6ken", "\u20ac" * 8, TOKEN + "\u00e9", "\udcff"]:
+            for head in (f"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n",
+                         f"POST /v1/chat/completions HTTP/1.1\r\nAuthorization: Bearer {token}\r\nContent-Length: {len(CHAT)}\r\n\r\n"):
+                with connect(server) as sock:
+                    sock.sendall(head.encode("utf-8", "surrogateescape") + (CHAT if head.startswith("POST") else b""))
+                    assert first_line(sock) == b"HTTP/1.1 401 Unauthorized"
+        assert post(server.url, TOKEN, ask("hi")).status_code == 200
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.WARNING]
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_the_token_and_the_body_cap_are_checked_before_the_body_is_read():
+    model = Echo()
+    with LocalLLMServer(model, token=TOKEN) as server:
+        for token, status in [(None, b"401"), ("wrong", b"401"), (TOKEN, b"413")]:
+            with connect(server) as sock:
+                auth = f"Authorization: Bearer {token}\r\n" if token else ""
+                sock.sendall(f"POST /v1/chat/completions HTTP/1.1\r\n{auth}Content-Length: {MAX_BODY + 1}\r\n\r\n".encode())
+                started = time.monotonic()
+                assert first_line(sock).split(b" ")[1] == status  # at once, with no body sent
+                assert time.monotonic() - started < 0.5
+    assert model.calls == 0
+
+
+def test_stop_ends_the_connection_threads():
+    before = threading.active_count()
+    server = LocalLLMServer(Echo(), token=TOKEN).start()
+    with requests.Session() as session:
+        assert session.post(f"{server.url}/chat/completions", data=CHAT, headers={"Authorization": f"Bearer {TOKEN}"},
+                            timeout=5).status_code == 200  # the session keeps its connection open
+        assert server.connections == 1
+        server.stop()
+        wait_for(lambda: threading.active_count() == before, timeout=1.0)  # not left waiting 30 s for a next request
 
 
 def test_a_missing_part_package_names_the_pip_command(tmp_path, monkeypatch):
