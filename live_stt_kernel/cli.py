@@ -6,26 +6,35 @@
 ``live-stt translate SESSION``    translate a saved session's turns; saved into its folder
 ``live-stt coach SESSION``        a coaching report on a saved session; saved into its folder
 ``live-stt serve`` / ``serve-llm``  the embedded speech server / local LLM server
+
+A bad argument or path is one line on stderr naming it (exit code 2), checked before anything starts;
+an error while running is one line too (2; 3 when a server refuses); only a bug shows a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import math
 import os
+import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
+from urllib.parse import urlsplit
 
+from .audio.sources import WavSource
 from .coaching.report import coach, save_report
-from .errors import LiveSTTError, SavedSessionError, ServerRefused
+from .errors import AudioFileError, ConfigurationError, LiveSTTError, SavedSessionError, ServerRefused
 from .language.backends import as_translator
 from .language.batch import translate_records
 from .language.live import append_translations
-from .language.translation import Translation
+from .language.translation import Translation, language_code
 from .local.credentials import server_token
 from .local.launcher import READY_PREFIX, SERVER_ENV, TOKEN_ENV
 from .local.llm_server import main as serve_llm
@@ -33,9 +42,9 @@ from .local.recognizer import WhisperRecognizer
 from .local.server import LocalServer
 from .samples import sample_wav
 from .session import AUTO, Session
-from .store import read_turns
+from .store import AUDIO_FILE, TURNS_FILE, read_turns
 from .transcript import TurnRecord, TurnSettler
-from .v3.protocol import DEFAULT_SPEECH_MODEL, StreamingParams
+from .v3.protocol import DEFAULT_SPEECH_MODEL, MAX_KEYTERM_CHARS, StreamingParams
 
 POLL_S = 0.05
 
@@ -232,8 +241,8 @@ def cmd_coach(args: argparse.Namespace) -> int:
 
 
 def _prompt_text(args: argparse.Namespace) -> str | None:
-    prompt_file = getattr(args, "prompt_file", None)
-    return Path(prompt_file).read_text(encoding="utf-8") if prompt_file else getattr(args, "coach_prompt", None)
+    prompt_file: str | None = getattr(args, "prompt_file", None)  # the file's text: read by `text_file`
+    return prompt_file if prompt_file is not None else getattr(args, "coach_prompt", None)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -242,7 +251,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.execve(sys.executable, [sys.executable, "-m", "live_stt_kernel.cli", *sys.argv[1:]], {**os.environ, **SERVER_ENV})
     token, where = server_token(TOKEN_ENV, "server-token")
     token_note = f"auth: Authorization header or token= with {where} (GET /v3/token makes one-time tokens)"
-    recognizer = WhisperRecognizer(args.model, cpu_threads=args.cpu_threads, workers=args.workers)
+    try:
+        recognizer = WhisperRecognizer(args.model, cpu_threads=args.cpu_threads, workers=args.workers)
+    except ValueError as exc:  # faster-whisper's answer to a model name it does not know
+        raise ConfigurationError(f"--model {args.model}: {exc}") from exc
     server = LocalServer(recognizer, host=args.host, port=args.port, token=token, workers=args.workers)
 
     def ready(srv: LocalServer) -> None:
@@ -266,13 +278,177 @@ def cmd_serve_llm(args: argparse.Namespace) -> int:
     return serve_llm(forwarded + (["--threads", str(args.threads)] if args.threads else []))
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
+def _one_line(what: object) -> str:
+    return " ".join(str(what).split())
+
+
+# --- argument checks: a bad value is one line naming the argument (argparse adds "argument --x: ") ---
+
+MAX_TIMEOUT_S = 3600.0
+
+
+def seconds(text: str) -> float:
+    """``--timeout``: a number of seconds above 0 (at most an hour)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
+    if not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT_S):
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_TIMEOUT_S:g} seconds, not {text}")
+    return value
+
+
+def whole_number(low: int, high: int) -> Callable[[str], int]:
+    """A whole number from ``low`` to ``high`` (counts, threads, ports)."""
+
+    def check(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, not {value}")
+        return value
+
+    check.__name__ = f"whole number from {low} to {high}"
+    return check
+
+
+def _url(text: str, schemes: tuple[str, ...], example: str) -> str:
+    shown = text.split("?")[0]  # never echo a query: it may hold a token
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number from 0 to 65535)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} in {shown!r}") from None
+    if parts.scheme not in schemes or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"expected a URL such as {example}, not {shown!r}")
+    return text
+
+
+def ws_url(text: str) -> str:
+    """``--url``: a ``ws://`` or ``wss://`` URL with a host (and a valid port, if any)."""
+    return _url(text, ("ws", "wss"), "ws://127.0.0.1:8765 or wss://streaming.assemblyai.com")
+
+
+def http_url(text: str) -> str:
+    """``--base-url``: an ``http://`` or ``https://`` URL with a host."""
+    return _url(text, ("http", "https"), "http://localhost:11434/v1")
+
+
+def host_name(text: str) -> str:
+    """``--host``: an address this machine can resolve (and so bind)."""
+    try:
+        socket.getaddrinfo(text, None)
+    except (OSError, UnicodeError) as exc:
+        raise argparse.ArgumentTypeError(f"cannot resolve the address {text!r}: {exc}") from None
+    return text
+
+
+def target_language(text: str) -> str:
+    """``--to``: a language code or name the translators know."""
+    try:
+        language_code(text)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def keyterm(text: str) -> str:
+    """``--keyterm``: a term of 1 to 50 characters."""
+    if not text.strip() or len(text) > MAX_KEYTERM_CHARS:
+        raise argparse.ArgumentTypeError(f"a key term has 1 to {MAX_KEYTERM_CHARS} characters, not {len(text.strip())}: {text[:60]!r}")
+    return text
+
+
+def _path_check(check: Callable[[str], str]) -> Callable[[str], str]:
+    """``check`` with the system's refusals (a name too long, no permission to look) as argument errors."""
+
+    @functools.wraps(check)
+    def checked(text: str) -> str:
+        try:
+            return check(text)
+        except OSError as exc:
+            raise argparse.ArgumentTypeError(f"cannot use {text}: {exc.strerror or exc}") from None
+
+    return checked
+
+
+@_path_check
+def save_folder(text: str) -> str:
+    """``--save DIR``: a folder that is, or can be made, a new session folder ("" is the default place)."""
+    if not text:
+        return text
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
+    taken = [name for name in (TURNS_FILE, AUDIO_FILE) if (path / name).exists()]
+    if taken:
+        raise argparse.ArgumentTypeError(f"{text} already holds a session ({', '.join(taken)}): choose a new folder")
+    parent = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot make {text}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot make {text}: no permission to write in {parent}")
+    return text
+
+
+@_path_check
+def saved_session(text: str) -> str:
+    """A saved session: its folder (holding ``turns.jsonl``) or a turns file; an audio file is refused with what to do."""
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"no such folder or file: {text}")
+    if path.is_dir():
+        if not (path / TURNS_FILE).is_file():
+            raise argparse.ArgumentTypeError(f"{text} is not a session folder: it has no {TURNS_FILE}")
+        return text
+    if path.suffix != ".jsonl" and _is_audio(path):
+        raise argparse.ArgumentTypeError(f"{text} is an audio file, not a saved session: "
+                                         f"'live-stt transcribe {text} --save DIR' makes one (then use DIR)")
+    return text
+
+
+def _is_audio(path: Path) -> bool:
+    try:
+        WavSource(path, realtime=False)
+    except AudioFileError:
+        return False
+    return True
+
+
+@_path_check
+def existing_file(text: str) -> str:
+    """A file that exists (not a folder)."""
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"no such file: {text}")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text} is a folder, not a file")
+    return text
+
+
+def text_file(text: str) -> str:
+    """``--prompt-file``: the text of a readable UTF-8 file (the file is read here)."""
+    try:
+        return Path(text).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise argparse.ArgumentTypeError(f"{text} is not UTF-8 text") from None
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {text}: {exc.strerror or exc}") from None
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``live-stt transcribe: error: argument --timeout: ... (see live-stt transcribe --help)``."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print the error on one line and exit with 2 (usage)."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``live-stt`` argument parser; each subcommand sets ``run`` to its ``cmd_*`` function."""
-    parser = argparse.ArgumentParser(prog="live-stt", description="Live speech-to-text over AssemblyAI's v3 streaming protocol.")
+    parser = Parser(prog="live-stt", description="Live speech-to-text over AssemblyAI's v3 streaming protocol.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -281,95 +457,107 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--fast", action="store_true", help="send as fast as the server accepts (local servers only)")
         p.add_argument("--speech-model", default=DEFAULT_SPEECH_MODEL)
         p.add_argument("--no-format-turns", action="store_true", help="ask for unformatted finals only")
-        p.add_argument("--keyterm", action="append", default=[], help="a term to boost (repeatable)")
+        p.add_argument("--keyterm", action="append", default=[], type=keyterm, help="a term to boost (repeatable)")
         p.add_argument("-q", "--quiet", action="store_true", help="only the turns on stdout")
-        p.add_argument("--reconnect", type=int, default=5, metavar="N",
+        p.add_argument("--reconnect", type=whole_number(0, 100), default=5, metavar="N",
                        help="new connections to try after a drop (resending from the last finished turn); 0: none")
 
     def backend_options(p: argparse.ArgumentParser, *, what: str) -> None:
         p.add_argument("--backend", choices=["apertium", "gateway", "openai", "lemur", "local"], default=None,
                        help=f"who {what}: default: the LLM Gateway with an API key, an OpenAI-compatible server with "
                             "--base-url alone, else the embedded local backends")
-        p.add_argument("--base-url", help="an OpenAI-compatible endpoint (or the LLM Gateway), e.g. http://localhost:11434/v1")
+        p.add_argument("--base-url", type=http_url, help="an OpenAI-compatible endpoint (or the LLM Gateway), e.g. http://localhost:11434/v1")
         p.add_argument("--model", help="the model name at that backend")
 
     def translation_options(p: argparse.ArgumentParser, *, required: bool = False) -> None:
-        p.add_argument("--to", action="append", default=[], required=required, metavar="LANG",
+        p.add_argument("--to", action="append", default=[], required=required, metavar="LANG", type=target_language,
                        help="translate each finished turn into LANG (es, fr, Spanish...; repeatable)")
         p.add_argument("--prompt", help="translation prompt for LLM backends; {language} is replaced by the target")
         backend_options(p, what="translates")
 
     t = sub.add_parser("transcribe", help="stream an audio file through a v3 server and print the turns")
     t.add_argument("file", help="WAV, FLAC, OGG, MP3...: any rate and channel count")
-    t.add_argument("--url", help="ws:// or wss:// v3 endpoint (default: AssemblyAI's cloud)")
+    t.add_argument("--url", type=ws_url, help="ws:// or wss:// v3 endpoint (default: AssemblyAI's cloud)")
     t.add_argument("--api-key", default=None, help="default: $ASSEMBLYAI_API_KEY")
-    t.add_argument("--save", nargs="?", const="", default=None, metavar="DIR",
+    t.add_argument("--save", nargs="?", const="", default=None, metavar="DIR", type=save_folder,
                    help="write the session folder (turns.jsonl, audio.wav, meta.json) to DIR, or under ./sessions/")
-    t.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the connection and Begin")
+    t.add_argument("--timeout", type=seconds, default=10.0, help="seconds to wait for the connection and Begin")
     common(t)
     translation_options(t)
     t.set_defaults(run=cmd_transcribe)
 
     d = sub.add_parser("demo", help="the main job: the bundled speech sample live, each turn translated (Spanish unless "
                                     "--to), then a coaching report; all saved in a session folder")
-    d.add_argument("--url", help="ws:// or wss:// v3 endpoint (default: the embedded local server, or the cloud with a key)")
+    d.add_argument("--url", type=ws_url, help="ws:// or wss:// v3 endpoint (default: the embedded local server, or the cloud with a key)")
     d.add_argument("--api-key", default=None, help="default: $ASSEMBLYAI_API_KEY; none means the embedded local server")
-    d.add_argument("--save", default=None, metavar="DIR", help="session folder (default: a new one under ./sessions/)")
+    d.add_argument("--save", default=None, metavar="DIR", type=save_folder, help="session folder (default: a new one under ./sessions/)")
     d.add_argument("--no-coach", action="store_true", help="skip the coaching report at the end")
     common(d)
     translation_options(d)
     d.set_defaults(run=cmd_demo)
 
     tr = sub.add_parser("translate", help="translate the turns of a saved session (folder or turns.jsonl)")
-    tr.add_argument("session", help="a session folder or its turns.jsonl")
+    tr.add_argument("session", type=saved_session, help="a session folder or its turns.jsonl")
     tr.add_argument("--api-key", default=None, help="default: $ASSEMBLYAI_API_KEY (LLM Gateway)")
-    tr.add_argument("--workers", type=int, default=4, help="translations at once")
+    tr.add_argument("--workers", type=whole_number(1, 64), default=4, help="translations at once")
     tr.add_argument("--format", choices=["text", "jsonl"], default="text")
     tr.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes on stderr")
     translation_options(tr, required=True)
     tr.set_defaults(run=cmd_translate)
 
     co = sub.add_parser("coach", help="a coaching report on a saved session: speaking metrics and an LLM's analysis")
-    co.add_argument("session", help="a session folder or its turns.jsonl")
+    co.add_argument("session", type=saved_session, help="a session folder or its turns.jsonl")
     co.add_argument("--api-key", default=None, help="default: $ASSEMBLYAI_API_KEY (LLM Gateway)")
     co.add_argument("--prompt", dest="coach_prompt", help="the coaching instructions given to the model")
-    co.add_argument("--prompt-file", help="read the coaching instructions from a file")
+    co.add_argument("--prompt-file", type=text_file, metavar="FILE", help="read the coaching instructions from a file")
     co.add_argument("--no-llm", action="store_true", help="the computed metrics only")
     co.add_argument("-q", "--quiet", action="store_true", help="no notes on stderr")
     backend_options(co, what="writes the analysis")
     co.set_defaults(run=cmd_coach)
 
     v = sub.add_parser("serve", help="run the embedded v3 server (offline speech model) on this machine")
-    v.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
-    v.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    v.add_argument("--host", default="127.0.0.1", type=host_name, help="address to bind (default loopback only)")
+    v.add_argument("--port", type=whole_number(0, 65535), default=8765, help="0 picks a free port")
     v.add_argument("--model", default="tiny.en", help="tiny.en (default), base, a CTranslate2 folder, or a hub name")
-    v.add_argument("--workers", type=int, default=2, help="decodes that may run at once")
-    v.add_argument("--cpu-threads", type=int, default=1, help="threads per decode")
+    v.add_argument("--workers", type=whole_number(1, 64), default=2, help="decodes that may run at once")
+    v.add_argument("--cpu-threads", type=whole_number(1, 256), default=1, help="threads per decode")
     v.add_argument("--watch-stdin", action="store_true", help=argparse.SUPPRESS)
     v.set_defaults(run=cmd_serve)
 
     sl = sub.add_parser("serve-llm", help="run the local LLM (OpenAI-compatible chat completions) on this machine")
-    sl.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
-    sl.add_argument("--port", type=int, default=8081, help="0 picks a free port")
-    sl.add_argument("--model", default=None, help="a GGUF file (default: the packaged Qwen2.5-Coder 1.5B Instruct)")
-    sl.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores but one)")
+    sl.add_argument("--host", default="127.0.0.1", type=host_name, help="address to bind (default loopback only)")
+    sl.add_argument("--port", type=whole_number(0, 65535), default=8081, help="0 picks a free port")
+    sl.add_argument("--model", default=None, type=existing_file, metavar="GGUF",
+                    help="a GGUF file (default: the packaged Qwen2.5-Coder 1.5B Instruct)")
+    sl.add_argument("--threads", type=whole_number(1, 256), default=None, help="CPU threads (default: all cores but one)")
     sl.set_defaults(run=cmd_serve_llm)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``live-stt`` (``argv`` None: the command line); returns the command's exit code, 2 on an error, 3 on a refusal, 130 on Ctrl-C."""
-    args = build_parser().parse_args(argv)
+    """Run ``live-stt`` (``argv`` None: the command line); returns the command's exit code: 2 on a bad
+    argument or an error, 3 on a refusal, 130 on Ctrl-C. Errors and warnings are one line on stderr."""
     try:
-        return int(args.run(args))
-    except ServerRefused as exc:
-        print(f"live-stt: refused: {_one_line(exc)}", file=sys.stderr)
-        return 3
-    except (LiveSTTError, FileNotFoundError, TimeoutError) as exc:
-        print(f"live-stt: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0), or a bad argument (2), already printed
+        return exc.code if isinstance(exc.code, int) else 2
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return int(args.run(args))
+        except ServerRefused as exc:
+            print(f"live-stt: refused: {_one_line(exc)}", file=sys.stderr)
+            return 3
+        except (LiveSTTError, OSError) as exc:  # ours, or the system's (a file, a socket): no traceback
+            print(f"live-stt: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return 130
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: TextIO | None = None, line: str | None = None) -> None:
+    print(f"live-stt: warning: {_one_line(message)}", file=sys.stderr if file is None else file)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import os
 import struct
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -79,7 +80,8 @@ class WavAppender:
 
 
 class SessionStore:
-    """Writes one session folder. Turns are appended by the session worker, audio by the sender."""
+    """Writes one session folder. Turns are appended by the session worker, audio by the sender.
+    Raises `ConfigurationError` if the folder holds a session already or cannot be written."""
 
     def __init__(self, folder: str | Path, *, sample_rate: int = SAMPLE_RATE):
         self.folder = Path(folder)
@@ -88,9 +90,18 @@ class SessionStore:
             raise ConfigurationError(
                 f"{self.folder} already holds a session ({', '.join(taken)}); choose a new folder so nothing is overwritten"
             )
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._turns = open(self.folder / TURNS_FILE, "a", encoding="utf-8")  # noqa: SIM115 (open for the session: closed by close())
-        self.audio = WavAppender(self.folder / AUDIO_FILE, sample_rate=sample_rate)
+        if self.folder.is_file():
+            raise ConfigurationError(f"cannot write a session folder at {self.folder}: it is a file")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._turns = open(self.folder / TURNS_FILE, "a", encoding="utf-8")  # noqa: SIM115 (open for the session: closed by close())
+        except OSError as exc:
+            raise ConfigurationError(f"cannot write a session folder at {self.folder}: {exc.strerror or exc}") from exc
+        try:
+            self.audio = WavAppender(self.folder / AUDIO_FILE, sample_rate=sample_rate)
+        except OSError as exc:
+            self._turns.close()
+            raise ConfigurationError(f"cannot write a session folder at {self.folder}: {exc.strerror or exc}") from exc
         self.meta: dict[str, Any] = {}
 
     def append_turn(self, record: TurnRecord) -> None:
@@ -128,32 +139,95 @@ def new_session_folder(root: str | Path = "sessions") -> Path:
 
 
 def read_jsonl(file: Path, parse: Callable[[dict[str, Any]], T], *, what: str = "record") -> list[T]:
-    """Every complete line of an append-only JSONL file. A torn last line (the process died
-    mid-write) is ignored; a bad line anywhere else is an error."""
+    """Every record of an append-only JSONL file, each line a JSON object given to ``parse``.
+
+    Crash-safe: a torn last line (the process died mid-write: no newline after it, the start of an
+    object that does not parse) is skipped with a warning. Any other bad line, or a file that cannot
+    be read, raises `SavedSessionError` naming the file and line; ``parse`` signals a bad record with
+    ``ValueError``, ``TypeError`` or ``KeyError``."""
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise SavedSessionError(f"cannot read {file}: {exc.strerror or exc}") from exc
     items = []
     # split on b"\n" only: JSON leaves U+2028 and friends unescaped, and a torn line may end mid-character
-    lines = file.read_bytes().split(b"\n")
+    lines = data.split(b"\n")
+    unterminated = bool(lines[-1].strip())  # the file does not end with a newline: its last line may be torn
     while lines and not lines[-1].strip():
         lines.pop()
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            items.append(parse(json.loads(line.decode("utf-8"))))
-        except (ValueError, TypeError) as exc:
-            if number == len(lines):
-                break  # torn final line
+            value = json.loads(line.decode("utf-8"))
+        except ValueError as exc:  # UnicodeDecodeError too
+            if number == len(lines) and unterminated and line.lstrip().startswith(b"{"):
+                warnings.warn(f"{file}:{number}: skipped an incomplete last line (being written, or cut short when the "
+                              "session stopped abruptly)", stacklevel=2)
+                break
+            raise SavedSessionError(f"{file}:{number}: not a saved {what}: {exc}") from exc
+        if not isinstance(value, dict):
+            raise SavedSessionError(f"{file}:{number}: not a saved {what}: a JSON {_json_kind(value)}, not an object")
+        try:
+            items.append(parse(value))
+        except (ValueError, TypeError, KeyError) as exc:
             raise SavedSessionError(f"{file}:{number}: not a saved {what}: {exc}") from exc
     return items
 
 
+_JSON_NAMES: dict[type, str] = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer",
+                                float: "number", type(None): "null"}
+
+
+def _json_kind(value: Any) -> str:
+    return _JSON_NAMES.get(type(value), type(value).__name__)
+
+
+# the JSON types of a saved turn's fields (`TurnRecord`, and `Word` inside ``words``), checked on reading
+_NUMBER = (int, float)
+_TURN_FIELDS: dict[str, tuple[type, ...]] = {
+    "session_id": (str,), "turn_order": (int,), "turn_index": (int,), "text": (str,), "words": (list, type(None)),
+    "start": (*_NUMBER, type(None)), "end": (*_NUMBER, type(None)), "confidence": (*_NUMBER, type(None)),
+    "speaker": (str, type(None)), "language": (str, type(None)), "formatted": (bool,),
+    "end_of_turn_latency": (*_NUMBER, type(None)),
+}
+_WORD_FIELDS: dict[str, tuple[type, ...]] = {
+    "text": (str,), "start_ms": (int,), "end_ms": (int,), "confidence": _NUMBER, "is_final": (bool,),
+    "speaker": (str, type(None)),
+}
+
+
+def _check_fields(data: Mapping[str, Any], types: Mapping[str, tuple[type, ...]], where: str) -> None:
+    for name, allowed in types.items():
+        if name not in data:
+            continue  # a missing field: the record's constructor says which
+        value = data[name]
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            expected = " or ".join(dict.fromkeys(_JSON_NAMES[t] for t in allowed))
+            raise TypeError(f"{where}{name} should be {expected}, not {_json_kind(value)} {value!r:.60}")
+        if type(value) is int and not -(2**63) <= value < 2**63:  # a DataFrame column holds 64-bit numbers
+            raise ValueError(f"{where}{name} is out of range: {value!r:.60}")
+
+
+def _turn_record(data: Mapping[str, Any]) -> TurnRecord:
+    """One line of ``turns.jsonl`` as a `TurnRecord`, its fields' types checked (``TypeError`` if one
+    is wrong or missing)."""
+    _check_fields(data, _TURN_FIELDS, "")
+    for i, word in enumerate(data.get("words") or ()):
+        if not isinstance(word, dict):
+            raise TypeError(f"words[{i}] is a JSON {_json_kind(word)}, not an object")
+        _check_fields(word, _WORD_FIELDS, f"words[{i}].")
+    return TurnRecord.from_dict(data)
+
+
 def read_turns(path: str | Path) -> Transcript:
-    """The transcript saved in a session folder or a turns JSONL file."""
+    """The transcript saved in a session folder or a turns JSONL file (`SavedSessionError` if there
+    is none, or a line is not a saved turn)."""
     path = Path(path)
     file = path / TURNS_FILE if path.is_dir() else path
     if not file.exists():
         raise SavedSessionError(f"no saved session at {path}: {file.name} not found")
-    return Transcript.from_records(read_jsonl(file, TurnRecord.from_dict, what="turn"))
+    return Transcript.from_records(read_jsonl(file, _turn_record, what="turn"))
 
 
 def as_records(data: Any) -> list[TurnRecord]:

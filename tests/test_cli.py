@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import API_KEY
 
-from live_stt_kernel.cli import main
+from live_stt_kernel.cli import build_parser, main
 from live_stt_kernel.v3.replay import Drop, Script, Step, even_turns, turns_script
 
 TEXTS = ["one two three", "four five six", "seven eight"]
@@ -115,3 +116,142 @@ def test_ctrl_c_ends_the_stream_like_end_of_file(serve, make_wav):
     assert first["text"] == "One two." and [json.loads(line)["text"] for line in rest.splitlines()] == ["Three four."]
     record = server.wait_for_client()
     assert record.terminated and record.audio_ms < 8000  # stopped early, not at the end of the file
+
+
+# --- bad arguments and paths: one line on stderr naming the argument, exit code 2, never a traceback ------------
+
+
+@pytest.fixture
+def paths(tmp_path, make_wav):
+    """Things a user may pass by mistake: an audio file, a plain file, a folder, a session with a bad line."""
+    (tmp_path / "notes.txt").write_text("not a session\n")
+    (tmp_path / "binary.bin").write_bytes(bytes(range(256)))
+    (tmp_path / "empty-folder").mkdir()
+    (tmp_path / "sess").mkdir()
+    (tmp_path / "sess" / "turns.jsonl").write_text("[1, 2]\n")
+    return {"wav": str(make_wav(1.0)), "file": str(tmp_path / "notes.txt"), "binary": str(tmp_path / "binary.bin"),
+            "folder": str(tmp_path / "empty-folder"), "session": str(tmp_path / "sess"), "missing": str(tmp_path / "missing"),
+            "under-file": str(tmp_path / "notes.txt" / "sub"), "too-long": str(tmp_path / ("x" * 300))}
+
+
+URL = ["--url", "ws://127.0.0.1:9"]  # never reached: the arguments are refused first
+BAD_ARGUMENTS = [
+    # (argv with {placeholders} from `paths`, what stderr must say)
+    (["transcribe", "{wav}", *URL, "--save", "{file}"], "argument --save: {file} is a file, not a folder"),
+    (["transcribe", "{wav}", *URL, "--save", "{under-file}"], "argument --save: cannot make {under-file}: {file} is a file"),
+    (["transcribe", "{wav}", *URL, "--save", "{session}"], "argument --save: {session} already holds a session"),
+    (["transcribe", "{wav}", *URL, "--save", "{too-long}/sess"], "argument --save: cannot use {too-long}/sess: File name too long"),
+    (["transcribe", "{wav}", *URL, "--timeout", "-5"], "argument --timeout: must be more than 0"),
+    (["transcribe", "{wav}", *URL, "--timeout", "0"], "argument --timeout: must be more than 0"),
+    (["transcribe", "{wav}", *URL, "--timeout", "nan"], "argument --timeout: must be more than 0"),
+    (["transcribe", "{wav}", *URL, "--timeout", "inf"], "argument --timeout: must be more than 0"),
+    (["transcribe", "{wav}", *URL, "--timeout", "soon"], "argument --timeout: expected a number of seconds, not 'soon'"),
+    (["transcribe", "{wav}", *URL, "--reconnect", "-1"], "argument --reconnect: must be from 0 to 100, not -1"),
+    (["transcribe", "{wav}", *URL, "--reconnect", "2.5"], "argument --reconnect: expected a whole number, not '2.5'"),
+    (["transcribe", "{wav}", "--url", "http://example.com"], "argument --url: expected a URL such as ws://"),
+    (["transcribe", "{wav}", "--url", "ws://[::1"], "argument --url: Invalid IPv6 URL"),
+    (["transcribe", "{wav}", "--url", "ws://127.0.0.1:99999/v3/ws?token=SECRET"], "argument --url: Port out of range"),
+    (["transcribe", "{wav}", "--url", "ws://127.0.0.1:port"], "argument --url: Port could not be cast"),
+    (["transcribe", "{wav}", *URL, "--to", "klingon"], "argument --to: unknown target language 'klingon'"),
+    (["transcribe", "{wav}", *URL, "--to", ""], "argument --to: unknown target language ''"),
+    (["transcribe", "{wav}", *URL, "--keyterm", " "], "argument --keyterm: a key term has 1 to 50 characters"),
+    (["transcribe", "{wav}", *URL, "--keyterm", "x" * 51], "argument --keyterm: a key term has 1 to 50 characters, not 51"),
+    (["transcribe", "{wav}", *URL, "--to", "es", "--base-url", "localhost:11434"], "argument --base-url: expected a URL such as http"),
+    (["transcribe", "{wav}", *URL, "--format", "xml"], "argument --format: invalid choice: 'xml'"),
+    (["transcribe", "{wav}", *URL, "--backend", "nope"], "argument --backend: invalid choice: 'nope'"),
+    (["transcribe"], "the following arguments are required: file"),
+    (["demo", "--save", "{file}"], "argument --save: {file} is a file, not a folder"),
+    (["demo", "--url", "wss://"], "argument --url: expected a URL such as ws://"),
+    (["demo", "--to", "xx-notalanguagecode"], "argument --to: unknown target language"),
+    (["translate", "{wav}", "--to", "es"], "argument session: {wav} is an audio file, not a saved session"),
+    (["translate", "{missing}", "--to", "es"], "argument session: no such folder or file: {missing}"),
+    (["translate", "{folder}", "--to", "es"], "argument session: {folder} is not a session folder: it has no turns.jsonl"),
+    (["translate", "{session}", "--to", "es", "--workers", "0"], "argument --workers: must be from 1 to 64, not 0"),
+    (["translate", "{session}"], "the following arguments are required: --to"),
+    (["coach", "{wav}"], "argument session: {wav} is an audio file, not a saved session"),
+    (["coach", "{missing}"], "argument session: no such folder or file: {missing}"),
+    (["coach", "{folder}"], "argument session: {folder} is not a session folder"),
+    (["coach", "{too-long}"], "argument session: cannot use {too-long}: File name too long"),
+    (["coach", "{session}", "--prompt-file", "{missing}"], "argument --prompt-file: cannot read {missing}: No such file"),
+    (["coach", "{session}", "--prompt-file", "{folder}"], "argument --prompt-file: cannot read {folder}: Is a directory"),
+    (["coach", "{session}", "--prompt-file", "{binary}"], "argument --prompt-file: {binary} is not UTF-8 text"),
+    (["serve", "--port", "70000"], "argument --port: must be from 0 to 65535, not 70000"),
+    (["serve", "--port", "http"], "argument --port: expected a whole number, not 'http'"),
+    (["serve", "--workers", "0"], "argument --workers: must be from 1 to 64, not 0"),
+    (["serve", "--cpu-threads", "-2"], "argument --cpu-threads: must be from 1 to 256, not -2"),
+    (["serve", "--host", "no such host!"], "argument --host: cannot resolve the address 'no such host!'"),
+    (["serve-llm", "--model", "{missing}"], "argument --model: no such file: {missing}"),
+    (["serve-llm", "--model", "{folder}"], "argument --model: {folder} is a folder, not a file"),
+    (["serve-llm", "--model", "{too-long}"], "argument --model: cannot use {too-long}: File name too long"),
+    (["serve-llm", "--threads", "0"], "argument --threads: must be from 1 to 256, not 0"),
+    (["serve-llm", "--port", "-1"], "argument --port: must be from 0 to 65535, not -1"),
+    (["no-such-command"], "argument command: invalid choice: 'no-such-command'"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_ARGUMENTS, ids=[" ".join(a)[:60] for a, _ in BAD_ARGUMENTS])
+def test_a_bad_argument_is_one_line_naming_it(argv, message, paths, capsys):
+    code = main([arg.format(**paths) for arg in argv])
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    assert captured.err.count("\n") == 1 and captured.out == "", captured.err
+    assert message.format(**paths) in captured.err
+    assert captured.err.startswith(("live-stt: error:", f"live-stt {argv[0]}: error:"))
+    assert captured.err.rstrip().endswith("--help)")
+    assert "Traceback" not in captured.err and "SECRET" not in captured.err
+
+
+def test_every_number_option_has_a_range(paths):
+    """A bare ``type=int`` or ``float`` accepts -5 and nan: each number option says what range it takes."""
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            assert action.type not in (int, float), f"live-stt {name} {action.option_strings}: no range"
+
+
+RUNTIME_ERRORS = [
+    (["coach", "{session}", "--no-llm"], "live-stt: error: {session}/turns.jsonl:1: not a saved turn: a JSON array, not an object"),
+    (["translate", "{session}", "--to", "es"], "live-stt: error: {session}/turns.jsonl:1: not a saved turn: a JSON array"),
+    (["coach", "{file}", "--no-llm"], "live-stt: error: {file}:1: not a saved turn"),
+    (["coach", "{binary}", "--no-llm"], "live-stt: error: {binary}:1: not a saved turn"),  # no newline, not a torn turn
+    (["transcribe", "{folder}", *URL], "live-stt: error: expected an audio file, got a directory: {folder}"),
+    (["transcribe", "{file}", *URL], "live-stt: error: not an audio file this toolkit can read"),
+]
+
+
+@pytest.mark.parametrize("argv, message", RUNTIME_ERRORS, ids=[" ".join(a)[:60] for a, _ in RUNTIME_ERRORS])
+def test_a_bad_file_found_at_run_time_is_one_line(argv, message, paths, capsys, monkeypatch):
+    monkeypatch.delenv("ASSEMBLYAI_API_KEY", raising=False)
+    code = main([arg.format(**paths) for arg in argv])
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    assert captured.err.count("\n") == 1 and captured.err.startswith(message.format(**paths)), captured.err
+    assert not list(Path(paths["file"]).parent.glob("coaching*")), "a report was written for something that is not a session"
+
+
+def test_the_reported_tracebacks_are_one_line_errors(paths):
+    """The commands from the issue, as a user runs them: exit code 2, one line, no traceback."""
+    for argv, message in [
+        (["transcribe", paths["wav"], "--save", paths["file"]], f"argument --save: {paths['file']} is a file"),
+        (["transcribe", paths["wav"], "--timeout", "-5"], "argument --timeout: must be more than 0"),
+        (["coach", paths["wav"]], f"argument session: {paths['wav']} is an audio file, not a saved session"),
+    ]:
+        done = subprocess.run([LIVE_STT, *argv], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_an_unknown_speech_model_for_serve_is_one_line(tmp_path):
+    done = subprocess.run([LIVE_STT, "serve", "--port", "0", "--model", "no-such-model"], capture_output=True, text=True,
+                          timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("live-stt: error: --model no-such-model:") and done.stderr.count("\n") == 1, done.stderr
+
+
+def test_help_and_usage_errors_return_their_codes_from_main(capsys):
+    assert main(["--help"]) == 0
+    assert "transcribe" in capsys.readouterr().out
+    assert main([]) == 2
+    assert "the following arguments are required: command" in capsys.readouterr().err

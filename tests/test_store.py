@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,11 @@ import pandas as pd
 import pytest
 import soundfile as sf
 from helpers import RATE, pcm16, speechlike, wait_until, write_audio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from live_stt_kernel.audio.sources import WavSource
-from live_stt_kernel.errors import LiveSTTError, SavedSessionError
+from live_stt_kernel.errors import ConfigurationError, LiveSTTError, SavedSessionError
 from live_stt_kernel.events import Word
 from live_stt_kernel.session import load_session
 from live_stt_kernel.store import (
@@ -173,8 +176,10 @@ def test_a_torn_final_line_is_ignored(tmp_path):
     complete = [record(0, "first turn"), record(1, "second turn")]
     torn = jsonl_line(record(2, "third turn"))[:57]  # the process died mid-write
     (folder / TURNS_FILE).write_text("".join(jsonl_line(r) for r in complete) + torn, encoding="utf-8")
-    assert list(read_turns(folder).rows) == complete
-    assert load_session(folder)["text"].tolist() == ["first turn", "second turn"]
+    with pytest.warns(UserWarning, match=rf"{TURNS_FILE}:3: skipped an incomplete last line"):
+        assert list(read_turns(folder).rows) == complete
+    with pytest.warns(UserWarning, match="incomplete last line"):
+        assert load_session(folder)["text"].tolist() == ["first turn", "second turn"]
 
 
 def test_a_torn_final_line_cut_inside_a_multibyte_character_is_ignored(tmp_path):
@@ -185,7 +190,8 @@ def test_a_torn_final_line_cut_inside_a_multibyte_character_is_ignored(tmp_path)
     torn = jsonl_line(record(2, "el año que viene")).encode("utf-8")
     torn = torn[: torn.index("ñ".encode()) + 1]  # half of the "ñ"
     (folder / TURNS_FILE).write_bytes("".join(jsonl_line(r) for r in complete).encode("utf-8") + torn)
-    assert [r.text for r in read_turns(folder).rows] == ["buenos días", "hasta mañana"]
+    with pytest.warns(UserWarning, match="incomplete last line"):
+        assert [r.text for r in read_turns(folder).rows] == ["buenos días", "hasta mañana"]
 
 
 def test_text_with_unicode_line_separators_round_trips(tmp_path):
@@ -419,3 +425,149 @@ def test_cli_save_without_a_folder_writes_under_sessions_in_cwd(tmp_path):
     meta = json.loads((folder / META_FILE).read_text())
     assert meta["status"] == "completed" and meta["turns"] == 2
     assert meta["audio_seconds"] == pytest.approx(4.0, abs=0.01)
+
+
+# --- bad records: SavedSessionError naming the file and line, never another exception --------------------------
+
+
+@pytest.mark.parametrize("bad", ["[1, 2]", '["a", {"b": 1}]', "42", '"text"', "null", "true"])
+@pytest.mark.parametrize("where", ["middle", "last"])
+def test_a_line_that_is_json_but_not_an_object_names_file_and_line(tmp_path, bad, where):
+    folder = tmp_path / "sess"
+    folder.mkdir()
+    lines = [jsonl_line(record(0, "first")), bad + "\n"]
+    if where == "middle":
+        lines.append(jsonl_line(record(1, "second")))
+    (folder / TURNS_FILE).write_text("".join(lines), encoding="utf-8")
+    with pytest.raises(SavedSessionError, match=rf"{TURNS_FILE}:2: not a saved turn: a JSON \w+, not an object"):
+        load_session(folder)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"turn_order": "3"}, "turn_order should be integer, not string '3'"),
+    ({"turn_index": True}, "turn_index should be integer, not boolean True"),
+    ({"turn_index": 2**70}, "turn_index is out of range"),
+    ({"start": 2**70}, "start is out of range"),
+    ({"text": ["a"]}, "text should be string, not array"),
+    ({"start": "0.5"}, "start should be integer or number or null, not string"),
+    ({"formatted": 1}, "formatted should be boolean, not integer 1"),
+    ({"speaker": {"name": "A"}}, "speaker should be string or null, not object"),
+    ({"words": {"text": "a"}}, "words should be array or null, not object"),
+    ({"words": [1]}, r"words\[0\] is a JSON integer, not an object"),
+    ({"words": [{"text": "a", "start_ms": "0", "end_ms": 1}]}, r"words\[0\].start_ms should be integer, not string"),
+    ({"words": [{"text": "a", "start_ms": 0, "end_ms": 1, "shout": True}]}, "unexpected keyword argument 'shout'"),
+    ({"words": [{"start_ms": 0, "end_ms": 1}]}, "missing 1 required keyword-only argument: 'text'"),
+])
+def test_a_turn_with_a_wrong_field_names_file_line_and_field(tmp_path, change, message):
+    path = tmp_path / TURNS_FILE
+    bad = json.dumps({**record(1, "second").to_dict(), **change}) + "\n"
+    path.write_text(jsonl_line(record(0, "first")) + bad, encoding="utf-8")
+    with pytest.raises(SavedSessionError, match=rf"{TURNS_FILE}:2: not a saved turn: .*{message}"):
+        load_session(path)
+
+
+def test_a_complete_last_line_that_is_not_a_turn_is_an_error_not_a_torn_line(tmp_path):
+    """Only a line cut short by a crash (no newline after it) is forgiven; a whole line that is wrong is not ours."""
+    path = tmp_path / TURNS_FILE
+    path.write_text(jsonl_line(record(0, "first")) + '{"hello": "world"}\n', encoding="utf-8")
+    with pytest.raises(SavedSessionError, match=rf"{TURNS_FILE}:2: not a saved turn"):
+        read_turns(path)
+    path.write_text(jsonl_line(record(0, "first")) + "not json\n\n", encoding="utf-8")
+    with pytest.raises(SavedSessionError, match=rf"{TURNS_FILE}:2: not a saved turn"):
+        read_turns(path)
+
+
+def test_a_file_that_is_not_jsonl_at_all_is_not_taken_for_an_empty_session(tmp_path):
+    """A one-line text file, or an audio file with no newline byte, is not a session whose only turn was torn."""
+    (tmp_path / "hostname").write_text("my-machine\n")
+    (tmp_path / "noise.raw").write_bytes(bytes(range(11, 256)))  # no b"\n" in it
+    (tmp_path / "torn-array.jsonl").write_text("[1, 2")
+    for name in ("hostname", "noise.raw", "torn-array.jsonl"):
+        with pytest.raises(SavedSessionError, match=rf"{name}:1: not a saved turn"):
+            read_turns(tmp_path / name)
+
+
+def test_a_torn_last_line_is_skipped_with_a_warning(tmp_path):
+    path = tmp_path / TURNS_FILE
+    path.write_text(jsonl_line(record(0, "first")) + jsonl_line(record(1, "second"))[:30], encoding="utf-8")
+    with pytest.warns(UserWarning, match=rf"{TURNS_FILE}:2: skipped an incomplete last line"):
+        assert [r.text for r in read_turns(path).rows] == ["first"]
+    path.write_text(jsonl_line(record(1, "second"))[:30], encoding="utf-8")  # the first turn was being written
+    with pytest.warns(UserWarning, match=rf"{TURNS_FILE}:1: skipped"):
+        assert read_turns(path).rows == ()
+
+
+def test_a_whole_last_line_without_its_newline_is_kept(tmp_path):
+    path = tmp_path / TURNS_FILE
+    path.write_text(jsonl_line(record(0, "first")) + jsonl_line(record(1, "second")).rstrip("\n"), encoding="utf-8")
+    assert [r.text for r in read_turns(path).rows] == ["first", "second"]
+
+
+def test_an_unreadable_turns_file_is_a_saved_session_error(tmp_path):
+    (tmp_path / "sess" / TURNS_FILE).mkdir(parents=True)  # a folder where the file should be
+    with pytest.raises(SavedSessionError, match=rf"cannot read .*{TURNS_FILE}"):
+        load_session(tmp_path / "sess")
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_a_session_folder_that_cannot_be_made_is_a_configuration_error(tmp_path, where):
+    (tmp_path / "notes.txt").write_text("x")
+    folder = tmp_path / "notes.txt" if where == "a file" else tmp_path / "notes.txt" / "sess"
+    with pytest.raises(ConfigurationError, match=f"cannot write a session folder at {folder}"):
+        SessionStore(folder)
+    assert (tmp_path / "notes.txt").read_text() == "x"
+
+
+# --- properties (hypothesis): any saved line loads as turns or raises SavedSessionError ------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+words = st.builds(
+    Word, text=st.text(max_size=8), start_ms=st.integers(0, 10**7), end_ms=st.integers(0, 10**7),
+    confidence=st.floats(0, 1), is_final=st.booleans(), speaker=st.none() | st.text(max_size=3),
+)
+optional_number = st.none() | st.floats(allow_nan=False, allow_infinity=False, width=64)
+turn_records = st.builds(
+    TurnRecord, session_id=st.text(max_size=6), turn_order=st.integers(0, 10**6), turn_index=st.integers(0, 10**6),
+    text=st.text(max_size=20), words=st.lists(words, max_size=3).map(tuple), start=optional_number, end=optional_number,
+    confidence=optional_number, speaker=st.none() | st.text(max_size=3), language=st.none() | st.sampled_from(["en", "es"]),
+    formatted=st.booleans(), end_of_turn_latency=optional_number,
+)
+changed_turns = st.tuples(turn_records, st.sampled_from(sorted(TurnRecord.__dataclass_fields__)), json_values).map(
+    lambda r: json.dumps({**r[0].to_dict(), r[1]: r[2]}))  # a saved turn with one field replaced by any JSON
+
+
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.one_of(
+    turn_records.map(lambda r: json.dumps(r.to_dict())),
+    changed_turns,
+    json_values.map(json.dumps),
+    st.binary(max_size=20).filter(lambda b: b"\n" not in b).map(lambda b: b.decode("latin-1")),
+), max_size=5), end=st.sampled_from(["\n", ""]))
+def test_any_turns_file_loads_or_raises_a_saved_session_error(tmp_path, lines, end):
+    path = tmp_path / TURNS_FILE
+    path.write_bytes(("\n".join(lines) + end).encode("utf-8", "surrogateescape"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a torn last line
+        try:
+            frame = load_session(path)
+        except SavedSessionError as exc:
+            assert re.search(rf"{TURNS_FILE}:\d+: not a saved turn", str(exc)), exc
+        else:
+            assert list(frame.columns) == COLUMNS and len(frame) <= len(lines)
+
+
+@settings(max_examples=50, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(records=st.lists(turn_records, max_size=6))
+def test_saved_turns_read_back_as_written(tmp_path, records):
+    folder = tmp_path / f"sess-{len(list(tmp_path.iterdir()))}"
+    store = SessionStore(folder)
+    for rec in records:
+        store.append_turn(rec)
+    store.close()
+    latest = {rec.key: rec for rec in records}  # a later version of a turn replaces the earlier one
+    assert sorted(read_turns(folder).rows, key=lambda r: (r.turn_index, r.key)) == sorted(
+        latest.values(), key=lambda r: (r.turn_index, r.key))
