@@ -11,7 +11,7 @@ import os
 import secrets
 import time
 
-from ..v3.protocol import SESSION_LIMIT_S
+from ..v3.protocol import SESSION_LIMIT_S, same_secret
 from .models import cache_dir
 
 
@@ -50,7 +50,7 @@ class Tokens:
     def admit(self, offered: list[str]) -> tuple[bool, int]:
         """Whether any offered credential opens a session, and that session's time limit."""
         for credential in offered:
-            if secrets.compare_digest(credential, self.master):
+            if same_secret(credential, self.master):
                 return True, SESSION_LIMIT_S
             grant = self._temporary.pop(credential, None)
             if grant is not None and grant[0] >= time.monotonic():

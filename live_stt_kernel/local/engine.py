@@ -11,6 +11,12 @@ the audio alone, never on how fast it comes.
 (`SessionBegan`, each `Turn`, `SessionEnded`): the same turns as through the server, without one.
 Partials are off there by default (nobody watches a file being decoded); finals do not change.
 
+Flow control and fairness: a stream holds at most ``MAX_BACKLOG_MS`` of audio it has not looked at yet; the
+owner awaits `EngineStream.ready` after each push, so a client sending faster than the decodes go is slowed
+(the server stops reading its socket) instead of buffered without limit. The decode slots are handed out
+round-robin between the streams waiting for one (`FairGate`), so a stream with many short turns cannot make
+the others' finals wait behind all of its decodes.
+
 How a turn is decoded (see `turns.TurnDetector`): partials about once a second, beside the pipeline
 and only on an idle worker; a *check* decode starts 40 ms into a silence and its verdict is due at
 ``min_turn_silence``: a finished-sounding sentence ends the turn there, otherwise ``max_turn_silence``
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -36,8 +43,54 @@ from .turns import BYTES_PER_MS, CHECK, DUE, PARTIAL, Decode, TurnDetector, Turn
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
 PARTIAL_BACKLOG_MS = 1000  # when decoding falls this far behind the audio, partials are skipped to catch up
+MAX_BACKLOG_MS = 3000  # a stream reads no further ahead of its turn detection than this (flow control)
 VAD_MODE = 3  # the most aggressive: mode 2 heard room noise after speech as speech (benchmarks/README.md)
 _FORCE, _END = object(), object()
+
+
+class FairGate:
+    """``slots`` decodes at once, handed out round-robin between the streams waiting: when a slot frees, the
+    stream that was served least recently gets it, whatever order the requests came in. (An executor's FIFO queue
+    would let a stream with many short turns push everyone else's finals back.) Event-loop thread only."""
+
+    def __init__(self, slots: int):
+        self.free = slots
+        self._waiting: OrderedDict[object, deque[asyncio.Future[None]]] = OrderedDict()  # owner -> its waiters, in turn order
+
+    async def acquire(self, owner: object) -> None:
+        """Wait for a slot for ``owner`` (a stream); `release` it afterwards."""
+        if self.free and not self._waiting:
+            self.free -= 1
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(owner, deque()).append(granted)
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self.release()  # the slot came with the cancellation: pass it on
+            else:
+                self._forget(owner, granted)
+            raise
+
+    def release(self) -> None:
+        """Give the slot to the next stream in turn (or free it)."""
+        while self._waiting:
+            owner, waiters = self._waiting.popitem(last=False)
+            granted = waiters.popleft()
+            if waiters:
+                self._waiting[owner] = waiters  # to the back of the line
+            if not granted.done():
+                granted.set_result(None)
+                return
+        self.free += 1
+
+    def _forget(self, owner: object, granted: asyncio.Future[None]) -> None:
+        waiters = self._waiting.get(owner)
+        if waiters is not None and granted in waiters:
+            waiters.remove(granted)
+            if not waiters:
+                del self._waiting[owner]
 
 
 class Engine:
@@ -49,6 +102,7 @@ class Engine:
         self.settings = settings or TurnSettings()
         self.workers = workers
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="live-stt-decode")
+        self.gate: FairGate | None = None  # made on the event loop at the first decode
         self.decoding = 0  # decodes queued or running, all streams (event-loop thread only)
 
     def __repr__(self) -> str:
@@ -58,12 +112,17 @@ class Engine:
         """A new stream on the running event loop (call it from a coroutine)."""
         return EngineStream(self, config, emit, partials=partials)
 
-    async def decode(self, pcm: bytes, config: SessionConfig) -> list[RecognizedWord]:
-        """Transcribe on the pool, with the stream's current prompt and key terms."""
+    async def decode(self, pcm: bytes, config: SessionConfig, owner: object = None) -> list[RecognizedWord]:
+        """Transcribe on the pool when ``owner`` (a stream) gets its turn, with its current prompt and key terms."""
+        gate = self.gate = self.gate or FairGate(self.workers)
         self.decoding += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self.pool, lambda: self.recognizer.transcribe(pcm, prompt=config.prompt, keyterms=config.keyterms_prompt))
+            await gate.acquire(owner)
+            try:
+                return await asyncio.get_running_loop().run_in_executor(
+                    self.pool, lambda: self.recognizer.transcribe(pcm, prompt=config.prompt, keyterms=config.keyterms_prompt))
+            finally:
+                gate.release()
         finally:
             self.decoding -= 1
 
@@ -119,12 +178,15 @@ class EngineStream:
         self.detector = TurnDetector(is_speech=lambda frame: vad.is_speech(frame, 16_000), settings=replace(engine.settings))
         self.reconfigure()
         self.backlog_ms = 0.0  # audio pushed but not yet through the detector
+        self.pushed_ms = 0.0  # all audio pushed
+        self.opened_at = asyncio.get_running_loop().time()
         self.turn_orders: dict[int, int] = {}  # detector turn -> turn_order on the wire
         self.previous_words: list[str] = []  # the last partial's words, for its settled prefix
         self.closed_turns: set[int] = set()
         self.partial_task: asyncio.Task[None] | None = None
         self.check: tuple[Decode, asyncio.Task[list[RecognizedWord]]] | None = None  # the latest check and its decode
         self.inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self.progressed = asyncio.Event()  # set each time the detector has taken an item
         self.worker = asyncio.get_running_loop().create_task(self._process())
 
     # --- what the owner calls -------------------------------------------------------------------
@@ -134,7 +196,17 @@ class EngineStream:
         if self.worker.done():
             self.worker.result()
         self.backlog_ms += len(pcm) / BYTES_PER_MS
+        self.pushed_ms += len(pcm) / BYTES_PER_MS
         self.inbox.put_nowait(pcm)
+
+    async def ready(self) -> None:
+        """Return once the stream can take more audio (its backlog is within ``MAX_BACKLOG_MS``): await it after
+        each `push` to read no faster than the decodes go. Raises what a failed decode raised."""
+        while self.backlog_ms > MAX_BACKLOG_MS and not self.worker.done():
+            self.progressed.clear()
+            await self.progressed.wait()
+        if self.worker.done():
+            self.worker.result()
 
     def force_endpoint(self) -> None:
         """End the open turn where the audio pushed so far ends."""
@@ -186,6 +258,7 @@ class EngineStream:
                     requests = self.detector.push(b"")
             finally:
                 self.inbox.task_done()
+                self.progressed.set()
 
     async def _run(self, requests: list[Decode]) -> None:
         engine = self.engine
@@ -197,10 +270,10 @@ class EngineStream:
                 idle = engine.decoding < engine.workers
                 checking = self.check is not None and not self.check[1].done()
                 if (self.partials and self.partial_task is None and idle and not checking
-                        and self.backlog_ms <= PARTIAL_BACKLOG_MS):
+                        and self.backlog_ms <= PARTIAL_BACKLOG_MS and self._live()):
                     self.partial_task = asyncio.create_task(self._partial(request))
             elif request.kind == CHECK:  # decode now, in the background; the verdict comes with DUE
-                self.check = (request, asyncio.create_task(engine.decode(request.pcm, self.config)))
+                self.check = (request, asyncio.create_task(engine.decode(request.pcm, self.config, self)))
             elif request.kind == DUE:
                 if self.check is None or self.check[0].turn_order != request.turn_order:
                     continue
@@ -212,11 +285,17 @@ class EngineStream:
                     await self._send(check, words, final=True)
             else:
                 self.check = None
-                await self._send(request, await engine.decode(request.pcm, self.config), final=True)
+                await self._send(request, await engine.decode(request.pcm, self.config, self), final=True)
+
+    def _live(self) -> bool:
+        """Whether the audio comes no faster than real time: a file sent at full speed gets finals only (nobody
+        watches its partials, and each would take a decode from the finals)."""
+        elapsed_ms = (asyncio.get_running_loop().time() - self.opened_at) * 1000
+        return self.pushed_ms <= elapsed_ms + PARTIAL_BACKLOG_MS
 
     async def _partial(self, request: Decode) -> None:
         try:
-            words = await self.engine.decode(request.pcm, self.config)
+            words = await self.engine.decode(request.pcm, self.config, self)
             if request.turn_order not in self.closed_turns:  # its final went out meanwhile: too late
                 await self._send(request, words, final=False)
         finally:

@@ -5,7 +5,12 @@ token in `Authorization` or a one-time token from ``GET /v3/token``. Per connect
 `ServerConnection` says what is legal and what to answer, and an `EngineStream` turns the audio into
 `Turn` messages; the shared model runs on the engine's pool, so a slow decode never stalls the event
 loop, other sessions, or audio reception. Violations are answered as AssemblyAI answers them: an
-`Error` frame, then the close code (1008, 3006, 3007, 3008).
+`Error` frame, then the close code (1008, 3006, 3007, 3008, 3009); a client's input never gets 3005.
+
+Bounded by design: at most ``max_sessions`` sessions at once (the next one is refused with 3009 rather than
+making every session late), each closed after ``idle_timeout_s`` without audio or a message unless its query
+asks for another ``inactivity_timeout``, each reading its socket only as fast as its audio is decoded (the
+engine's flow control; then TCP pushes back on the client), and a few frames queued per connection.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ..audio.pcm import ToPCM16
 from ..v3.connection import ServerConnection
-from ..v3.protocol import PATH, TOKEN_PATH, Refusal, param_problem
+from ..v3.protocol import PATH, TOKEN_PATH, Refusal, param_problem, same_secret
 from ..v3.server_base import LoopbackServer
 from .credentials import Tokens
 from .engine import Engine
@@ -34,18 +39,26 @@ from .turns import TurnSettings
 
 log = logging.getLogger(__name__)
 
+MAX_SESSIONS = 6  # real-time sessions one 2-core machine serves with finals on time (benchmarks/README.md)
+IDLE_TIMEOUT_S = 300.0  # a session with neither audio nor a message for this long is closed (3006)
+
 
 class LocalServer(LoopbackServer):
     """Serve v3 at ``ws://host:port/v3/ws``. ``start()`` runs it on its own thread (for tests and the
     embedded default); ``run()`` blocks (for ``live-stt serve``)."""
 
     thread_name = "live-stt-server"
+    max_queue = 8  # frames read ahead per connection, on top of the engine's backlog
+    ping_interval = 2.0  # heartbeats while a session's backlog is decoded
 
     def __init__(self, recognizer: Recognizer, *, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
-                 settings: TurnSettings | None = None, workers: int = 2):
+                 settings: TurnSettings | None = None, workers: int = 2, max_sessions: int = MAX_SESSIONS,
+                 idle_timeout_s: float = IDLE_TIMEOUT_S):
         super().__init__(host=host, port=port)
         self.engine = Engine(recognizer, settings=settings, workers=workers)
         self.tokens = Tokens(token or secrets.token_urlsafe(24))
+        self.max_sessions = max_sessions
+        self.idle_timeout_s = idle_timeout_s
         self.active_sessions = 0
 
     def __repr__(self) -> str:
@@ -77,7 +90,7 @@ class LocalServer(LoopbackServer):
         return None
 
     def _issue_token(self, connection: Any, header: str | None, query: Mapping[str, str]) -> Any:
-        if not header or not secrets.compare_digest(header, self.tokens.master):
+        if not header or not same_secret(header, self.tokens.master):
             return self._json(connection, http.HTTPStatus.UNAUTHORIZED, {"error": "Unauthorized: invalid API key"})
         try:
             expires_in = int(query.get("expires_in_seconds", "60"))
@@ -102,6 +115,10 @@ class LocalServer(LoopbackServer):
     async def _handle(self, ws: Any) -> None:
         self.active_sessions += 1
         try:
+            if not ws.admitted:
+                raise Refusal(1008, "Unauthorized Connection: Invalid token")
+            if self.active_sessions > self.max_sessions:
+                raise Refusal(3009, f"Too many concurrent sessions: this server serves {self.max_sessions} at once")
             await self._serve(ws)
         except Refusal as refusal:
             with contextlib.suppress(Exception):
@@ -118,8 +135,6 @@ class LocalServer(LoopbackServer):
 
     async def _serve(self, ws: Any) -> None:
         """One session: validate what arrives, hand the audio to an engine stream, send what it says."""
-        if not ws.admitted:
-            raise Refusal(1008, "Unauthorized Connection: Invalid token")
         started = time.monotonic()
         connection = ServerConnection(ws.query)
         config = connection.config
@@ -133,9 +148,9 @@ class LocalServer(LoopbackServer):
             await send(connection.begin(max_session_s=ws.limit_s))
             deadline = started + ws.limit_s
             while True:
-                timeout = min(config.inactivity_timeout or float("inf"), deadline - time.monotonic())
+                timeout = min(config.inactivity_timeout or self.idle_timeout_s, deadline - time.monotonic())
                 try:
-                    message = await asyncio.wait_for(ws.recv(), timeout=None if timeout == float("inf") else max(0.0, timeout))
+                    message = await asyncio.wait_for(ws.recv(), timeout=max(0.0, timeout))
                 except TimeoutError:
                     if time.monotonic() >= deadline:
                         raise Refusal(3008, "Session Expired: Maximum session duration exceeded") from None
@@ -143,6 +158,7 @@ class LocalServer(LoopbackServer):
                 if isinstance(message, bytes):
                     connection.receive_audio(message)
                     stream.push(to_pcm16(message))
+                    await stream.ready()  # flow control: read on only as fast as the decodes go
                     continue
                 control = connection.receive_text(message)
                 if control.kind == "Terminate":

@@ -6,12 +6,21 @@ on its own thread (so a slow consumer never stalls the socket). When the source 
 flushed, `Terminate` is sent, and the stream ends after `Termination` and the close, or raises a typed
 error saying why it could not. What bytes mean is decided by `ClientConnection`; this module only
 moves them.
+
+Every wait is bounded. Both threads wait on the socket in short ticks (``select``), never inside a blocking
+call they cannot leave: the sender sends only when the socket can take a frame, so a server that stops
+reading slows it down (flow control) but never traps it; the receiver pings a quiet server every
+``ping_interval`` and gives up with `ConnectionLost` when nothing at all (message, ping, pong) has come for
+``stall_timeout``. `abort` ends a stream from any thread at once.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
+import select
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -34,6 +43,8 @@ from . import protocol
 from .connection import ClientConnection, State
 from .protocol import StreamingParams
 
+log = logging.getLogger(__name__)
+
 _END = object()
 
 
@@ -49,7 +60,9 @@ class StreamingClient:
     ``api_key`` goes in the `Authorization` header; a temporary ``token`` goes in the query.
     ``connect_timeout`` bounds the handshake, ``begin_timeout`` the wait for `Begin`,
     ``terminate_timeout`` the wait for `Termination` after `Terminate`, counted from the server's last
-    message: a server still working through a backlog keeps sending turns, and is waited for.
+    message or heartbeat (a server still working through a backlog keeps sending turns, and is waited
+    for), and never longer than that plus twice the audio it has not answered yet. ``stall_timeout``:
+    nothing at all from the server for this long means it is gone (`ConnectionLost`).
     """
 
     def __init__(
@@ -62,7 +75,9 @@ class StreamingClient:
         frame_ms: int = 50,
         connect_timeout: float = 10.0,
         begin_timeout: float = 10.0,
-        terminate_timeout: float = 10.0,
+        terminate_timeout: float = 5.0,
+        ping_interval: float = 2.0,
+        stall_timeout: float = 15.0,
     ):
         self.params = params or StreamingParams()
         self.connection = ClientConnection(self.params, frame_ms=frame_ms)
@@ -72,6 +87,10 @@ class StreamingClient:
         self.connect_timeout = connect_timeout
         self.begin_timeout = begin_timeout
         self.terminate_timeout = terminate_timeout
+        self.ping_interval = ping_interval
+        self.stall_timeout = stall_timeout
+        self._began_at = float("inf")
+        self._pinged_at = float("-inf")
         self._ws: websocket.WebSocket | None = None
         self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._done = threading.Event()
@@ -86,6 +105,21 @@ class StreamingClient:
     def bytes_sent(self) -> int:
         """Audio bytes sent so far."""
         return self.connection.bytes_sent
+
+    @property
+    def streaming(self) -> bool:
+        """The session began (`Begin` arrived) and is not over."""
+        return self.connection.state in (State.OPEN, State.ENDING)
+
+    @property
+    def idle_s(self) -> float:
+        """Seconds since the session last moved: a frame sent, a message or a heartbeat received (0 before it began)."""
+        moved = max(self._began_at, self.connection.last_sent_at, self.connection.progress_at)
+        return max(0.0, time.monotonic() - moved) if moved != float("inf") else 0.0
+
+    def abort(self, error: StreamingError) -> None:
+        """End the stream now (any thread): the caller's iteration raises ``error``; nothing more is sent."""
+        self._fail(error)
 
     # --- public -------------------------------------------------------------------------------
 
@@ -156,7 +190,8 @@ class StreamingClient:
                 ws.settimeout(max(0.01, deadline - time.monotonic()))
                 event = self._read(ws)
                 if isinstance(event, SessionBegan):
-                    ws.settimeout(None)
+                    ws.settimeout(None)  # from now on the threads wait in ticks (see _ready)
+                    self._began_at = time.monotonic()
                     return event
         except (websocket.WebSocketTimeoutException, TimeoutError):
             raise ConnectTimeout(f"connected to {self.url} but no Begin message within {self.begin_timeout:g} s") from None
@@ -165,16 +200,54 @@ class StreamingClient:
             raise ConnectionLost(f"{self.url} closed the connection before Begin ({error})") from None
 
     def _read(self, ws: websocket.WebSocket) -> Event | None:
-        """One frame from the server: an event, None (nothing for us), or the error a close means
-        (raised; a normal close raises `_Closed`)."""
-        opcode, frame = ws.recv_data_frame(control_frame=False)
+        """One frame from the server: an event, None (nothing for us: a ping, a pong, a malformed message,
+        which is skipped with a warning), or the error a close means (raised; a normal close raises `_Closed`)."""
+        opcode, frame = ws.recv_data_frame(control_frame=True)  # a ping is answered inside, then returned
+        now = time.monotonic()
         data = frame.data if hasattr(frame, "data") else frame
         if opcode == websocket.ABNF.OPCODE_CLOSE:
             failure = self.connection.closed(*_close_frame(data))
             raise failure if failure is not None else _Closed()
         if opcode != websocket.ABNF.OPCODE_TEXT:
+            self.connection.heard(now, ping=opcode == websocket.ABNF.OPCODE_PING)
             return None
-        return self.connection.receive(data.decode("utf-8", "replace"), time.monotonic())
+        try:
+            return self.connection.receive(data.decode("utf-8", "replace"), now)
+        except ProtocolError as exc:
+            log.warning("skipped a malformed message from %s: %s", self.url, exc)
+            return None
+
+    def _ready(self, ws: websocket.WebSocket, *, write: bool) -> bool:
+        """Whether the socket can be read (or written) now, waiting at most one tick: no thread ever blocks
+        in a socket call it cannot be woken from. Raises OSError once the socket is gone."""
+        sock = ws.sock
+        if sock is None:
+            raise OSError("the socket is closed")
+        if not write and isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True  # decrypted bytes already wait in the TLS layer
+        try:
+            readable, writable, _ = select.select([] if write else [sock], [sock] if write else [], [], self.ping_interval / 2)
+        except (ValueError, TypeError) as exc:  # the socket was closed meanwhile (fileno -1)
+            raise OSError("the socket is closed") from exc
+        return bool(readable or writable)
+
+    def _keep_alive(self, ws: websocket.WebSocket) -> None:
+        """The receiver found nothing to read: ping a quiet server, give up on a silent one."""
+        now = time.monotonic()
+        quiet = now - max(self.connection.last_heard_at, self._began_at)
+        if quiet > self.stall_timeout:
+            raise ConnectionLost(f"nothing from {self.url} for {quiet:.0f} s, not even an answer to a ping: "
+                                 "the server is gone or stuck")
+        if quiet >= self.ping_interval and now - self._pinged_at >= self.ping_interval:
+            self._pinged_at = now
+            ws.ping()
+
+    def _writable(self, ws: websocket.WebSocket) -> bool:
+        """Wait until the socket takes a frame; False once the stream is over."""
+        while not self._done.is_set():
+            if self._ready(ws, write=True):
+                return True
+        return False
 
     # --- threads ------------------------------------------------------------------------------
 
@@ -182,6 +255,8 @@ class StreamingClient:
         connection = self.connection
 
         def send(frame: bytes) -> None:
+            if not self._writable(ws):
+                raise _Stopped()
             ws.send_bytes(frame)
             connection.sent(frame, time.monotonic())
 
@@ -203,25 +278,31 @@ class StreamingClient:
             tail, terminate = connection.end()
             if tail:
                 send(tail)
+            if not self._writable(ws):
+                return
             ws.send(terminate)
-        except (websocket.WebSocketException, OSError):
-            return  # the connection is gone; the receiver says why
+        except (_Stopped, websocket.WebSocketException, OSError):
+            return  # the stream is over or the connection is gone; the receiver says why
         terminated_at = time.monotonic()
+        latest = terminated_at + self.terminate_timeout + 2 * connection.unconfirmed_ms / 1000
 
-        def quiet_until() -> float:  # a stall window, not a deadline: it moves with every message the server sends
-            return max(terminated_at, connection.last_received_at) + self.terminate_timeout
+        def quiet_until() -> float:  # a stall window that moves with every message or heartbeat, within `latest`
+            return min(latest, max(terminated_at, connection.progress_at) + self.terminate_timeout)
 
         while not self._received_all.wait(max(0.0, quiet_until() - time.monotonic())):
             if time.monotonic() >= quiet_until():
                 self._fail(TerminationTimeout(
-                    f"sent Terminate but {self.url} did not confirm with Termination within {self.terminate_timeout:g} s "
-                    "of its last message; the last turn may be missing"
+                    f"sent Terminate but {self.url} did not confirm with Termination (nothing from it for "
+                    f"{time.monotonic() - max(terminated_at, connection.progress_at):.0f} s); the last turn may be missing"
                 ))
                 return
 
     def _receive_loop(self, ws: websocket.WebSocket) -> None:
         try:
             while True:
+                if not self._ready(ws, write=False):
+                    self._keep_alive(ws)
+                    continue
                 event = self._read(ws)
                 if event is not None:
                     self._events.put(event)
@@ -262,6 +343,10 @@ class StreamingClient:
 
 class _Closed(Exception):
     """The server closed the socket normally."""
+
+
+class _Stopped(Exception):
+    """The stream ended while the sender waited to send."""
 
 
 __all__ = ["StreamingClient"]

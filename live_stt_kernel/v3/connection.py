@@ -87,6 +87,10 @@ class ClientConnection:
         self.frames_sent = 0
         self.error_text = ""  # the last Error frame: it explains the close that follows
         self.last_received_at = float("-inf")  # when the last message arrived (monotonic)
+        self.last_heard_at = float("-inf")  # when anything arrived: a message, a ping, a pong
+        self.server_pinged_at = float("-inf")  # when the server last pinged us (a heartbeat while it works)
+        self.confirmed_ms = 0.0  # where the last final turn's words end
+        self.last_sent_at = float("-inf")
         self._chunker = Chunker(frame_ms=frame_ms, sample_rate=params.sample_rate,
                                 bytes_per_sample=protocol.ENCODINGS[params.encoding])
         self._ms_per_byte = protocol.pcm_ms(1, params.sample_rate, protocol.ENCODINGS[params.encoding])
@@ -101,6 +105,7 @@ class ClientConnection:
         """``frame`` left the client at monotonic time ``at``."""
         self.bytes_sent += len(frame)
         self.frames_sent += 1
+        self.last_sent_at = at
         self.send_log.record(self.bytes_sent * self._ms_per_byte, at)
 
     def end(self) -> tuple[bytes, str]:
@@ -111,11 +116,24 @@ class ClientConnection:
 
     # --- receiving (receiver thread) --------------------------------------------------------------
 
+    def heard(self, at: float, *, ping: bool = False) -> None:
+        """Something arrived at ``at`` (``ping``: the server's heartbeat)."""
+        self.last_heard_at = max(self.last_heard_at, at)
+        if ping:
+            self.server_pinged_at = at
+
+    @property
+    def progress_at(self) -> float:
+        """When the server last showed it is working on this session: its last message or heartbeat."""
+        return max(self.last_received_at, self.server_pinged_at)
+
     def receive(self, text: str, at: float) -> Event | None:
         """One text message from the server as an event (None for types we do not use). A final turn
-        gets its end-of-turn latency: ``at`` minus when the audio of its last word was sent."""
-        event = protocol.parse(text, received_at=at)
+        gets its end-of-turn latency: ``at`` minus when the audio of its last word was sent.
+        Raises `ProtocolError` for a malformed message (the shell skips it)."""
+        self.heard(at)
         self.last_received_at = at
+        event = protocol.parse(text, received_at=at)
         if isinstance(event, SessionBegan) and self.state is State.CONNECTING:
             self.state = State.OPEN
         elif isinstance(event, ServerError):
@@ -123,10 +141,16 @@ class ClientConnection:
         elif isinstance(event, SessionEnded):
             self.state = State.CLOSED
         elif isinstance(event, Turn) and event.end_of_turn and event.words:
+            self.confirmed_ms = max(self.confirmed_ms, max(w.end_ms for w in event.words))
             sent_at = self.send_log.sent_at(max(w.end_ms for w in event.words))
             if sent_at is not None:
                 event = replace(event, latency_s=max(0.0, at - sent_at))
         return event
+
+    @property
+    def unconfirmed_ms(self) -> float:
+        """Audio sent past the end of the last final turn: what the server may still be working on."""
+        return max(0.0, self.bytes_sent * self._ms_per_byte - self.confirmed_ms)
 
     @property
     def ended(self) -> bool:
@@ -167,8 +191,10 @@ class ServerConnection:
 
     def receive_audio(self, frame: bytes) -> float:
         """Account for one audio frame; its duration in ms. Raises `Refusal` (3007) for a frame
-        outside 50-1000 ms."""
+        outside 50-1000 ms or not made of whole samples."""
         config = self.config
+        if len(frame) % config.bytes_per_sample:
+            raise Refusal(3007, f"Input Duration Violation: {len(frame)} bytes is not a whole number of {config.encoding} samples")
         duration = pcm_ms(len(frame), config.sample_rate, config.bytes_per_sample)
         if self.strict_frames and not MIN_FRAME_MS <= round(duration, 3) <= MAX_FRAME_MS:
             raise Refusal(3007, f"Input Duration Violation: {duration:.0f} ms. Expected between 50 and 1000 ms")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import secrets
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -69,6 +70,9 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "inactivity_timeout": (5, 3_600),
     "expires_in_seconds": (1, 600),  # temporary tokens
     "max_session_duration_seconds": (60, SESSION_LIMIT_S),
+    # turn silences in ms: a server decodes once per silence, so no silence may be too short to ever be over
+    "min_turn_silence": (100, 10_000),
+    "max_turn_silence": (100, 10_000),
 }
 MAX_KEYTERMS, MAX_KEYTERM_CHARS = 100, 50
 UPDATABLE = frozenset(
@@ -208,7 +212,7 @@ class SessionConfig:
             config.max_turn_silence = int(query["max_turn_silence"]) if query.get("max_turn_silence") else None
         except ValueError as exc:
             raise Refusal(3006, f"Invalid Message: bad query parameter ({exc})") from None
-        for name in ("sample_rate", "encoding", "keyterms_prompt", "inactivity_timeout"):
+        for name in ("sample_rate", "encoding", "keyterms_prompt", "inactivity_timeout", "min_turn_silence", "max_turn_silence"):
             problem = param_problem(name, getattr(config, name))
             if problem:
                 raise Refusal(3006, f"Invalid Message: {problem}")
@@ -224,7 +228,7 @@ class SessionConfig:
             applied["prompt"] = changes["prompt"] or None
         for name in ("min_turn_silence", "max_turn_silence"):
             value = changes.get(name)
-            if isinstance(value, int) and not isinstance(value, bool):
+            if isinstance(value, int) and param_problem(name, value) is None:
                 applied[name] = value
         for name, value in applied.items():
             setattr(self, name, value)
@@ -241,6 +245,11 @@ class SessionConfig:
 
 
 # --- where and who ---------------------------------------------------------------------------
+
+def same_secret(offered: str, expected: str) -> bool:
+    """Whether a credential matches, in constant time; any text may be offered (non-ASCII never raises)."""
+    return secrets.compare_digest(offered.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape"))
+
 
 def is_loopback(url: str) -> bool:
     """Whether ``url`` points at this machine (a local server: no pacing rules, no cloud)."""
@@ -367,9 +376,9 @@ def parse_control(text: str) -> Control:
         kind = message["type"]
     except (ValueError, KeyError, TypeError):
         raise Refusal(3006, f"Invalid Message: {text[:60]}") from None
-    if kind not in CONTROL_KINDS:
-        raise Refusal(3006, f"Invalid Message Type: {kind}")
-    return Control(kind, {k: v for k, v in message.items() if k != "type"})
+    if not isinstance(kind, str) or kind not in CONTROL_KINDS:
+        raise Refusal(3006, f"Invalid Message Type: {str(kind)[:60]}")
+    return Control(cast(ControlKind, kind), {k: v for k, v in message.items() if k != "type"})
 
 
 # --- server -> client: building ---------------------------------------------------------------
@@ -657,6 +666,7 @@ __all__ = [
     "pcm_ms",
     "redact_url",
     "refusal",
+    "same_secret",
     "termination_message",
     "turn_message",
     "word_message",

@@ -46,6 +46,9 @@ class LoopbackServer:
         return None
 
     max_queue: int | None = 64  # frames buffered per connection before reading pauses
+    # a ping to each client this often: a heartbeat that says the server is alive while it works (clients
+    # need not answer in time: a server pausing its reads for flow control would not see the pong)
+    ping_interval: float | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -89,7 +92,8 @@ class LoopbackServer:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         async with serve(self._handle, self.host, self.port, process_request=self._check_request,
-                         max_size=MAX_FRAME_BYTES, max_queue=self.max_queue, ping_interval=None) as server:
+                         max_size=MAX_FRAME_BYTES, max_queue=self.max_queue, ping_interval=self.ping_interval,
+                         ping_timeout=None) as server:
             self.port = server.sockets[0].getsockname()[1]
             self._ready.set()
             if on_ready is not None:

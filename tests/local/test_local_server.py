@@ -89,7 +89,8 @@ def test_the_official_sdk_transcribes_through_the_server(server, talk):
     assert seen["errors"] == [] and len(seen["begin"]) == 1 and isinstance(seen["begin"][0], BeginEvent)
     finals = [t for t in seen["turns"] if isinstance(t, TurnEvent) and t.end_of_turn and t.turn_is_formatted]
     assert wer(reference, " ".join(t.transcript for t in finals)) <= 0.06
-    assert any(not t.end_of_turn for t in seen["turns"])  # partials came too
+    # sent faster than real time, the audio gets finals only: partials would take decodes from them
+    assert all(t.end_of_turn for t in seen["turns"])
     assert len(seen["end"]) == 1 and isinstance(seen["end"][0], TerminationEvent)
     assert seen["end"][0].audio_duration_seconds == int(len(pcm) / 32000)
 
