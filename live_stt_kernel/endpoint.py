@@ -49,6 +49,16 @@ class Endpoint:
         return self.url, self.api_key
 
 
+def language_key(endpoint: Endpoint, backend: object) -> str | None:
+    """The key to give a session's translator, so that text and keys go only where the user chose: the
+    session's AssemblyAI key only when it streams to AssemblyAI's cloud and the translator is the default or
+    an AssemblyAI one; ``""`` (no key: the local translator) for the default beside a local or custom server;
+    None for a backend named outright, which then reads its own key (see `keys`)."""
+    if endpoint.kind == "cloud" and backend in (None, "gateway", "lemur"):
+        return endpoint.api_key
+    return "" if backend is None else None
+
+
 def choose_endpoint(url: str | None = None, api_key: str | None = None, *, token: bool = False) -> Endpoint:
     """An explicit ``url`` wins (with ``api_key`` or the environment's key); then the cloud when there
     is a key; with none, the embedded local server. With a temporary ``token`` no key is sent, and no
@@ -61,4 +71,4 @@ def choose_endpoint(url: str | None = None, api_key: str | None = None, *, token
     return Endpoint("embedded")
 
 
-__all__ = ["Endpoint", "choose_endpoint"]
+__all__ = ["Endpoint", "choose_endpoint", "language_key"]

@@ -118,7 +118,7 @@ class TerminationTimeout(StreamingError):
 
 
 class SessionTimeout(LiveSTTError, TimeoutError):
-    """``Session.wait()`` or ``stop()`` ran out of time; the session keeps running in the background."""
+    """``Session.wait()`` ran out of time (the session keeps running), or ``stop()`` did (the session was ended)."""
 
 
 class EmbeddedError(LiveSTTError):

@@ -11,6 +11,11 @@ Lifecycle::
                    ends, the last translations finish, every thread the session started ends, and any
                    failure is raised here
 
+Stopping is bounded in every state: after `stop()` no new connection is tried, and a server that shows no
+progress (no message, no heartbeat, no audio taken) for ``STOP_STALL_S`` is given up on; ``meta.json`` always
+ends "completed" or "failed". A kernel interrupt in `wait()` stops the session, and sessions still running
+when the interpreter exits are stopped then.
+
 Data flows source -> sender -> server -> receiver -> worker: the worker folds each event into the
 transcript, appends finished turns to the session folder, feeds the live translation, then tells
 listeners. After a drop it connects again (`v3.reconnect`), through the same `_connect` as the first
@@ -19,9 +24,11 @@ time.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -29,8 +36,8 @@ from typing import Any
 
 from .audio.pcm import dbfs
 from .audio.sources import AudioSource, MicSource, WavSource
-from .endpoint import Endpoint, choose_endpoint
-from .errors import SessionTimeout, StreamingError
+from .endpoint import Endpoint, choose_endpoint, language_key
+from .errors import SessionTimeout, StreamingError, TerminationTimeout
 from .events import Event, Reconnected, SessionBegan, SessionEnded, SpeakerRevision, Turn
 from .language.backends import Translator, as_translator
 from .language.live import LiveTranslation, read_translations
@@ -45,6 +52,7 @@ from .v3.reconnect import RECONNECT, ReconnectPolicy, ResumableAudio, resilient_
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
+STOP_STALL_S = 3.0  # after stop(), a server showing no progress for this long is given up on
 
 TurnListener = Callable[[TurnRecord], None]
 EventListener = Callable[[Event], None]
@@ -73,6 +81,9 @@ class Session:
     the stream, with ``translator`` (a `Translator`, an `LLM`, a backend name, or None for the
     default: the LLM Gateway with an AssemblyAI key, Apertium without). See `LiveTranslation`.
 
+    ``stall_timeout``: a connection from which nothing at all (message, heartbeat, answer to a ping) comes for
+    this long is taken as lost (and reconnected). See `StreamingClient` for the other timeouts.
+
     ``reconnect``: when the connection drops after the session began, open a new one (a
     `ReconnectPolicy`, or the number of attempts; 0: never) and resend the audio since the last
     finished turn: nothing is lost and times run on.
@@ -91,7 +102,8 @@ class Session:
         frame_ms: int = 50,
         connect_timeout: float = 10.0,
         begin_timeout: float = 10.0,
-        terminate_timeout: float = 10.0,
+        terminate_timeout: float = 5.0,
+        stall_timeout: float = 15.0,
         on_turn: TurnListener | None = None,
         on_event: EventListener | None = None,
         translate_to: str | Sequence[str] | None = None,
@@ -110,19 +122,22 @@ class Session:
         self.translation: LiveTranslation | None = None
         if translate_to:
             self.translation = LiveTranslation(
-                as_translator(translator, api_key=api_key, prompt=translation_prompt), to=translate_to,
+                as_translator(translator, api_key=language_key(self.endpoint, translator), prompt=translation_prompt),
+                to=translate_to,
                 prompt=translation_prompt, folder=self.folder, expect_formatted=bool(self.params.format_turns),
                 owns_translator=translator is None or isinstance(translator, str),
             )
         self._token = token
         self._client_options: dict[str, Any] = {"frame_ms": frame_ms, "connect_timeout": connect_timeout,
-                                                    "begin_timeout": begin_timeout, "terminate_timeout": terminate_timeout}
+                                                    "begin_timeout": begin_timeout, "terminate_timeout": terminate_timeout,
+                                                    "stall_timeout": stall_timeout}
         self._turn_listeners: list[TurnListener] = [on_turn] if on_turn else []
         self._event_listeners: list[EventListener] = [on_event] if on_event else []
         self._transcript = Transcript()
         self._store: SessionStore | None = None
         self._worker: threading.Thread | None = None
         self._finished = threading.Event()
+        self._stopping = threading.Event()
         self._error: BaseException | None = None
         self._tap: TappedSource | None = None
         self._started_at: float | None = None
@@ -221,6 +236,7 @@ class Session:
         self._started_at = time.monotonic()
         self._worker = threading.Thread(target=self._run, name="live-stt-session", daemon=True)
         self._worker.start()
+        _RUNNING.add(self)
         return self
 
     def wait(self, timeout: float | None = None) -> Session:
@@ -228,21 +244,50 @@ class Session:
         turns translated; re-raise any failure. Raises `SessionTimeout` if it runs longer."""
         if self._worker is None:
             self.start()
-        if not self._finished.wait(timeout):
-            raise SessionTimeout(f"session still running after {timeout:g} s")
+        try:
+            if not self._finished.wait(timeout):
+                raise SessionTimeout(f"session still running after {timeout:g} s")
+        except KeyboardInterrupt:  # the kernel was interrupted: end the session too, then say so
+            try:
+                self.stop(STOP_STALL_S)
+            except Exception as exc:  # the interrupt is what the user must see
+                log.warning("session ended with an error after the interrupt: %s", exc)
+            raise
         return self._wind_down(timeout)
 
     def stop(self, timeout: float = 30.0) -> Session:
         """End-of-file: close the source, let the server flush the last turn, wait (for the last
         translations too), end every thread the session started, re-raise any failure of the
-        worker. Safe to call more than once; raises `SessionTimeout` if the stream does not end in time."""
+        worker. Safe to call more than once.
+
+        Bounded: no new connection is tried once stopping; a server that shows no progress for ``STOP_STALL_S``
+        seconds (or a connection that has not begun by then), or is still busy after ``timeout``, is given up on
+        and the session ends with that error (`TerminationTimeout`; `SessionTimeout` for the latter).
+        Turns already finished are saved either way, and the audio is all in the session folder."""
         if self._worker is None:
             self._finished.set()
             return self._wind_down(timeout)
+        self._stopping.set()
         self.source.close()
-        if not self._finished.wait(timeout):
-            raise SessionTimeout(f"session did not finish within {timeout:g} s after stop()")
+        stopped_at = time.monotonic()
+        while not self._finished.wait(0.1):
+            client = self.client
+            since_stop = time.monotonic() - stopped_at
+            if since_stop >= timeout:
+                self._give_up(client, SessionTimeout(f"session did not finish within {timeout:g} s after stop()"))
+            elif client is not None and min(since_stop, client.idle_s if client.streaming else since_stop) > STOP_STALL_S:
+                self._give_up(client, TerminationTimeout(
+                    f"stopped waiting for {client.url}: no progress for {STOP_STALL_S:g} s after stop() "
+                    f"({'streaming' if client.streaming else 'not connected'}); the last turn may be missing "
+                    "(its audio is in the session folder)"))
         return self._wind_down(timeout)
+
+    def _give_up(self, client: StreamingClient | None, error: Exception) -> None:
+        """End the stream now with ``error`` (stop()'s bound): the worker ends and records it."""
+        if self._error is None:
+            self._error = error
+        if client is not None:
+            client.abort(error if isinstance(error, StreamingError) else TerminationTimeout(str(error)))
 
     def _wind_down(self, timeout: float | None) -> Session:
         if self.translation is not None and not self.translation.close(timeout):
@@ -280,11 +325,11 @@ class Session:
             source = self._tap = TappedSource(self.source, None if self._store is None else self._store.audio)
             audio = ResumableAudio(source, sample_rate=self.params.sample_rate, keep_s=self.reconnect.keep_s)
             # the cloud wants audio no faster than real time, also when a new session catches up
-            for event in resilient_stream(self._connect, audio, self.reconnect,
+            for event in resilient_stream(self._connect, audio, self.reconnect, stopping=self._stopping,
                                           max_speed=None if self.endpoint.local else 1.0):
                 self._handle(event)
         except BaseException as exc:
-            self._error = exc
+            self._error = self._error or exc
             self.source.close()  # e.g. let go of the microphone
         finally:
             if self.translation is not None:
@@ -302,6 +347,7 @@ class Session:
                 self._store.close()
             self._ended_at = time.monotonic()
             self._finished.set()
+            _RUNNING.discard(self)
 
     def _handle(self, event: Event) -> None:
         before = self._transcript
@@ -338,6 +384,19 @@ class Session:
         except Exception as exc:  # a broken callback must not end the transcription
             self.callback_errors.append(exc)
             log.exception("session callback %r failed", listener)
+
+
+_RUNNING: weakref.WeakSet[Session] = weakref.WeakSet()  # started and not finished: stopped at exit
+
+
+@atexit.register
+def _stop_running_sessions() -> None:
+    """At interpreter exit (a kernel restart too), end what still runs, so every session folder ends in a final state."""
+    for session in list(_RUNNING):
+        try:
+            session.stop(STOP_STALL_S)
+        except Exception as exc:  # exiting: say it, never raise from atexit
+            log.warning("session %r ended with an error at exit: %s", session, exc)
 
 
 class TappedSource:

@@ -133,7 +133,12 @@ class StreamingClient:
             raise ConfigurationError("a StreamingClient streams one session; create a new one")
         ws = self._ws = self._connect()
         try:
+            if self._done.is_set():  # aborted while connecting
+                raise self._failure or ConnectionLost(f"stopped while connecting to {self.url}")
             began = self._await_begin(ws)
+        except StreamingError as exc:
+            ws.shutdown()
+            raise (self._failure or exc) from None
         except BaseException:
             ws.shutdown()
             raise

@@ -189,7 +189,7 @@ class EventStream(Protocol):
 
 
 def resilient_stream(connect: Callable[[], EventStream], audio: ResumableAudio, policy: ReconnectPolicy, *,
-                     max_speed: float | None = None, sleep: Callable[[float], None] = time.sleep) -> Iterator[Event]:
+                     max_speed: float | None = None, stopping: threading.Event | None = None) -> Iterator[Event]:
     """The events of one session after another until the audio ends.
 
     ``connect()`` makes the client for each connection, the first one and every new one. A failure
@@ -198,7 +198,9 @@ def resilient_stream(connect: Callable[[], EventStream], audio: ResumableAudio, 
     at most ``policy.attempts`` times in a row (the count starts over once turns finish again),
     resending from the end of the last finished turn (paced at ``max_speed`` times real time if given).
     `Disconnected` is yielded before each wait, `Reconnected` before the new session's `SessionBegan`.
+    Once ``stopping`` is set, no new connection is tried (the failure is raised) and a backoff ends at once.
     """
+    stopping = stopping or threading.Event()
     reconnects = 0  # new sessions that took over
     tries = 0  # failed attempts since the last fresh start
     fresh_from = -1.0  # settled_ms when the tries were last counted from zero
@@ -227,13 +229,13 @@ def resilient_stream(connect: Callable[[], EventStream], audio: ResumableAudio, 
                 lost = exc
                 if audio.settled_ms > fresh_from:  # turns finished since the last drop: count from zero
                     tries, fresh_from = 0, audio.settled_ms
-            if tries >= policy.attempts or not worth_reconnecting(exc, connecting=began is None):
+            if tries >= policy.attempts or stopping.is_set() or not worth_reconnecting(exc, connecting=began is None):
                 if tries:
                     exc.add_note(f"gave up after {tries} new connection(s); the connection had dropped: {lost}")
                 raise
             tries += 1
             yield Disconnected(reason=str(lost), attempt=tries, retry_in_s=policy.delay(tries), received_at=time.monotonic())
-            sleep(policy.delay(tries))
+            stopping.wait(policy.delay(tries))
         finally:
             events.close()
 

@@ -13,6 +13,8 @@ JSON control messages (3006), 128 KB messages (1009) and credentials (1008 or HT
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import http
 import json
 import threading
@@ -44,11 +46,19 @@ class Drop:
 
 
 @dataclass(frozen=True, slots=True)
+class Stall:
+    """Stop reading the socket and say nothing for ``seconds`` (a stuck server: the client's frames pile up in
+    TCP buffers, its pings go unanswered), then drop the connection."""
+
+    seconds: float = 20.0
+
+
+@dataclass(frozen=True, slots=True)
 class Step:
     """Release ``action`` once ``at_ms`` of audio has arrived: a dict is sent as JSON, a str as is."""
 
     at_ms: float
-    action: dict[str, Any] | str | Close | Drop
+    action: dict[str, Any] | str | Close | Drop | Stall
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,7 +301,11 @@ class _Replay:
             if isinstance(action, Close):
                 await self.ws.close(action.code, action.reason)
                 raise _Stop
-            if isinstance(action, Drop):
+            if isinstance(action, Stall):
+                self.ws.transport.pause_reading()
+                with contextlib.suppress(TimeoutError):  # until the time is up or the server stops
+                    await asyncio.wait_for(self.server.stopping.wait(), action.seconds)
+            if isinstance(action, (Drop, Stall)):
                 self.ws.transport.abort()
                 raise _Stop
             await self.send(action)
@@ -347,4 +361,4 @@ class _Replay:
             raise _Stop
 
 
-__all__ = ["ClientRecord", "Close", "Drop", "ReplayServer", "Script", "ScriptedTurn", "Step", "even_turns", "turns_script"]
+__all__ = ["ClientRecord", "Close", "Drop", "ReplayServer", "Script", "ScriptedTurn", "Stall", "Step", "even_turns", "turns_script"]

@@ -49,6 +49,7 @@ class LoopbackServer:
     # a ping to each client this often: a heartbeat that says the server is alive while it works (clients
     # need not answer in time: a server pausing its reads for flow control would not see the pong)
     ping_interval: float | None = None
+    open_timeout = 5.0  # a connection that has not finished its handshake by then is dropped (half-open clients)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -82,6 +83,12 @@ class LoopbackServer:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    @property
+    def stopping(self) -> asyncio.Event:
+        """Set when the server is told to stop (await it on the server's loop)."""
+        assert self._stopping is not None, "not serving"
+        return self._stopping
+
     def __enter__(self) -> Self:
         return self if self._thread is not None else self.start()
 
@@ -93,7 +100,7 @@ class LoopbackServer:
         self._stopping = asyncio.Event()
         async with serve(self._handle, self.host, self.port, process_request=self._check_request,
                          max_size=MAX_FRAME_BYTES, max_queue=self.max_queue, ping_interval=self.ping_interval,
-                         ping_timeout=None) as server:
+                         ping_timeout=None, open_timeout=self.open_timeout) as server:
             self.port = server.sockets[0].getsockname()[1]
             self._ready.set()
             if on_ready is not None:
