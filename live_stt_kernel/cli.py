@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from .audio.sources import WavSource
 from .coaching.report import coach, save_report
+from .endpoint import choose_endpoint, language_key
 from .errors import AudioFileError, ConfigurationError, LiveSTTError, SavedSessionError, ServerRefused
 from .language.backends import as_translator
 from .language.batch import translate_records
@@ -163,8 +164,8 @@ def _params(args: argparse.Namespace) -> StreamingParams:
 def _translation_options(args: argparse.Namespace) -> dict[str, Any]:
     if not args.to:
         return {}
-    translator = as_translator(args.backend, base_url=args.base_url, model=args.model, api_key=args.api_key,
-                               prompt=args.prompt)
+    key = language_key(choose_endpoint(getattr(args, "url", None), args.api_key), args.backend, args.base_url)
+    translator = as_translator(args.backend, base_url=args.base_url, model=args.model, api_key=key, prompt=args.prompt)
     return {"translate_to": args.to, "translator": translator, "translation_prompt": args.prompt}
 
 

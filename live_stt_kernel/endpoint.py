@@ -14,6 +14,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from .keys import assemblyai_key
+from .language.backends import is_gateway
 from .local.launcher import embedded_endpoint
 from .v3.protocol import CLOUD_URL, is_loopback
 
@@ -49,14 +50,16 @@ class Endpoint:
         return self.url, self.api_key
 
 
-def language_key(endpoint: Endpoint, backend: object) -> str | None:
+def language_key(endpoint: Endpoint, backend: object, base_url: str | None = None) -> str | None:
     """The key to give a session's translator, so that text and keys go only where the user chose: the
     session's AssemblyAI key only when it streams to AssemblyAI's cloud and the translator is the default or
-    an AssemblyAI one; ``""`` (no key: the local translator) for the default beside a local or custom server;
-    None for a backend named outright, which then reads its own key (see `keys`)."""
-    if endpoint.kind == "cloud" and backend in (None, "gateway", "lemur"):
+    an AssemblyAI one (at an AssemblyAI host); ``""`` (no key: the local translator) for the default beside a
+    local or custom server; None for a backend named outright or a ``base_url`` elsewhere, which then reads its
+    own key (see `keys`)."""
+    assemblyai = backend in (None, "gateway", "lemur") and (base_url is None or is_gateway(base_url))
+    if endpoint.kind == "cloud" and assemblyai:
         return endpoint.api_key
-    return "" if backend is None else None
+    return "" if backend is None and base_url is None else None
 
 
 def choose_endpoint(url: str | None = None, api_key: str | None = None, *, token: bool = False) -> Endpoint:

@@ -46,6 +46,15 @@ def test_api_key_comes_from_the_environment(serve, make_wav, monkeypatch, capsys
     assert server.wait_for_client().headers["authorization"] == API_KEY
 
 
+def test_a_local_url_with_a_key_translates_locally_never_through_the_cloud(serve, make_wav, monkeypatch, tmp_path):
+    monkeypatch.setenv("ASSEMBLYAI_API_KEY", "aai-key-from-env")
+    server = serve(turns_script(even_turns(TEXTS), "B"))
+    folder = tmp_path / "saved"
+    assert main(["transcribe", str(make_wav(6.0)), "--url", server.url, "--api-key", API_KEY, "--to", "es", "--fast", "-q",
+                 "--save", str(folder)]) == 0
+    assert json.loads((folder / "meta.json").read_text())["translation"]["backend"] == "apertium"
+
+
 def test_a_refused_key_exits_non_zero_with_one_line(serve, make_wav):
     server = serve(turns_script(even_turns(TEXTS), "B"))
     wrong = "wrong-key-0000000000000000000000"

@@ -361,3 +361,20 @@ def test_update_configuration_reaches_the_server_and_later_connections(serve, ma
     assert updates == [{"type": "UpdateConfiguration", "keyterms_prompt": ["Dask", "JupyterLab"], "max_turn_silence": 900}]
     assert session.params.keyterms_prompt == ["Dask", "JupyterLab"] and session.params.max_turn_silence == 900
     assert session.params.sample_rate == 16000  # the refused change changed nothing
+
+
+@pytest.mark.parametrize("url", ["ws://127.0.0.1:9/v3/ws", "wss://stt.example.org/v3/ws"])
+def test_a_local_or_custom_server_never_implies_a_cloud_translator(monkeypatch, make_wav, url):
+    monkeypatch.setenv("ASSEMBLYAI_API_KEY", "aai-key-from-env")
+    default = Session(make_wav(1.0), url=url, api_key="server-token", folder=None, translate_to="es")
+    assert default.translation is not None and default.translation.translator.backend == "apertium"
+    named = Session(make_wav(1.0), url=url, api_key="server-token", folder=None, translate_to="es", translator="gateway")
+    assert named.translation is not None and named.translation.translator.backend == "gateway"
+    assert named.translation.translator.llm._api_key == "aai-key-from-env"  # the backend's own key, never the server's token
+
+
+def test_a_cloud_session_translates_with_its_own_key_by_default(monkeypatch, make_wav):
+    monkeypatch.delenv("ASSEMBLYAI_API_KEY", raising=False)
+    session = Session(make_wav(1.0), api_key="aai-key", folder=None, translate_to="es")
+    assert session.endpoint.kind == "cloud" and session.translation is not None
+    assert session.translation.translator.backend == "gateway" and session.translation.translator.llm._api_key == "aai-key"

@@ -129,7 +129,8 @@ class LocalModel(OpenAICompatible):
         return super().complete(messages, max_tokens=max_tokens, temperature=temperature)
 
 
-def _is_gateway(base_url: str) -> bool:
+def is_gateway(base_url: str) -> bool:
+    """Whether ``base_url`` is AssemblyAI's LLM Gateway."""
     host = urlparse(base_url).hostname or ""
     return host.startswith("llm-gateway.") and host.endswith(".assemblyai.com")
 
@@ -141,7 +142,7 @@ def choose_backend(backend: str | None, *, base_url: str | None, api_key: str | 
             raise ConfigurationError(f"unknown backend {backend!r}: choose one of {', '.join(TRANSLATORS)}")
         return backend
     if base_url:
-        return "gateway" if _is_gateway(base_url) else "openai"
+        return "gateway" if is_gateway(base_url) else "openai"
     if assemblyai_key(api_key):
         return "gateway"
     return default
@@ -184,4 +185,5 @@ def as_translator(value: Translator | LLM | str | None, **choice: Any) -> Transl
     return resolve_translator(value, **choice)
 
 
-__all__ = ["LLMTranslator", "LocalModel", "Translator", "as_translator", "choose_backend", "resolve_llm", "resolve_translator"]
+__all__ = ["LLMTranslator", "LocalModel", "Translator", "as_translator", "choose_backend", "is_gateway", "resolve_llm",
+           "resolve_translator"]
