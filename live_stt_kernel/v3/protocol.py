@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import secrets
 import time
 import uuid
@@ -56,6 +57,7 @@ CLOUD_URL = "wss://streaming.assemblyai.com/v3/ws"
 PATH = "/v3/ws"
 TOKEN_PATH = "/v3/token"
 ENCODINGS = {"pcm_s16le": 2, "pcm_mulaw": 1}  # bytes per sample
+SILENCE = {"pcm_s16le": b"\x00", "pcm_mulaw": b"\xff"}  # a byte of silence: PCM16 zero; µ-law 0xFF (0x00 is full scale)
 MIN_FRAME_MS, MAX_FRAME_MS = 50, 1000
 MAX_FRAME_BYTES = 128 * 1024
 SESSION_LIMIT_S = 10_800  # a session lasts at most 3 hours
@@ -291,8 +293,8 @@ def auth_headers(api_key: str | None) -> dict[str, str]:
 # --- audio ------------------------------------------------------------------------------------
 
 def frame_bytes(ms: int, sample_rate: int = SAMPLE_RATE, bytes_per_sample: int = BYTES_PER_SAMPLE) -> int:
-    """Bytes in ``ms`` of mono audio."""
-    return sample_rate * ms // 1000 * bytes_per_sample
+    """Bytes in ``ms`` of mono audio, rounded up to whole samples (so never shorter than ``ms``)."""
+    return -(-sample_rate * ms // 1000) * bytes_per_sample
 
 
 def pcm_ms(nbytes: int, sample_rate: int = SAMPLE_RATE, bytes_per_sample: int = BYTES_PER_SAMPLE) -> float:
@@ -301,19 +303,33 @@ def pcm_ms(nbytes: int, sample_rate: int = SAMPLE_RATE, bytes_per_sample: int = 
 
 
 class Chunker:
-    """Turns PCM blocks of any size into frames of exactly ``frame_ms`` (50–1000 ms).
+    """Turns audio blocks of any size into frames of ``frame_ms`` (50–1000 ms), rounded up to whole samples.
 
-    ``flush()`` returns the tail padded with silence up to the 50 ms minimum, so that even the
-    end of the stream is a legal frame. Bytes are never reordered or dropped.
+    ``flush()`` returns the tail padded with the encoding's silence, in whole samples, up to the 50 ms
+    minimum, so that even the end of the stream is a legal frame. Bytes are never reordered or dropped.
+
+    The encoding is ``encoding`` (one of `ENCODINGS`) or, when that is not given, the one whose samples
+    are ``bytes_per_sample`` wide (2: ``pcm_s16le``, 1: ``pcm_mulaw``); a width that matches neither, or
+    a ``bytes_per_sample`` that contradicts ``encoding``, is a ConfigurationError.
     """
 
-    def __init__(self, *, frame_ms: int = 50, sample_rate: int = SAMPLE_RATE, bytes_per_sample: int = BYTES_PER_SAMPLE):
+    def __init__(self, *, frame_ms: int = 50, sample_rate: int = SAMPLE_RATE, bytes_per_sample: int | None = None,
+                 encoding: str | None = None):
         if not MIN_FRAME_MS <= frame_ms <= MAX_FRAME_MS:
             raise ConfigurationError(f"frame_ms must be between {MIN_FRAME_MS} and {MAX_FRAME_MS}, not {frame_ms}")
-        self.frame_size = frame_bytes(frame_ms, sample_rate, bytes_per_sample)
+        if encoding is None:
+            encoding = _encoding_of(BYTES_PER_SAMPLE if bytes_per_sample is None else bytes_per_sample)
+        self.encoding = encoding
+        problem = param_problem("encoding", self.encoding)
+        if problem:
+            raise ConfigurationError(problem)
+        self.bytes_per_sample = ENCODINGS[self.encoding]
+        if bytes_per_sample is not None and bytes_per_sample != self.bytes_per_sample:
+            raise ConfigurationError(f"{self.encoding} has {self.bytes_per_sample}-byte samples, not {bytes_per_sample}")
+        self.frame_size = frame_bytes(frame_ms, sample_rate, self.bytes_per_sample)
         if self.frame_size > MAX_FRAME_BYTES:
             raise ConfigurationError(f"a {frame_ms} ms frame at {sample_rate} Hz exceeds the 128 KB frame limit")
-        self._min_size = frame_bytes(MIN_FRAME_MS, sample_rate, bytes_per_sample)
+        self._min_size = frame_bytes(MIN_FRAME_MS, sample_rate, self.bytes_per_sample)
         self._buffer = bytearray()
 
     def feed(self, block: bytes) -> list[bytes]:
@@ -333,9 +349,15 @@ class Chunker:
             return b""
         tail = bytes(self._buffer)
         self._buffer.clear()
-        if len(tail) % 2:
-            tail += b"\x00"
-        return tail + b"\x00" * max(0, self._min_size - len(tail))
+        size = max(self._min_size, -(-len(tail) // self.bytes_per_sample) * self.bytes_per_sample)  # whole samples
+        return tail + SILENCE[self.encoding] * (size - len(tail))
+
+
+def _encoding_of(bytes_per_sample: int) -> str:
+    for name, width in ENCODINGS.items():
+        if width == bytes_per_sample:
+            return name
+    raise ConfigurationError(f"no v3 encoding has {bytes_per_sample}-byte samples; the encodings: {ENCODINGS}")
 
 
 # --- client -> server -------------------------------------------------------------------------
@@ -372,9 +394,9 @@ class Control:
 def parse_control(text: str) -> Control:
     """A client's text message; raises `Refusal` (3006) for anything that is not a known control message."""
     try:
-        message = json.loads(text)
+        message = json.loads(text)  # nesting deep enough for a RecursionError fits in a frame: refused like any bad JSON
         kind = message["type"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise Refusal(3006, f"Invalid Message: {text[:60]}") from None
     if not isinstance(kind, str) or kind not in CONTROL_KINDS:
         raise Refusal(3006, f"Invalid Message Type: {str(kind)[:60]}")
@@ -429,19 +451,22 @@ def error_message(code: int, text: str) -> dict[str, Any]:
 def parse(message: str | bytes, *, received_at: float = 0.0) -> Event | None:
     """One server message as an event; ``None`` for message types this client does not use.
 
-    Raises ProtocolError for anything that is not a JSON object.
+    Raises ProtocolError for anything that is not a JSON object (nested too deeply to decode counts)
+    or whose fields do not have the types the message needs.
     """
     try:
         data = json.loads(message)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"server sent a message that is not JSON: {_preview(message)}") from exc
+    except RecursionError:  # a text frame is at most 128 KB, but that is deep enough
+        raise ProtocolError(f"server sent JSON nested too deeply to decode: {_preview(message)}") from None
     if not isinstance(data, dict):
         raise ProtocolError(f"server sent JSON that is not an object: {_preview(message)}")
     return parse_message(data, received_at=received_at)
 
 
 def parse_message(data: Mapping[str, Any], *, received_at: float = 0.0) -> Event | None:
-    """A decoded server message as an event (see `parse`)."""
+    """A decoded server message as an event (see `parse`); raises ProtocolError for a malformed one."""
     kind = data.get("type")
     try:
         if kind is None and "error" in data:
@@ -457,22 +482,52 @@ def _preview(message: str | bytes, limit: int = 120) -> str:
     return repr(text[:limit] + ("..." if len(text) > limit else ""))
 
 
+def _int(value: Any) -> int:
+    """A whole-number field; a non-finite number (JSON ``Infinity``, ``1e999``) is a ValueError, not an OverflowError."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"not a finite number: {value!r}")
+    return int(value)
+
+
+def _float(value: Any) -> float:
+    """A real-number field; an integer too large for a float is a ValueError, not an OverflowError."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError("a number too large for a float") from None
+
+
 def _opt_int(value: Any) -> int | None:
-    return None if value is None else int(value)
+    return None if value is None else _int(value)
 
 
 def _opt_float(value: Any) -> float | None:
-    return None if value is None else float(value)
+    return None if value is None else _float(value)
+
+
+def _opt_str(value: Any, name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(f"{name} must be a string or null, not {type(value).__name__}")
+
+
+def _objects(value: Any, name: str) -> list[Mapping[str, Any]]:
+    """A list of JSON objects (``null`` or absent: none)."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, Mapping) for item in value):
+        raise TypeError(f"{name} must be a list of objects")
+    return value
 
 
 def _word(raw: Mapping[str, Any]) -> Word:
     return Word(
         text=str(raw["text"]),
-        start_ms=int(raw.get("start", 0)),
-        end_ms=int(raw.get("end", 0)),
-        confidence=float(raw.get("confidence", 1.0)),
+        start_ms=_int(raw.get("start", 0)),
+        end_ms=_int(raw.get("end", 0)),
+        confidence=_float(raw.get("confidence", 1.0)),
         is_final=bool(raw.get("word_is_final", True)),
-        speaker=raw.get("speaker"),
+        speaker=_opt_str(raw.get("speaker"), "a word's speaker"),
     )
 
 
@@ -484,16 +539,16 @@ def _begin(d: Mapping[str, Any], t: float) -> SessionBegan:
 
 def _turn(d: Mapping[str, Any], t: float) -> Turn:
     return Turn(
-        turn_order=int(d["turn_order"]),
+        turn_order=_int(d["turn_order"]),
         transcript=str(d.get("transcript", "")),
-        words=tuple(_word(w) for w in d.get("words") or ()),
+        words=tuple(_word(w) for w in _objects(d.get("words"), "words")),
         end_of_turn=bool(d.get("end_of_turn", False)),
         formatted=bool(d.get("turn_is_formatted", False)),
-        end_of_turn_confidence=float(d.get("end_of_turn_confidence") or 0.0),
+        end_of_turn_confidence=_float(d.get("end_of_turn_confidence") or 0.0),
         utterance=str(d.get("utterance") or ""),
-        language_code=d.get("language_code"),
+        language_code=_opt_str(d.get("language_code"), "language_code"),
         language_confidence=_opt_float(d.get("language_confidence")),
-        speaker=d.get("speaker_label"),
+        speaker=_opt_str(d.get("speaker_label"), "speaker_label"),
         received_at=t,
     )
 
@@ -505,16 +560,16 @@ def _llm(d: Mapping[str, Any], t: float) -> LLMGatewayResponse:
     except (KeyError, IndexError, TypeError):
         content = ""
     return LLMGatewayResponse(
-        turn_order=int(d.get("turn_order", -1)), transcript=str(d.get("transcript", "")), content=content, data=data, received_at=t
+        turn_order=_int(d.get("turn_order", -1)), transcript=str(d.get("transcript", "")), content=content, data=data, received_at=t
     )
 
 
 def _revision(raw: Mapping[str, Any]) -> Revision:
     words = raw.get("words")
     return Revision(
-        turn_order=int(raw["turn_order"]),
-        speaker=raw.get("speaker_label", raw.get("speaker")),
-        words=None if words is None else tuple(_word(w) for w in words),
+        turn_order=_int(raw["turn_order"]),
+        speaker=_opt_str(raw.get("speaker_label", raw.get("speaker")), "a revision's speaker"),
+        words=None if words is None else tuple(_word(w) for w in _objects(words, "a revision's words")),
     )
 
 
@@ -522,20 +577,21 @@ _PARSERS: dict[str, Any] = {
     "Begin": _begin,
     "Turn": _turn,
     "Termination": lambda d, t: SessionEnded(
-        audio_duration_seconds=float(d.get("audio_duration_seconds", 0)),
-        session_duration_seconds=float(d.get("session_duration_seconds", 0)),
+        audio_duration_seconds=_float(d.get("audio_duration_seconds", 0)),
+        session_duration_seconds=_float(d.get("session_duration_seconds", 0)),
         received_at=t,
     ),
     "Error": lambda d, t: ServerError(message=str(d.get("error", "")), code=_opt_int(d.get("error_code")), received_at=t),
     "SpeechStarted": lambda d, t: SpeechStarted(
-        timestamp_ms=int(d.get("timestamp", 0)), confidence=_opt_float(d.get("confidence")), received_at=t
+        timestamp_ms=_int(d.get("timestamp", 0)), confidence=_opt_float(d.get("confidence")), received_at=t
     ),
     "Warning": lambda d, t: ServerWarning(
         message=str(d.get("warning", d.get("message", ""))), code=_opt_int(d.get("warning_code")), received_at=t
     ),
     "Heartbeat": lambda d, t: Heartbeat(received_at=t),
     "LLMGatewayResponse": _llm,
-    "SpeakerRevision": lambda d, t: SpeakerRevision(revisions=tuple(_revision(r) for r in d.get("revisions") or ()), received_at=t),
+    "SpeakerRevision": lambda d, t: SpeakerRevision(revisions=tuple(_revision(r) for r in _objects(d.get("revisions"), "revisions")),
+                                                    received_at=t),
 }
 
 

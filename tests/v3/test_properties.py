@@ -1,8 +1,8 @@
 """Properties of the sans-I/O protocol (hypothesis): the chunker and the message parsers, on any input.
 
-Known bugs found by these properties are pinned as strict xfails at the end of the file; the strategies above
-them leave those inputs out. When one is fixed its xfail passes (and fails the run): remove it and widen the
-strategy it names.
+Known bugs found by these properties are pinned as strict xfails at the end of the file (none at present); the
+strategies above them leave those inputs out. When one is fixed its xfail passes (and fails the run): remove it
+and widen the strategy it names. The inputs of bugs already fixed stay below as plain examples.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 
 from live_stt_kernel.audio.pcm import mulaw_to_pcm16
 from live_stt_kernel.errors import ConfigurationError, ProtocolError
-from live_stt_kernel.events import Event, ServerError, SessionBegan, SessionEnded, Turn, Word
+from live_stt_kernel.events import Event, ServerError, SessionBegan, SessionEnded, SpeakerRevision, Turn, Word
 from live_stt_kernel.v3.protocol import (
     CONTROL_KINDS,
+    ENCODINGS,
     MAX_FRAME_BYTES,
     MAX_FRAME_MS,
     MIN_FRAME_MS,
@@ -42,11 +43,17 @@ FAST = settings(max_examples=100, deadline=None, database=None)  # bounded; no .
 
 # --- the chunker -----------------------------------------------------------------------------------------------
 
-RATES = [8_000, 16_000, 24_000, 32_000, 44_100, 48_000]  # each a whole number of samples per ms / 20: see the xfail
+RATES = st.integers(8_000, 48_000) | st.sampled_from([11_025, 22_050, 44_100])  # any rate: 50 ms need not be whole samples
+SILENCE = {"pcm_s16le": 0x00, "pcm_mulaw": 0xFF}  # µ-law 0x00 is a full-scale sample
 
 
 def frame_ms(nbytes: int, rate: int, bytes_per_sample: int) -> float:
     return nbytes * 1000 / (rate * bytes_per_sample)
+
+
+def samples_in(ms: int, rate: int) -> int:
+    """Whole samples covering ``ms`` (rounded up)."""
+    return -(-rate * ms // 1000)
 
 
 @st.composite
@@ -58,16 +65,18 @@ def split(draw: st.DrawFn, data: bytes) -> list[bytes]:
 
 
 @FAST
-@given(ms=st.integers(MIN_FRAME_MS, MAX_FRAME_MS), rate=st.sampled_from(RATES), data=st.data(),
+@given(ms=st.integers(MIN_FRAME_MS, MAX_FRAME_MS), rate=RATES, encoding=st.sampled_from(sorted(ENCODINGS)), data=st.data(),
        rounds=st.integers(1, 2))
-def test_any_split_gives_legal_frames_and_every_byte_in_order(ms, rate, data, rounds):
+def test_any_split_gives_legal_frames_and_every_byte_in_order(ms, rate, encoding, data, rounds):
+    bps = ENCODINGS[encoding]
     try:
-        chunker = Chunker(frame_ms=ms, sample_rate=rate)
+        chunker = Chunker(frame_ms=ms, sample_rate=rate, encoding=encoding)
     except ConfigurationError:  # over the 128 KB frame limit: refused up front
-        assert rate * ms // 1000 * 2 > MAX_FRAME_BYTES
+        assert samples_in(ms, rate) * bps > MAX_FRAME_BYTES
         return
     size = chunker.frame_size
-    assert size % 2 == 0 and size <= MAX_FRAME_BYTES and MIN_FRAME_MS <= frame_ms(size, rate, 2) <= MAX_FRAME_MS
+    assert size % bps == 0 and size <= MAX_FRAME_BYTES and MIN_FRAME_MS <= frame_ms(size, rate, bps) <= MAX_FRAME_MS
+    assert size == samples_in(ms, rate) * bps  # rounded up, by less than one sample
     for _ in range(rounds):  # a flushed chunker starts a new stream
         length, seed = data.draw(st.tuples(st.integers(0, 3 * size), st.integers(0, 2**32)), label="audio")
         audio = random.Random(seed).randbytes(length)
@@ -83,14 +92,14 @@ def test_any_split_gives_legal_frames_and_every_byte_in_order(ms, rate, data, ro
         sent = b"".join(frames) + tail
         assert sent[: len(audio)] == audio  # never reordered, dropped or changed
         padding = sent[len(audio):]
-        assert set(padding) <= {0}  # PCM16 silence, and only at the end
+        assert set(padding) <= {SILENCE[encoding]}  # the encoding's silence, and only at the end
         if len(audio) % size == 0:
             assert tail == b""
         else:
-            assert len(tail) % 2 == 0 and len(tail) <= size  # whole samples, one frame at most
-            assert MIN_FRAME_MS <= frame_ms(len(tail), rate, 2) <= ms
+            assert len(tail) % bps == 0 and len(tail) <= size  # whole samples, one frame at most
+            assert frame_ms(len(tail), rate, bps) >= MIN_FRAME_MS  # and at most a frame (above)
             rest = len(audio) % size
-            assert len(tail) == max(rate * MIN_FRAME_MS // 1000 * 2, rest + rest % 2)  # padded no more than needed
+            assert len(tail) == max(samples_in(MIN_FRAME_MS, rate) * bps, -(-rest // bps) * bps)  # padded no more than needed
 
 
 @FAST
@@ -99,17 +108,41 @@ def test_a_frame_size_is_whole_samples_and_never_over_the_limits(ms, rate, bps):
     try:
         chunker = Chunker(frame_ms=ms, sample_rate=rate, bytes_per_sample=bps)
     except ConfigurationError:
-        assert rate * ms // 1000 * bps > MAX_FRAME_BYTES
+        assert samples_in(ms, rate) * bps > MAX_FRAME_BYTES
         return
     assert chunker.frame_size % bps == 0 and chunker.frame_size <= MAX_FRAME_BYTES
-    assert frame_ms(chunker.frame_size, rate, bps) <= MAX_FRAME_MS
+    assert MIN_FRAME_MS <= ms <= frame_ms(chunker.frame_size, rate, bps) <= MAX_FRAME_MS
+    assert ENCODINGS[chunker.encoding] == bps  # the width names the encoding: 1 byte is µ-law
+
+
+@pytest.mark.parametrize("rate", [22_050, 11_025])
+def test_frames_at_odd_rates_are_at_least_50_ms(rate):
+    chunker = Chunker(frame_ms=50, sample_rate=rate)
+    assert frame_ms(chunker.frame_size, rate, 2) >= MIN_FRAME_MS
+    chunker.feed(b"\x01\x00")
+    assert frame_ms(len(chunker.flush()), rate, 2) >= MIN_FRAME_MS
+
+
+@pytest.mark.parametrize("how", [{"bytes_per_sample": 1}, {"encoding": "pcm_mulaw"}])
+def test_mulaw_padding_is_silence_in_whole_samples(how):
+    chunker = Chunker(frame_ms=50, **how)
+    assert chunker.feed(b"\xff" * 7) == []  # 7 µ-law samples of silence: an odd tail, and whole samples
+    tail = chunker.flush()
+    assert len(tail) == 800  # 50 ms at 16 kHz, one byte a sample
+    assert not mulaw_to_pcm16(tail).any()
+
+
+@pytest.mark.parametrize("how", [{"bytes_per_sample": 3}, {"encoding": "pcm_f32le"}, {"encoding": "pcm_mulaw", "bytes_per_sample": 2}])
+def test_a_chunker_for_an_unknown_or_contradictory_encoding_is_refused(how):
+    with pytest.raises(ConfigurationError):
+        Chunker(**how)
 
 
 # --- server -> client: parse and parse_message -----------------------------------------------------------------
 
-# JSON without non-finite numbers (see the xfail for Infinity)
-finite_json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=10),
+# any JSON, with Python's extensions: NaN, Infinity and -Infinity (1e999 reads as Infinity)
+any_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
     max_leaves=6,
 )
@@ -119,22 +152,30 @@ FIELDS = ["id", "expires_at", "configuration", "turn_order", "transcript", "word
           "end_of_turn_confidence", "utterance", "language_code", "language_confidence", "speaker_label",
           "audio_duration_seconds", "session_duration_seconds", "error", "error_code", "timestamp", "confidence",
           "warning", "warning_code", "message", "data"]
-word_like = st.dictionaries(st.sampled_from(["text", "start", "end", "confidence", "word_is_final", "speaker"]), finite_json)
+word_like = st.dictionaries(st.sampled_from(["text", "start", "end", "confidence", "word_is_final", "speaker"]), any_json)
 revision_like = st.dictionaries(st.sampled_from(["turn_order", "speaker_label", "speaker", "words"]),
-                                finite_json | st.lists(word_like, max_size=3))
+                                any_json | st.lists(word_like, max_size=3)) | any_json
 message_like = st.tuples(
-    st.sampled_from(KNOWN_TYPES) | finite_json,
-    st.dictionaries(st.sampled_from(FIELDS), finite_json, max_size=5),
+    st.sampled_from(KNOWN_TYPES) | any_json,
+    st.dictionaries(st.sampled_from(FIELDS), any_json, max_size=5),
     st.fixed_dictionaries({}, optional={
-        "words": st.lists(word_like, max_size=3) | finite_json,
-        # a revision that is not an object is a known bug (see the xfail): only objects here
-        "revisions": st.lists(revision_like, max_size=3) | st.none() | st.integers() | st.booleans(),
+        "words": st.lists(word_like, max_size=3) | any_json,
+        "revisions": st.lists(revision_like, max_size=3) | any_json,
     }),
 ).map(lambda parts: {"type": parts[0], **parts[1], **parts[2]})
 
 
 def check_parsed(event: Event | None) -> None:
+    """An event of ours (or None) whose text fields that may be absent are strings or None."""
     assert event is None or type(event).__module__ == "live_stt_kernel.events"
+    words: tuple[Word, ...] = ()
+    if isinstance(event, Turn):
+        assert all(v is None or isinstance(v, str) for v in (event.speaker, event.language_code))
+        words = event.words
+    if isinstance(event, SpeakerRevision):
+        assert all(r.speaker is None or isinstance(r.speaker, str) for r in event.revisions)
+        words = tuple(w for r in event.revisions for w in r.words or ())
+    assert all(w.speaker is None or isinstance(w.speaker, str) for w in words)
 
 
 @FAST
@@ -168,6 +209,11 @@ def test_any_bytes_parse_or_raise_protocol_error(raw):
 @example(message={"type": "SpeakerRevision", "revisions": [{"words": 3}]})
 @example(message={"type": "LLMGatewayResponse", "data": {"choices": []}})
 @example(message={"error": ["x"], "error_code": "E"})
+@example(message={"type": "Turn", "turn_order": float("inf")})
+@example(message={"type": "Termination", "audio_duration_seconds": 10**400})  # too large for a float
+@example(message={"type": "Turn", "turn_order": 1, "end_of_turn_confidence": 10**400})
+@example(message={"type": "SpeakerRevision", "revisions": "AB"})
+@example(message={"type": "Turn", "turn_order": 1, "speaker_label": ["A"]})
 def test_any_json_message_parses_or_raises_protocol_error(message):
     for read in (lambda: parse(json.dumps(message)), lambda: parse_message(message)):
         try:
@@ -214,8 +260,8 @@ def test_the_other_server_messages_parse_back(session_id, expires, configuration
 # --- client -> server: control_message and parse_control ---------------------------------------------------------
 
 @FAST
-@given(text=st.text() | finite_json.map(json.dumps)
-       | st.fixed_dictionaries({"type": st.sampled_from(sorted(CONTROL_KINDS)) | finite_json}, optional={"x": finite_json}).map(json.dumps))
+@given(text=st.text() | any_json.map(json.dumps)
+       | st.fixed_dictionaries({"type": st.sampled_from(sorted(CONTROL_KINDS)) | any_json}, optional={"x": any_json}).map(json.dumps))
 @example(text='{"type": ["Terminate"]}')
 @example(text='{"type": {"a": 1}}')
 def test_any_client_text_is_a_control_or_a_3006_refusal(text):
@@ -244,56 +290,40 @@ def test_a_control_message_built_by_the_module_parses_back(kind, changes):
     assert parse_control(control_message(kind, **changes)) == Control(kind, changes)
 
 
-# --- known bugs (v3/protocol.py), found by the properties above --------------------------------------------------
+# --- bugs found by the properties above, fixed: their inputs ------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, raises=OverflowError,
-                   reason="parse: int() of a JSON Infinity (or 1e999) raises OverflowError, not ProtocolError; "
-                          "when fixed, allow infinite floats in finite_json")
 @pytest.mark.parametrize("message", [
     '{"type": "Turn", "turn_order": Infinity}',
     '{"type": "Turn", "turn_order": 0, "words": [{"text": "a", "start": 1e999}]}',
     '{"type": "Begin", "id": "x", "expires_at": -Infinity}',
     '{"type": "SpeechStarted", "timestamp": Infinity}',
     '{"error": "x", "error_code": Infinity}',
+    '{"type": "Termination", "audio_duration_seconds": 1' + "0" * 400 + "}",
 ])
-def test_known_bug_an_infinite_number_is_a_protocol_error(message):
+def test_a_number_out_of_range_is_a_protocol_error(message):
     with pytest.raises(ProtocolError):
         parse(message)
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError,
-                   reason="parse: a SpeakerRevision whose revisions are not objects raises AttributeError (raw.get); "
-                          "when fixed, let revision_like be any JSON")
-@pytest.mark.parametrize("revisions", [[1], ["A"], {"turn_order": 1}, [[]]])
-def test_known_bug_a_revision_that_is_not_an_object_is_a_protocol_error(revisions):
+@pytest.mark.parametrize("revisions", [[1], ["A"], {"turn_order": 1}, [[]], "A"])
+def test_a_revision_that_is_not_an_object_is_a_protocol_error(revisions):
     with pytest.raises(ProtocolError):
         parse(json.dumps({"type": "SpeakerRevision", "revisions": revisions}))
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError,
-                   reason="parse and parse_control: deeply nested JSON raises RecursionError from json.loads")
+@pytest.mark.parametrize("message", [
+    {"type": "Turn", "turn_order": 1, "speaker_label": ["A"]},
+    {"type": "Turn", "turn_order": 1, "language_code": 7},
+    {"type": "Turn", "turn_order": 1, "words": [{"text": "a", "speaker": {"id": "A"}}]},
+    {"type": "SpeakerRevision", "revisions": [{"turn_order": 1, "speaker_label": 2}]},
+])
+def test_a_label_that_is_not_a_string_is_a_protocol_error(message):
+    with pytest.raises(ProtocolError):
+        parse(json.dumps(message))
+
+
 @pytest.mark.parametrize("reader", ["parse", "parse_control"])
-def test_known_bug_deeply_nested_json_is_refused_cleanly(reader):
+def test_deeply_nested_json_is_refused_cleanly(reader):
     nested = "[" * 100_000 + "]" * 100_000
     with pytest.raises(ProtocolError if reader == "parse" else Refusal):
         parse(nested) if reader == "parse" else parse_control(nested)
-
-
-@pytest.mark.xfail(strict=True, reason="Chunker: frame_bytes floors, so at a rate that is not a multiple of 20 Hz a 50 ms "
-                                       "frame (and the flush minimum) is a little under 50 ms")
-@pytest.mark.parametrize("rate", [22_050, 11_025])
-def test_known_bug_frames_at_odd_rates_are_at_least_50_ms(rate):
-    chunker = Chunker(frame_ms=50, sample_rate=rate)
-    assert frame_ms(chunker.frame_size, rate, 2) >= MIN_FRAME_MS
-    chunker.feed(b"\x01\x00")
-    assert frame_ms(len(chunker.flush()), rate, 2) >= MIN_FRAME_MS
-
-
-@pytest.mark.xfail(strict=True, reason="Chunker.flush pads with 0x00, which is silence in PCM16 but a full-scale sample "
-                                       "in µ-law (silence is 0xFF); it also pads an odd tail though a µ-law sample is 1 byte")
-def test_known_bug_mulaw_padding_is_silence():
-    chunker = Chunker(frame_ms=50, bytes_per_sample=1)
-    assert chunker.feed(b"\xff" * 7) == []  # 7 µ-law samples of silence
-    tail = chunker.flush()
-    assert len(tail) == 800  # 50 ms at 16 kHz, one byte a sample
-    assert not mulaw_to_pcm16(tail).any()
