@@ -198,8 +198,8 @@ def serve_command() -> list[str]:
 class ServerProcess:
     """``live-stt serve --port 0`` (or any command printing the ready line), stopped by closing its stdin."""
 
-    def __init__(self, command: list[str], *, timeout: float = 120.0):
-        self.token = secrets.token_urlsafe(18)
+    def __init__(self, command: list[str], *, timeout: float = 120.0, token: str | None = None):
+        self.token = token or secrets.token_urlsafe(18)
         spawned = time.monotonic()
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         env={**os.environ, **SERVER_ENV, TOKEN_ENV: self.token}, text=True, cwd=ROOT)

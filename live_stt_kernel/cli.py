@@ -40,7 +40,7 @@ from .local.credentials import server_token
 from .local.launcher import READY_PREFIX, SERVER_ENV, TOKEN_ENV
 from .local.llm_server import main as serve_llm
 from .local.recognizer import WhisperRecognizer
-from .local.server import LocalServer
+from .local.server import IDLE_TIMEOUT_S, MAX_SESSIONS, LocalServer
 from .samples import sample_wav
 from .session import AUTO, Session
 from .store import AUDIO_FILE, TURNS_FILE, read_turns
@@ -256,7 +256,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         recognizer = WhisperRecognizer(args.model, cpu_threads=args.cpu_threads, workers=args.workers)
     except ValueError as exc:  # faster-whisper's answer to a model name it does not know
         raise ConfigurationError(f"--model {args.model}: {exc}") from exc
-    server = LocalServer(recognizer, host=args.host, port=args.port, token=token, workers=args.workers)
+    server = LocalServer(recognizer, host=args.host, port=args.port, token=token, workers=args.workers,
+                         max_sessions=args.max_sessions, idle_timeout_s=args.idle_timeout)
 
     def ready(srv: LocalServer) -> None:
         print(f"{READY_PREFIX}{srv.url}/v3/ws", flush=True)
@@ -522,6 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--model", default="tiny.en", help="tiny.en (default), base, a CTranslate2 folder, or a hub name")
     v.add_argument("--workers", type=whole_number(1, 64), default=2, help="decodes that may run at once")
     v.add_argument("--cpu-threads", type=whole_number(1, 256), default=1, help="threads per decode")
+    v.add_argument("--max-sessions", type=whole_number(1, 1000), default=MAX_SESSIONS,
+                   help=f"sessions at once; the next is refused with 3009 (default {MAX_SESSIONS})")
+    v.add_argument("--idle-timeout", type=whole_number(5, 3600), default=int(IDLE_TIMEOUT_S),
+                   help=f"close a session with no audio or message for this many seconds (default {IDLE_TIMEOUT_S:g})")
     v.add_argument("--watch-stdin", action="store_true", help=argparse.SUPPRESS)
     v.set_defaults(run=cmd_serve)
 

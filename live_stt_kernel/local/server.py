@@ -50,6 +50,7 @@ class LocalServer(LoopbackServer):
     thread_name = "live-stt-server"
     max_queue = 8  # frames read ahead per connection, on top of the engine's backlog
     ping_interval = 2.0  # heartbeats while a session's backlog is decoded
+    receive_buffer = 64 << 10  # so a fast client is held back by the decodes, not by megabytes of kernel buffer
 
     def __init__(self, recognizer: Recognizer, *, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
                  settings: TurnSettings | None = None, workers: int = 2, max_sessions: int = MAX_SESSIONS,
@@ -113,13 +114,16 @@ class LocalServer(LoopbackServer):
     # --- one streaming session ----------------------------------------------------------------
 
     async def _handle(self, ws: Any) -> None:
-        self.active_sessions += 1
         try:
             if not ws.admitted:
                 raise Refusal(1008, "Unauthorized Connection: Invalid token")
-            if self.active_sessions > self.max_sessions:
+            if self.active_sessions >= self.max_sessions:
                 raise Refusal(3009, f"Too many concurrent sessions: this server serves {self.max_sessions} at once")
-            await self._serve(ws)
+            self.active_sessions += 1  # counted while it is served, not while its socket closes
+            try:
+                await self._serve(ws)
+            finally:
+                self.active_sessions -= 1
         except Refusal as refusal:
             with contextlib.suppress(Exception):
                 await ws.send(json.dumps(refusal.message()))
@@ -130,8 +134,6 @@ class LocalServer(LoopbackServer):
             log.exception("session failed")
             with contextlib.suppress(Exception):
                 await ws.close(3005, "Internal server error")
-        finally:
-            self.active_sessions -= 1
 
     async def _serve(self, ws: Any) -> None:
         """One session: validate what arrives, hand the audio to an engine stream, send what it says."""

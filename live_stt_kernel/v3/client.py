@@ -7,7 +7,7 @@ flushed, `Terminate` is sent, and the stream ends after `Termination` and the cl
 error saying why it could not. What bytes mean is decided by `ClientConnection`; this module only
 moves them.
 
-Every wait is bounded. Both threads wait on the socket in short ticks (``select``), never inside a blocking
+Every wait is bounded. Both threads wait on the socket in short ticks (``poll``), never inside a blocking
 call they cannot leave: the sender sends only when the socket can take a frame, so a server that stops
 reading slows it down (flow control) but never traps it; the receiver pings a quiet server every
 ``ping_interval`` and gives up with `ConnectionLost` when nothing at all (message, ping, pong) has come for
@@ -46,6 +46,10 @@ from .protocol import StreamingParams
 log = logging.getLogger(__name__)
 
 _END = object()
+# the kernel may hold this much unsent audio (about 2 s at 16 kHz): audio waits in the session's own kept buffer,
+# not in socket buffers that autotune to megabytes, so a fast stream never runs minutes ahead of what the server
+# has read, and a reconnect can always resend what was not transcribed
+SEND_BUFFER_BYTES = 64 << 10
 
 
 def _close_frame(data: bytes) -> tuple[int | None, str]:
@@ -178,7 +182,8 @@ class StreamingClient:
     def _connect(self) -> websocket.WebSocket:
         try:
             return websocket.create_connection(
-                self._url, header=self._headers, timeout=self.connect_timeout, enable_multithread=True
+                self._url, header=self._headers, timeout=self.connect_timeout, enable_multithread=True,
+                sockopt=((socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES),),
             )
         except websocket.WebSocketBadStatusException as exc:
             body = exc.resp_body.decode("utf-8", "replace")[:200] if isinstance(exc.resp_body, bytes) else ""
@@ -230,11 +235,12 @@ class StreamingClient:
             raise OSError("the socket is closed")
         if not write and isinstance(sock, ssl.SSLSocket) and sock.pending():
             return True  # decrypted bytes already wait in the TLS layer
+        poller = select.poll()  # not select(): a kernel may hold more than 1024 file descriptors
         try:
-            readable, writable, _ = select.select([] if write else [sock], [sock] if write else [], [], self.ping_interval / 2)
+            poller.register(sock, select.POLLOUT if write else select.POLLIN)
         except (ValueError, TypeError) as exc:  # the socket was closed meanwhile (fileno -1)
             raise OSError("the socket is closed") from exc
-        return bool(readable or writable)
+        return bool(poller.poll(self.ping_interval / 2 * 1000))
 
     def _keep_alive(self, ws: websocket.WebSocket) -> None:
         """The receiver found nothing to read: ping a quiet server, give up on a silent one."""

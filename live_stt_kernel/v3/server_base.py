@@ -8,6 +8,7 @@ Subclasses supply the connection handler, the handshake check and the server opt
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any, Self
@@ -49,6 +50,7 @@ class LoopbackServer:
     # a ping to each client this often: a heartbeat that says the server is alive while it works (clients
     # need not answer in time: a server pausing its reads for flow control would not see the pong)
     ping_interval: float | None = None
+    receive_buffer: int | None = None  # SO_RCVBUF of each connection (None: the kernel's autotuned default)
     open_timeout = 5.0  # a connection that has not finished its handshake by then is dropped (half-open clients)
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -102,6 +104,9 @@ class LoopbackServer:
                          max_size=MAX_FRAME_BYTES, max_queue=self.max_queue, ping_interval=self.ping_interval,
                          ping_timeout=None, open_timeout=self.open_timeout) as server:
             self.port = server.sockets[0].getsockname()[1]
+            if self.receive_buffer is not None:
+                for sock in server.sockets:  # accepted connections inherit it
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
             self._ready.set()
             if on_ready is not None:
                 on_ready(self)

@@ -230,3 +230,26 @@ def test_a_fast_long_file_returns_every_turn(server, tmp_path_factory, tmp_path)
     assert wer(reference, " ".join(frame["text"])) <= 0.1
     meta = json.loads((tmp_path / "fast" / "meta.json").read_text())
     assert meta["status"] == "completed" and frame["end"].max() >= meta["audio_seconds"] - 3
+
+
+def test_a_bounded_fuzz_of_client_messages_never_gets_3005_and_the_server_serves_on(server):
+    rng = np.random.default_rng(11)
+    pieces = ['{"type": "UpdateConfiguration", "min_turn_silence": ', '{"type": "KeepAlive"}', '{"type": "Terminate"',
+              '{"type": "ForceEndpoint", "x": [', '"prompt": 5}', "null", "\u00e9\u0000", '{"type": "UpdateConfiguration", "prompt": [1]}',
+              '{"type": "UpdateConfiguration", "keyterms_prompt": "a"}', "9" * 40]
+    for round_ in range(30):
+        ws = connect(server)
+        for _ in range(int(rng.integers(1, 4))):
+            if rng.random() < 0.4:
+                ws.send_binary(rng.integers(0, 256, int(rng.integers(0, 40_000)), dtype=np.uint8).tobytes())
+            else:
+                ws.send("".join(rng.choice(pieces, int(rng.integers(1, 4)))))
+        ws.send('{"type": "Terminate"}')
+        _, code = refusal(ws)
+        ws.close()
+        assert code in (1000, 3006, 3007), (round_, code)
+        wait_until(lambda: server.active_sessions == 0, 30, what="the session to end")
+    ws = connect(server)  # and it still serves a normal session
+    ws.send('{"type": "Terminate"}')
+    messages, code = refusal(ws)
+    assert code == 1000 and messages[-1]["type"] == "Termination"

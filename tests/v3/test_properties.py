@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from live_stt_kernel.audio.pcm import mulaw_to_pcm16
 from live_stt_kernel.errors import ConfigurationError, ProtocolError
 from live_stt_kernel.events import Event, ServerError, SessionBegan, SessionEnded, SpeakerRevision, Turn, Word
+from live_stt_kernel.v3.connection import ServerConnection
 from live_stt_kernel.v3.protocol import (
     CONTROL_KINDS,
     ENCODINGS,
@@ -28,9 +29,11 @@ from live_stt_kernel.v3.protocol import (
     Chunker,
     Control,
     Refusal,
+    SessionConfig,
     begin_message,
     control_message,
     error_message,
+    param_problem,
     parse,
     parse_control,
     parse_message,
@@ -327,3 +330,46 @@ def test_deeply_nested_json_is_refused_cleanly(reader):
     nested = "[" * 100_000 + "]" * 100_000
     with pytest.raises(ProtocolError if reader == "parse" else Refusal):
         parse(nested) if reader == "parse" else parse_control(nested)
+
+
+# --- the server's side: any query, frame or update ---------------------------------------------------------------
+
+QUERY_KEYS = ["sample_rate", "encoding", "speech_model", "format_turns", "keyterms_prompt", "prompt", "inactivity_timeout",
+              "min_turn_silence", "min_end_of_turn_silence_when_confident", "max_turn_silence", "token", "junk"]
+
+
+@FAST
+@given(query=st.dictionaries(st.sampled_from(QUERY_KEYS), st.text(max_size=12) | any_json.map(json.dumps), max_size=6))
+def test_any_query_is_a_config_within_bounds_or_a_3006_refusal(query):
+    try:
+        config = SessionConfig.from_query(query)
+    except Refusal as refusal:
+        assert refusal.code == 3006
+        return
+    for name in ("sample_rate", "inactivity_timeout", "min_turn_silence", "max_turn_silence", "keyterms_prompt", "encoding"):
+        assert param_problem(name, getattr(config, name)) is None
+
+
+@FAST
+@given(frame=st.binary(max_size=40_000), encoding=st.sampled_from(sorted(ENCODINGS)))
+def test_any_audio_frame_is_counted_or_refused_with_3007(frame, encoding):
+    connection = ServerConnection({"encoding": encoding})
+    try:
+        ms = connection.receive_audio(frame)
+    except Refusal as refusal:
+        assert refusal.code == 3007 and connection.audio_ms == 0
+        return
+    assert MIN_FRAME_MS <= round(ms, 3) <= MAX_FRAME_MS and len(frame) % ENCODINGS[encoding] == 0
+    assert connection.audio_ms == ms
+
+
+@FAST
+@given(changes=st.dictionaries(st.sampled_from([*sorted(UPDATABLE), "sample_rate"]), any_json, max_size=4))
+def test_any_update_leaves_the_config_within_bounds(changes):
+    connection = ServerConnection({})
+    connection.receive_text(json.dumps({"type": "UpdateConfiguration", **changes}))
+    config = connection.config
+    assert config.sample_rate == 16_000  # not updatable
+    assert config.prompt is None or isinstance(config.prompt, str)
+    for name in ("min_turn_silence", "max_turn_silence", "keyterms_prompt"):
+        assert param_problem(name, getattr(config, name)) is None
