@@ -206,4 +206,5 @@ def test_cli_coach_with_an_openai_compatible_server(saved_session, gateway):
 
 def test_cli_reports_a_missing_session_in_one_line(tmp_path):
     done = run("coach", str(tmp_path / "nope"))
-    assert done.returncode == 2 and "no saved session" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 2 and "no such folder or file" in done.stderr and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1 and str(tmp_path / "nope") in done.stderr
