@@ -70,18 +70,26 @@ class TurnRecord:
         return cls(**known)
 
 
+def _timing(words: tuple[Word, ...], offset_ms: int) -> tuple[float | None, float | None, float | None]:
+    """A row's ``start``, ``end`` (seconds on the session's clock) and mean ``confidence`` from its words."""
+    if not words:
+        return None, None, None
+    return ((offset_ms + min(w.start_ms for w in words)) / 1000, (offset_ms + max(w.end_ms for w in words)) / 1000,
+            sum(w.confidence for w in words) / len(words))
+
+
 def _record(turn: Turn, session_id: str, index: int, offset_ms: int) -> TurnRecord:
     words = turn.words
-    confidences = [w.confidence for w in words]
+    start, end, confidence = _timing(words, offset_ms)
     return TurnRecord(
         session_id=session_id,
         turn_order=turn.turn_order,
         turn_index=index,
         text=turn.transcript or live_line(words),
         words=words,
-        start=(offset_ms + min(w.start_ms for w in words)) / 1000 if words else None,
-        end=(offset_ms + max(w.end_ms for w in words)) / 1000 if words else None,
-        confidence=sum(confidences) / len(confidences) if confidences else None,
+        start=start,
+        end=end,
+        confidence=confidence,
         speaker=turn.speaker,
         language=turn.language_code,
         formatted=turn.formatted,
@@ -161,9 +169,12 @@ class Transcript:
             if position is None:
                 continue
             row = rows[position]
-            words = revision.words if revision.words is not None else tuple(
-                replace(w, speaker=revision.speaker) if revision.speaker else w for w in row.words
-            )
+            if revision.words is not None:  # new words: their times and confidence with them
+                start, end, confidence = _timing(revision.words, self.offset_ms)
+                rows[position] = replace(row, speaker=revision.speaker or row.speaker, words=revision.words, start=start,
+                                         end=end, confidence=confidence)
+                continue
+            words = tuple(replace(w, speaker=revision.speaker) if revision.speaker else w for w in row.words)
             rows[position] = replace(row, speaker=revision.speaker or row.speaker, words=words)
         return replace(self, rows=tuple(rows))
 

@@ -154,3 +154,12 @@ def test_settler_waits_for_formatting_only_as_long_as_the_grace_period():
     assert [r.text for r in unformatted_only.update(t, 0.0)] == ["hi"]
     ended = TurnSettler(expect_formatted=True)
     assert [r.text for r in ended.update(t, 0.0, ended=True)] == ["hi"]
+
+
+def test_a_revision_with_new_words_brings_their_times_and_confidence():
+    began = Transcript().apply(SessionBegan(session_id="s", expires_at=0, received_at=0.0))
+    empty = began.apply(Turn(turn_order=0, transcript="", words=(), end_of_turn=True))
+    word = Word(text="hi", start_ms=1200, end_ms=1500, confidence=0.5, is_final=True)
+    revised = empty.apply(SpeakerRevision(revisions=(Revision(turn_order=0, speaker="A", words=(word,)),)))
+    row = revised.rows[0]
+    assert row.words == (word,) and (row.start, row.end, row.confidence, row.speaker) == (1.2, 1.5, 0.5, "A")

@@ -65,7 +65,7 @@ class StreamingClient:
     ``connect_timeout`` bounds the handshake, ``begin_timeout`` the wait for `Begin`,
     ``terminate_timeout`` the wait for `Termination` after `Terminate`, counted from the server's last
     message or heartbeat (a server still working through a backlog keeps sending turns, and is waited
-    for), and never longer than that plus twice the audio it has not answered yet. ``stall_timeout``:
+    for), and never longer than that plus 60 s or four times the audio it has not answered yet. ``stall_timeout``:
     nothing at all from the server for this long means it is gone (`ConnectionLost`).
     """
 
@@ -295,7 +295,8 @@ class StreamingClient:
         except (_Stopped, websocket.WebSocketException, OSError):
             return  # the stream is over or the connection is gone; the receiver says why
         terminated_at = time.monotonic()
-        latest = terminated_at + self.terminate_timeout + 2 * connection.unconfirmed_ms / 1000
+        # a server still working may take a while on a loaded machine, but not forever
+        latest = terminated_at + self.terminate_timeout + max(60.0, 4 * connection.unconfirmed_ms / 1000)
 
         def quiet_until() -> float:  # a stall window that moves with every message or heartbeat, within `latest`
             return min(latest, max(terminated_at, connection.progress_at) + self.terminate_timeout)
