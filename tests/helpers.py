@@ -4,6 +4,7 @@ with a deadline."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
+import websocket
 
 from live_stt_kernel import Session
 from live_stt_kernel.events import Word
@@ -123,3 +125,20 @@ def conversation(*texts: str, gap_s: float = 1.0, wpm: float = 150.0) -> list[Tu
         records.append(timed_turn(i, text, start=start, wpm=wpm))
         start = records[-1].end + gap_s
     return records
+
+
+def raw_session(server: Any, *, query: str = "sample_rate=16000", token: str | None = None) -> websocket.WebSocket:
+    """A bare websocket to a v3 server's ``/v3/ws`` with its token (or ``token``) in the header."""
+    header = {"Authorization": token if token is not None else server.token}
+    return websocket.create_connection(f"{server.url}/v3/ws?{query}", header=header, timeout=60)
+
+
+def read_all(ws: websocket.WebSocket) -> tuple[list[dict], int | None, str]:
+    """Every text message until the server closes, and the close code and reason."""
+    messages = []
+    while True:
+        opcode, frame = ws.recv_data_frame(control_frame=False)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            code = int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else None
+            return messages, code, frame.data[2:].decode()
+        messages.append(json.loads(frame.data))

@@ -12,7 +12,7 @@ import pytest
 import requests
 import soundfile as sf
 import soxr
-import websocket
+from helpers import raw_session, read_all
 from speech import conversation, espeak, librivox, normalise, wer
 
 from live_stt_kernel import Session, StreamingParams
@@ -35,22 +35,6 @@ def talk(tmp_path_factory) -> tuple[Path, str]:
 
 def http_url(server: LocalServer, path: str) -> str:
     return server.url.replace("ws://", "http://") + path
-
-
-def raw_session(server: LocalServer, *, query: str = "sample_rate=16000", token: str | None = None) -> websocket.WebSocket:
-    header = {"Authorization": token if token is not None else server.token}
-    return websocket.create_connection(f"{server.url}/v3/ws?{query}", header=header, timeout=60)
-
-
-def read_all(ws: websocket.WebSocket) -> tuple[list[dict], int | None, str]:
-    """Every text message until the server closes, and the close code and reason."""
-    messages = []
-    while True:
-        opcode, frame = ws.recv_data_frame(control_frame=False)
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
-            code = int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else None
-            return messages, code, frame.data[2:].decode()
-        messages.append(json.loads(frame.data))
 
 
 def test_our_client_transcribes_real_speech(server, talk, tmp_path):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import requests
 import websocket
-from helpers import wait_until
+from helpers import raw_session, read_all, wait_until
 from speech import conversation, librivox, wer
 
 from live_stt_kernel import Session
@@ -29,23 +29,6 @@ from live_stt_kernel.v3.protocol import SessionConfig
 def server(whisper):
     with LocalServer(whisper) as running:
         yield running
-
-
-def connect(server: LocalServer, query: str = "sample_rate=16000", **headers: str) -> websocket.WebSocket:
-    header = {"Authorization": server.token, **headers}
-    return websocket.create_connection(f"{server.url}/v3/ws?{query}", header=header, timeout=60)
-
-
-def refusal(ws: websocket.WebSocket) -> tuple[list[dict], int | None]:
-    """The messages up to the close, and the close code."""
-    messages = []
-    while True:
-        opcode, frame = ws.recv_data_frame(control_frame=False)
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
-            return messages, int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else None
-        message = json.loads(frame.data)
-        if message["type"] != "Begin":
-            messages.append(message)
 
 
 # --- flow control and fairness ------------------------------------------------------------------------------
@@ -118,14 +101,14 @@ def test_a_cancelled_waiter_gives_its_slot_on():
 
 def test_the_session_cap_refuses_the_next_one_with_3009_and_frees_up(whisper):
     with LocalServer(whisper, max_sessions=2) as small:
-        first, second = connect(small), connect(small)
-        messages, code = refusal(connect(small))
-        assert code == 3009 and "Too many concurrent sessions" in messages[0]["error"]
+        first, second = raw_session(small), raw_session(small)
+        messages, code, _ = read_all(raw_session(small))
+        assert code == 3009 and "Too many concurrent sessions" in messages[-1]["error"]
         with pytest.raises(TooManySessions):
             Session(sample_wav(), url=small.url, api_key=small.token, folder=None, reconnect=0).start().wait(timeout=60)
         first.close()
         wait_until(lambda: small.active_sessions == 1, 10, what="the closed session to be freed")
-        third = connect(small)
+        third = raw_session(small)
         assert json.loads(third.recv())["type"] == "Begin"
         for ws in (second, third):
             ws.close()
@@ -136,8 +119,8 @@ def test_the_session_cap_refuses_the_next_one_with_3009_and_frees_up(whisper):
     ("sample_rate=16000&max_turn_silence=-5", "max_turn_silence must be between 100 and 10000"),
 ])
 def test_turn_silences_outside_the_bounds_are_refused(server, query, text):
-    messages, code = refusal(connect(server, query))
-    assert code == 3006 and text in messages[0]["error"]
+    messages, code, _ = read_all(raw_session(server, query=query))
+    assert code == 3006 and text in messages[-1]["error"]
 
 
 def test_an_update_outside_the_bounds_changes_nothing():
@@ -155,16 +138,16 @@ def test_an_update_outside_the_bounds_changes_nothing():
     (lambda ws: ws.send("[" * 50_000 + "]" * 50_000), 3006, "Invalid Message"),
 ])
 def test_hostile_client_input_gets_an_error_frame_and_the_right_code_never_3005(server, send, code, text):
-    ws = connect(server)
+    ws = raw_session(server)
     send(ws)
-    messages, closed = refusal(ws)
-    assert closed == code and text in messages[0]["error"], (closed, messages)
+    messages, closed, _ = read_all(ws)
+    assert closed == code and text in messages[-1]["error"], (closed, messages)
 
 
 def test_a_non_ascii_token_is_refused_not_a_server_error(server):
     ws = websocket.create_connection(f"{server.url}/v3/ws?sample_rate=16000&token=%C3%A9t%C3%A9", timeout=30)
-    messages, code = refusal(ws)
-    assert code == 1008 and "Unauthorized" in messages[0]["error"]
+    messages, code, _ = read_all(ws)
+    assert code == 1008 and "Unauthorized" in messages[-1]["error"]
     answer = requests.get(server.url.replace("ws://", "http://") + "/v3/token", headers={"Authorization": "été".encode()},
                           timeout=30)
     assert answer.status_code == 401
@@ -181,7 +164,7 @@ def test_a_half_open_connection_is_dropped(server):
 
 def test_a_client_that_vanishes_mid_stream_frees_its_session(server):
     before = server.active_sessions
-    ws = connect(server)
+    ws = raw_session(server)
     ws.send_binary(b"\x00\x10" * 8000)
     ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # close = RST
     ws.sock.close()
@@ -238,18 +221,18 @@ def test_a_bounded_fuzz_of_client_messages_never_gets_3005_and_the_server_serves
               '{"type": "ForceEndpoint", "x": [', '"prompt": 5}', "null", "\u00e9\u0000", '{"type": "UpdateConfiguration", "prompt": [1]}',
               '{"type": "UpdateConfiguration", "keyterms_prompt": "a"}', "9" * 40]
     for round_ in range(30):
-        ws = connect(server)
+        ws = raw_session(server)
         for _ in range(int(rng.integers(1, 4))):
             if rng.random() < 0.4:
                 ws.send_binary(rng.integers(0, 256, int(rng.integers(0, 40_000)), dtype=np.uint8).tobytes())
             else:
                 ws.send("".join(rng.choice(pieces, int(rng.integers(1, 4)))))
         ws.send('{"type": "Terminate"}')
-        _, code = refusal(ws)
+        _, code, _ = read_all(ws)
         ws.close()
         assert code in (1000, 3006, 3007), (round_, code)
         wait_until(lambda: server.active_sessions == 0, 30, what="the session to end")
-    ws = connect(server)  # and it still serves a normal session
+    ws = raw_session(server)  # and it still serves a normal session
     ws.send('{"type": "Terminate"}')
-    messages, code = refusal(ws)
+    messages, code, _ = read_all(ws)
     assert code == 1000 and messages[-1]["type"] == "Termination"
