@@ -86,15 +86,34 @@ class WhisperRecognizer:
             vad_filter=False,
             initial_prompt=prompt,
         )
-        words: list[RecognizedWord] = []
+        pieces: list[RecognizedWord] = []
         for segment in segments:
             if segment.no_speech_prob > NO_SPEECH_PROB and segment.avg_logprob < MIN_AVG_LOGPROB:
                 continue
-            for w in segment.words or ():
-                text = w.word.strip()
-                if text:
-                    words.append(RecognizedWord(text, round(w.start * 1000), round(w.end * 1000), float(w.probability)))
-        return words
+            pieces += [RecognizedWord(w.word, round(w.start * 1000), round(w.end * 1000), float(w.probability))
+                       for w in segment.words or ()]
+        return join_pieces(pieces)
+
+
+def join_pieces(pieces: Sequence[RecognizedWord]) -> list[RecognizedWord]:
+    """Whisper's word pieces as words: a piece that does not start with a space continues the word before it.
+
+    Whisper splits some words at punctuation it treats as leading ("ill" "-disposed", "cold" "-hearted"); written
+    with a space between them they read as two words on screen and in the word error rate. The joined word spans
+    both pieces and is as confident as its least confident piece.
+    """
+    words: list[RecognizedWord] = []
+    for piece in pieces:
+        text = piece.text.strip()
+        if not text:
+            continue
+        if words and not piece.text[:1].isspace():
+            last = words[-1]
+            words[-1] = RecognizedWord(last.text + text, last.start_ms, max(last.end_ms, piece.end_ms),
+                                       min(last.confidence, piece.confidence))
+        else:
+            words.append(RecognizedWord(text, piece.start_ms, piece.end_ms, piece.confidence))
+    return words
 
 
 _PUNCTUATION = re.compile(r"[^\w'-]+")
@@ -105,4 +124,4 @@ def plain(text: str) -> str:
     return _PUNCTUATION.sub("", text).lower()
 
 
-__all__ = ["RecognizedWord", "Recognizer", "WhisperRecognizer", "plain"]
+__all__ = ["RecognizedWord", "Recognizer", "WhisperRecognizer", "join_pieces", "plain"]

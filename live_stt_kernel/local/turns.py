@@ -37,6 +37,8 @@ class TurnSettings:
     check_after_ms: int = 40  # start the check's decode this far into the silence (capped at min_turn_silence)
     partial_every_ms: int = 1000
     max_turn_ms: int = 15_000
+    cap_grace_ms: int = 5_000  # past max_turn_ms, how long to wait for a pause to cut at
+    min_cut_pause_ms: int = 60  # a shorter gap in the VAD is a stop consonant, not a pause
     pre_roll_ms: int = 200
     min_speech_ms: int = 120  # shorter bursts (clicks, breaths) do not open a turn
 
@@ -78,6 +80,7 @@ class TurnDetector:
     last_partial_ms: int = 0
     checked: bool = False  # a check was asked for during the current silence
     due: bool = False  # and its verdict was asked for
+    pauses: list[tuple[int, int]] = field(default_factory=list)  # (start_ms, end_ms) of the open turn's pauses
 
     @property
     def now_ms(self) -> int:
@@ -120,13 +123,19 @@ class TurnDetector:
             return []
         self.speech_ms += FRAME_MS if speech else 0
         if speech:
+            if self.silence_ms >= s.min_cut_pause_ms:
+                self.pauses.append((self.now_ms - FRAME_MS - self.silence_ms, self.now_ms - FRAME_MS))
             self.silence_ms, self.checked, self.due = 0, False, False
         else:
             self.silence_ms += FRAME_MS
-        if self.silence_ms >= s.max_turn_silence or self.now_ms - self.turn_start_ms >= s.max_turn_ms:
+        if self.silence_ms >= s.max_turn_silence:
             request = self._request(FINAL)
             self.end_turn()
             return [request]
+        if self.now_ms - self.turn_start_ms >= s.max_turn_ms:
+            cut = self._cut_at()
+            if cut is not None:
+                return [self._cut(cut)]
         out = []
         if self.silence_ms >= min(s.check_after_ms, s.min_turn_silence) and not self.checked:
             self.checked = True
@@ -141,12 +150,43 @@ class TurnDetector:
             return [self._request(PARTIAL)]
         return []
 
+    def _cut_at(self) -> int | None:
+        """Where to cut the over-long open turn: the middle of its best pause, or None to wait for one."""
+        assert self.turn_start_ms is not None
+        s = self.settings
+        pauses = list(self.pauses)
+        if self.silence_ms >= s.min_cut_pause_ms:  # a pause going on now counts too
+            pauses.append((self.now_ms - self.silence_ms, self.now_ms))
+        earliest = self.turn_start_ms + s.max_turn_ms // 3
+        candidates = [p for p in pauses if p[1] > earliest]
+        if candidates:
+            start, end = max(candidates, key=lambda p: (p[1] - p[0], p[1]))  # the longest; the later of equals
+            return max(earliest, (start + end) // 2)
+        if self.now_ms - self.turn_start_ms >= s.max_turn_ms + s.cap_grace_ms:
+            return self.now_ms
+        return None
+
+    def _cut(self, cut_ms: int) -> Decode:
+        """End the open turn at ``cut_ms`` (its final's request) and open the next one there: the audio after the cut
+        is the new turn's beginning."""
+        assert self.turn_start_ms is not None
+        lo, hi = ((t - self.base_ms) * BYTES_PER_MS for t in (self.turn_start_ms, cut_ms))
+        request = Decode(self.turn_order, self.turn_start_ms, cut_ms, FINAL, bytes(self.audio[max(0, lo) : max(0, hi)]))
+        self.turn_order += 1
+        self.turn_start_ms = cut_ms
+        self.speech_ms = self.now_ms - cut_ms
+        self.pauses = [p for p in self.pauses if p[0] >= cut_ms]
+        self.last_partial_ms, self.checked, self.due = self.now_ms, False, False
+        self._forget_before(cut_ms - self.settings.pre_roll_ms)
+        return request
+
     def end_turn(self) -> None:
         """Close the open turn (after a check that read as finished, or at a forced endpoint)."""
         if self.turn_start_ms is not None:
             self.turn_order += 1
             self.turn_start_ms = None
             self.speech_ms = self.silence_ms = 0
+            self.pauses = []
 
     def _forget_before(self, ms: int) -> None:
         drop = (ms - self.base_ms) * BYTES_PER_MS

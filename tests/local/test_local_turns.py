@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from live_stt_kernel.local.messages import final_messages, partial_message, stable_prefix
-from live_stt_kernel.local.recognizer import RecognizedWord, plain
+from live_stt_kernel.local.recognizer import RecognizedWord, join_pieces, plain
 from live_stt_kernel.local.turns import CHECK, DUE, FINAL, PARTIAL, TurnDetector, TurnSettings, reads_finished
 
 
@@ -80,9 +80,30 @@ def test_the_same_audio_gives_the_same_requests_in_any_block_size():
 def test_no_turn_during_silence_or_a_click_and_long_turns_are_cut():
     detector = TurnDetector(is_speech=energy_vad, settings=TurnSettings(max_turn_ms=3000))
     assert feed(detector, audio(("silence", 2000), ("speech", 60), ("silence", 2000))) == []
-    requests = feed(detector, audio(("speech", 7000)))
+    requests = feed(detector, audio(("speech", 10_000)))
     finals = [r for r in requests if r.kind == FINAL]
-    assert len(finals) == 2 and all(r.end_ms - r.start_ms <= 3000 for r in finals)
+    # no pause anywhere: cut where the audio is, max_turn_ms + cap_grace_ms in
+    assert len(finals) == 1 and finals[0].end_ms - finals[0].start_ms == 3000 + TurnSettings().cap_grace_ms
+
+
+def test_an_over_long_turn_is_cut_at_its_longest_pause_not_mid_word():
+    detector = TurnDetector(is_speech=energy_vad)
+    pcm = audio(("silence", 500), ("speech", 4000), ("silence", 80), ("speech", 5000), ("silence", 160),
+                ("speech", 7000), ("silence", 100), ("speech", 4000), ("silence", 1000))
+    finals = [r for r in feed(detector, pcm) if r.kind == FINAL]
+    assert len(finals) == 2
+    first, second = finals
+    # the 160 ms pause (9580..9740 ms) is the longest in the turn's last two thirds: the cut is in its middle
+    assert 9580 < first.end_ms < 9740 and first.end_ms - first.start_ms <= 15_000
+    assert second.start_ms == first.end_ms and second.turn_order == first.turn_order + 1
+    assert len(first.pcm) == (first.end_ms - first.start_ms) * 32 and len(second.pcm) == (second.end_ms - second.start_ms) * 32
+
+
+def test_past_the_cap_the_turn_is_cut_at_the_next_pause():
+    detector = TurnDetector(is_speech=energy_vad, settings=TurnSettings(max_turn_ms=3000))
+    finals = [r for r in feed(detector, audio(("speech", 4000), ("silence", 100), ("speech", 2000), ("silence", 1000)))
+              if r.kind == FINAL]
+    assert len(finals) == 2 and 4000 < finals[0].end_ms < 4100 and finals[1].start_ms == finals[0].end_ms
 
 
 def test_force_endpoint_closes_the_open_turn_only():
@@ -113,3 +134,13 @@ def test_finals_come_unformatted_then_formatted_with_the_same_turn_order():
     assert all(m["end_of_turn"] for m in (unformatted, formatted))
     assert [w["start"] for w in formatted["words"]] == [2000, 2200]
     assert len(final_messages(4, words, 0, format_turns=False)) == 1
+
+
+def test_whisper_pieces_without_a_leading_space_continue_the_word_before():
+    pieces = [RecognizedWord(" Unless", 0, 300, 0.9), RecognizedWord(" cold", 300, 500, 0.8),
+              RecognizedWord("-hearted", 500, 900, 0.6), RecognizedWord(" it", 900, 1000, 0.9),
+              RecognizedWord("'s", 1000, 1100, 0.7), RecognizedWord(" 1", 1100, 1200, 0.9), RecognizedWord(",000.", 1200, 1500, 0.9)]
+    words = join_pieces(pieces)
+    assert [w.text for w in words] == ["Unless", "cold-hearted", "it's", "1,000."]
+    assert (words[1].start_ms, words[1].end_ms, words[1].confidence) == (300, 900, 0.6)
+    assert join_pieces([RecognizedWord("-dashed", 0, 100, 0.5)])[0].text == "-dashed"  # nothing to join to
