@@ -3,6 +3,9 @@ a real HTTP server on 127.0.0.1 that records every request and answers from a sc
 
 ``Reply`` items are used in order, one per request; when the script runs out, ``respond(body)``
 writes the answer (by default it echoes the delimited turn back, tagged with the target language).
+A request with ``"stream": true`` is answered with server-sent events, one word of that answer per
+event (``Reply.gap_s`` apart; ``Reply.break_after`` events, then the connection is dropped), then
+``data: [DONE]``, as OpenAI's servers do.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ class Reply:
     body: Any = None  # dict/list -> JSON; str -> as is; None -> a chat completion from `respond`
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    gap_s: float = 0.0  # a stream: seconds between events
+    break_after: int | None = None  # a stream: drop the connection after this many events
 
 
 @dataclass
@@ -76,6 +81,9 @@ class GatewayServer:
                     reply = gateway.script.pop(0) if gateway.script else Reply()
                 if reply.delay_s:
                     time.sleep(reply.delay_s)
+                if reply.body is None and reply.status == 200 and isinstance(body, dict) and body.get("stream"):
+                    self.stream(gateway.respond(body), body.get("model", ""), reply)
+                    return
                 if reply.body is None and reply.status == 200:
                     if self.path.endswith("/generate/task"):
                         payload: Any = {"request_id": "lemur-1", "response": f"LeMUR says: {body.get('prompt', '')[:20]}"}
@@ -94,6 +102,32 @@ class GatewayServer:
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test)
+
+            def stream(self, content: str, model: str, reply: Reply) -> None:
+                words = re.findall(r"\s*\S+", content) or [""]
+                events = [{"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": model,
+                           "choices": [{"index": 0, "delta": {"role": "assistant", "content": w}, "finish_reason": None}]}
+                          for w in words]
+                events.append({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": model,
+                               "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for i, event in enumerate([*events, "[DONE]"]):
+                        if reply.break_after is not None and i >= reply.break_after:
+                            self.close_connection = True
+                            self.connection.shutdown(2)
+                            return
+                        if i and reply.gap_s:
+                            time.sleep(reply.gap_s)
+                        data = f"data: {event if isinstance(event, str) else json.dumps(event)}\n\n".encode()
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                        self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                except OSError:
+                    self.close_connection = True  # the client went away (a stream it stopped reading)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

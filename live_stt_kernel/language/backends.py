@@ -13,7 +13,7 @@ when it is passed explicitly, or ``$OPENAI_API_KEY`` (see `keys`).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlparse
 
@@ -127,6 +127,11 @@ class LocalModel(OpenAICompatible):
         """As `OpenAICompatible.complete`, after starting the local server if it is not running."""
         self._ensure_server()
         return super().complete(messages, max_tokens=max_tokens, temperature=temperature)
+
+    def stream(self, messages: Sequence[Message], *, max_tokens: int = 1000, temperature: float = 0.2) -> Iterator[str]:
+        """As `OpenAICompatible.stream`, after starting the local server if it is not running."""
+        self._ensure_server()
+        yield from super().stream(messages, max_tokens=max_tokens, temperature=temperature)
 
 
 def is_gateway(base_url: str) -> bool:

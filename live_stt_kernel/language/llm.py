@@ -11,9 +11,15 @@ Backends (all HTTP, through one client with retries, backoff with jitter and a p
 Messages are OpenAI-shaped dicts: ``{"role": "system" | "user" | "assistant", "content": str}``.
 ``complete`` may be called from any thread; each thread keeps its own HTTP connection pool.
 
+Streaming is optional and not part of the protocol: the OpenAI-shaped backends (and so the gateway and
+the local model) also have ``stream(messages) -> Iterator[str]``, the reply's pieces as they are
+written (server-sent events); LeMUR has none. Callers look for it with ``getattr(llm, "stream", None)``
+and fall back to ``complete``.
+
 Every request is bounded: ``timeout`` is a deadline for the whole request (connect, send, read the
-whole answer; a timer shuts the connection down when it passes, so a server that dribbles a byte at a
-time cannot stretch it), and an answer is read only up to `MAX_REPLY_BYTES`.
+whole answer; a watcher shuts the connection down when it passes, so a server that dribbles a byte at a
+time cannot stretch it), and an answer is read only up to `MAX_REPLY_BYTES`. A stream's ``timeout``
+bounds the wait for each next event instead (lack of progress), since a long answer may keep coming.
 """
 
 from __future__ import annotations
@@ -21,15 +27,17 @@ from __future__ import annotations
 import email.utils
 import json
 import random
+import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlparse
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3 import poolmanager
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -168,6 +176,52 @@ def rate_limiter(key: str, per_minute: float) -> RateLimiter:
         return _limiters.setdefault((key, per_minute), RateLimiter(per_minute))
 
 
+class SSEDecoder:
+    """Server-sent events, the pure part: feed bytes as they arrive, get each complete event's ``data``
+    (several ``data:`` lines joined by newlines). Comments (``:``) and other fields are skipped; an event
+    ends at a blank line; ``\r\n``, ``\r`` and ``\n`` all end a line. A line longer than ``max_line``
+    bytes is a broken server: `ValueError`."""
+
+    def __init__(self, *, max_line: int = 1 << 20):
+        self.max_line = max_line
+        self._buffer = b""
+        self._data: list[str] = []
+
+    def feed(self, chunk: bytes) -> list[str]:
+        """The data of every event completed by ``chunk``."""
+        buffer = self._buffer + chunk
+        events: list[str] = []
+        at = 0
+        for cut in _LINE_END.finditer(buffer):
+            if cut.group() == b"\r" and cut.end() == len(buffer):
+                break  # a lone \r at the end may be half of \r\n
+            line = buffer[at:cut.start()].decode("utf-8", "replace")
+            at = cut.end()
+            if not line:
+                if self._data:
+                    events.append("\n".join(self._data))
+                    self._data = []
+                continue
+            field, _, value = line.partition(":")
+            if field == "data":
+                self._data.append(value[1:] if value.startswith(" ") else value)
+        self._buffer = buffer[at:]
+        if len(self._buffer) > self.max_line:
+            raise ValueError(f"a server-sent event line longer than {self.max_line} bytes")
+        return events
+
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+class _HTTPStatus(Exception):
+    """A streamed request answered with a status that is not a success (inside the HTTP shell only)."""
+
+    def __init__(self, code: int, headers: Mapping[str, str], body: bytes):
+        super().__init__(code)
+        self.code, self.headers, self.body = code, headers, body
+
+
 # --- the HTTP shell ---------------------------------------------------------------------------
 
 
@@ -175,50 +229,66 @@ _sending = threading.local()  # .deadline: the `_Deadline` of the request this t
 
 
 class _Deadline:
-    """A whole-request deadline, used as ``with`` around one request on the thread that sends it: when
-    ``seconds`` pass, a timer shuts the request's connection down, which ends whatever connect, send or
-    read is blocked on it. (requests' own timeout restarts with every byte received.)"""
+    """A request's deadline, used as ``with`` around one request on the thread that sends it: when
+    ``seconds`` pass without `progress`, a watcher thread shuts the request's connection down, which ends
+    whatever connect, send or read is blocked on it. (requests' own timeout restarts with every byte
+    received.) `complete` never calls `progress`, so its deadline is for the whole request; a stream
+    calls it at each event, so only a stall is cut, not a long answer that keeps coming."""
 
     def __init__(self, seconds: float):
+        self.seconds = seconds
         self.expired = False
         self._connection: HTTPConnection | None = None
+        self._socket: socket.socket | None = None
         self._done = False
-        self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
+        self._until = 0.0
+        self._changed = threading.Condition(threading.Lock())
+        self._watcher = threading.Thread(target=self._watch, name="live-stt-llm-deadline", daemon=True)
 
     def __enter__(self) -> _Deadline:
         _sending.deadline = self
-        self._timer.start()
+        self._until = time.monotonic() + self.seconds
+        self._watcher.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         _sending.deadline = None
-        with self._lock:
+        with self._changed:
             self._done = True
-        self._timer.cancel()
-        self._timer.join(timeout=1.0)  # at once: cancelled, or done cutting; the timer's thread ends with the request
+            self._changed.notify_all()
+        self._watcher.join(timeout=1.0)  # at once: woken, or done cutting; the watcher ends with the request
+
+    def progress(self) -> None:
+        """Something arrived: the next ``seconds`` start now (the watcher sees it when it wakes)."""
+        with self._changed:
+            self._until = time.monotonic() + self.seconds
 
     def watch(self, connection: HTTPConnection) -> None:
-        """The connection carrying the request (called as it is sent); cut at once if the time is already up."""
-        with self._lock:
+        """The connection carrying the request (called as it is sent); cut at once if the time is already up.
+        Its socket is kept too: http.client lets go of it when the answer says ``Connection: close``."""
+        with self._changed:
             self._connection = connection
+            if connection.sock is not None:
+                self._socket = connection.sock
             late = self.expired and not self._done
         if late:
-            _cut(connection)
+            _cut(connection.sock)
 
-    def _expire(self) -> None:
-        with self._lock:
-            if self._done:
-                return
-            self.expired = True
-            connection = self._connection
-        if connection is not None:
-            _cut(connection)
+    def _watch(self) -> None:
+        with self._changed:
+            while not self._done:
+                remaining = self._until - time.monotonic()
+                if remaining <= 0:
+                    self.expired = True
+                    break
+                self._changed.wait(remaining)
+            sock = None
+            if self.expired and self._connection is not None:
+                sock = self._connection.sock or self._socket
+        _cut(sock)
 
 
-def _cut(connection: HTTPConnection) -> None:
-    sock = connection.sock
+def _cut(sock: socket.socket | None) -> None:
     if sock is not None:
         try:
             sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked thread; the pool then discards the connection
@@ -348,27 +418,128 @@ class HTTPBackend:
             except requests.RequestException as exc:
                 kind, status, detail, hint = LLMUnavailable, None, f"cannot reach {self._where()} ({type(exc).__name__})", ""
             else:
-                status, text = code, data.decode("utf-8", "replace")
+                status = code
                 if code < 300:
                     try:
                         return json.loads(data)
                     except (ValueError, RecursionError):
                         kind, detail, hint = LLMUnavailable, "answered with something that is not JSON", ""
-                elif code == 429:
-                    wait = server_wait(headers, time.time())
-                    kind, detail = LLMRateLimited, f"rate limited (HTTP 429): {error_message(text)}"
-                    hint = "slow down, or raise the account's limit"
-                elif code >= 500 or code == 408:
-                    kind, detail, hint = LLMUnavailable, f"server error HTTP {code}: {error_message(text)}", ""
                 else:
-                    raise self._refusal(code, error_message(text))
-            if wait is not None and wait > self.retry.max_wait_s:
-                raise self._fail(kind, status, f"{detail} (the server asks to wait {wait:.0f} s; not retrying)", hint)
-            if attempt == self.retry.attempts:
-                tries = f" (after {attempt} attempts)" if attempt > 1 else ""
-                raise self._fail(kind, status, detail + tries, hint)
-            time.sleep(wait if wait is not None else self.retry.delay(attempt, self._rng))
+                    kind, detail, hint, wait = self._judge(code, headers, data)
+            self._after_failure(attempt, kind, status, detail, hint, wait)
         raise AssertionError("unreachable: the policy allows at least one attempt")
+
+    def post_stream(self, path: str, body: Mapping[str, Any]) -> Iterator[Any]:
+        """The decoded JSON of each server-sent event (``data: {...}``) until ``data: [DONE]`` or the end.
+
+        Retried as `post` is, as long as nothing was yielded yet; once the caller has seen part of the
+        answer, a failure is raised at once (`LLMUnavailable`: the stream broke or stalled). ``timeout``
+        bounds each wait for the next event (lack of progress), not the whole answer. A server that
+        answers with one whole JSON body instead of a stream yields that body once."""
+        url = self.base_url + path
+        for attempt in range(1, self.retry.attempts + 1):
+            if self.limiter is not None:
+                self.limiter.acquire()
+            wait: float | None = None
+            kind: type[LLMError]
+            status: int | None = None
+            seen = 0
+            try:
+                for event in self._stream_exchange(url, body):
+                    seen += 1
+                    yield event
+                return
+            except _HTTPStatus as answer:
+                status = answer.code
+                kind, detail, hint, wait = self._judge(answer.code, answer.headers, answer.body)
+            except requests.Timeout:
+                kind, detail, hint = LLMUnavailable, f"nothing new for {self.timeout:g} s from {self._where()}", ""
+            except requests.RequestException as exc:
+                verb = "lost" if seen else "cannot reach"
+                kind, detail, hint = LLMUnavailable, f"{verb} {self._where()} ({type(exc).__name__})", ""
+            if seen:
+                raise self._fail(kind, status, f"the stream stopped after {seen} events: {detail}")
+            self._after_failure(attempt, kind, status, detail, hint, wait)
+
+    def _judge(self, code: int, headers: Mapping[str, str], data: bytes) -> tuple[type[LLMError], str, str, float | None]:
+        """An HTTP failure read: (kind, detail, hint, the server's wait) for the retry loop; a refusal is raised at once."""
+        text = data.decode("utf-8", "replace")
+        if code == 429:
+            return (LLMRateLimited, f"rate limited (HTTP 429): {error_message(text)}",
+                    "slow down, or raise the account's limit", server_wait(headers, time.time()))
+        if code >= 500 or code == 408:
+            return LLMUnavailable, f"server error HTTP {code}: {error_message(text)}", "", None
+        raise self._refusal(code, error_message(text))
+
+    def _after_failure(self, attempt: int, kind: type[LLMError], status: int | None, detail: str, hint: str,
+                       wait: float | None) -> None:
+        """Raise if this was the last attempt (or the server asks for too long a wait), else sleep before the next."""
+        if wait is not None and wait > self.retry.max_wait_s:
+            raise self._fail(kind, status, f"{detail} (the server asks to wait {wait:.0f} s; not retrying)", hint)
+        if attempt == self.retry.attempts:
+            tries = f" (after {attempt} attempts)" if attempt > 1 else ""
+            raise self._fail(kind, status, detail + tries, hint)
+        time.sleep(wait if wait is not None else self.retry.delay(attempt, self._rng))
+
+    def _stream_exchange(self, url: str, body: Mapping[str, Any]) -> Iterator[Any]:
+        """One streamed request: the JSON of each event as it arrives. Raises `_HTTPStatus` for an
+        answer that is not a success, `requests.Timeout` when ``timeout`` passes without an event,
+        another `requests.RequestException` when the connection fails, `LLMUnavailable` for junk."""
+        with _Deadline(self.timeout) as deadline:
+            try:
+                with self._session().post(url, json=body, headers=self._headers(), timeout=self.timeout,
+                                          stream=True) as response:
+                    _sending.deadline = None  # sent: the connection is known; this thread may send others meanwhile
+                    if response.status_code >= 300:
+                        raise _HTTPStatus(response.status_code, response.headers,
+                                          _read_capped(response, MAX_REPLY_BYTES) or b"")
+                    if "text/event-stream" not in response.headers.get("Content-Type", ""):
+                        yield self._whole_json(response)
+                        return
+                    decoder, size = SSEDecoder(), 0
+                    while True:
+                        try:
+                            chunk = response.raw.read1(_CHUNK, decode_content=True)
+                        except (urllib3.exceptions.HTTPError, OSError) as exc:
+                            raise requests.ConnectionError(str(exc)) from None
+                        if not chunk:
+                            if deadline.expired:  # the watcher cut it
+                                raise requests.Timeout()
+                            return  # the end without [DONE]: what came is the answer
+                        size += len(chunk)
+                        if size > MAX_REPLY_BYTES:
+                            raise self._too_big(response)
+                        try:
+                            events = decoder.feed(chunk)
+                        except ValueError as exc:
+                            raise self._fail(LLMUnavailable, 200, f"a broken event stream: {exc}") from None
+                        for payload in events:
+                            if payload == "[DONE]":
+                                return
+                            deadline.progress()
+                            try:
+                                event = json.loads(payload)
+                            except (ValueError, RecursionError):
+                                raise self._fail(LLMUnavailable, 200, f"a stream event that is not JSON: {payload[:80]!r}") from None
+                            yield event
+            except requests.RequestException:
+                if deadline.expired:
+                    raise requests.Timeout() from None
+                raise
+
+    def _whole_json(self, response: requests.Response) -> Any:
+        data = _read_capped(response, MAX_REPLY_BYTES)
+        if data is None:
+            raise self._too_big(response)
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError):
+            raise self._fail(LLMUnavailable, response.status_code, "answered with something that is not JSON") from None
+
+    def _too_big(self, response: requests.Response) -> LLMError:
+        return self._fail(LLMUnavailable, response.status_code,
+                          f"answered with more than {MAX_REPLY_BYTES >> 20} MB from {self._where()}, which no chat reply needs; "
+                          "stopped reading", "check that base_url points to a chat completions server")
 
     def _exchange(self, url: str, body: Mapping[str, Any]) -> tuple[int, Mapping[str, str], bytes]:
         """One request under one deadline: status, headers and the whole body. Raises `requests.Timeout`
@@ -383,9 +554,7 @@ class HTTPBackend:
                     raise requests.Timeout() from None
                 raise
         if data is None:
-            raise self._fail(LLMUnavailable, response.status_code,
-                             f"answered with more than {MAX_REPLY_BYTES >> 20} MB from {self._where()}, which no chat reply needs; "
-                             "stopped reading", "check that base_url points to a chat completions server")
+            raise self._too_big(response)
         return response.status_code, response.headers, data
 
     def _refusal(self, status: int, message: str) -> LLMError:
@@ -417,6 +586,31 @@ class OpenAICompatible(HTTPBackend):
         body = {"model": self.model, "messages": [dict(m) for m in messages], "max_tokens": max_tokens,
                 "temperature": temperature}
         return self._content(self.post("/chat/completions", body))
+
+    def stream(self, messages: Sequence[Message], *, max_tokens: int = 1000, temperature: float = 0.2) -> Iterator[str]:
+        """The reply as it is written: each piece of ``choices[0].delta.content`` as it arrives (joined,
+        they are the reply, unstripped). Retried like `complete` until the first event arrives; after
+        that a failure, or a wait longer than ``timeout`` for the next piece, raises `LLMUnavailable`.
+        Stop iterating (or ``close()`` the iterator) to drop the connection, which ends the generation
+        on servers that notice (the embedded one does). A server that ignores ``stream`` and answers
+        whole yields its reply once."""
+        body = {"model": self.model, "messages": [dict(m) for m in messages], "max_tokens": max_tokens,
+                "temperature": temperature, "stream": True}
+        for event in self.post_stream("/chat/completions", body):
+            if not isinstance(event, dict):
+                raise self._fail(LLMUnavailable, 200, f"a stream event that is not an object: {str(event)[:160]}")
+            if event.get("error"):
+                raise self._fail(LLMUnavailable, 200, f"the stream ended with an error: {error_message(json.dumps(event))}")
+            choices = event.get("choices")
+            if not choices:  # e.g. the usage event some servers send last
+                continue
+            try:
+                choice = choices[0]
+                part = choice["delta"].get("content") if "delta" in choice else choice["message"]["content"]
+            except (KeyError, IndexError, TypeError, AttributeError):
+                raise self._fail(LLMUnavailable, 200, f"a stream event without choices[0].delta: {str(event)[:160]}") from None
+            if part:
+                yield str(part)
 
     def _content(self, data: Any) -> str:
         try:
@@ -484,6 +678,7 @@ __all__ = [
     "OpenAICompatible",
     "RateLimiter",
     "RetryPolicy",
+    "SSEDecoder",
     "error_message",
     "server_wait",
 ]

@@ -239,3 +239,94 @@ def test_rate_limiter_reserves_evenly_spaced_slots():
     assert [limiter.reserve() for _ in range(3)] == [0.0, 1.0, 2.0]
     now[0] = 110.0
     assert limiter.reserve() == 0.0
+
+
+# --- streaming ---------------------------------------------------------------------------------
+
+
+def test_a_stream_yields_the_reply_as_it_is_written(gateway):
+    server = gateway()
+    llm = gateway_client(server)
+    parts = list(llm.stream(HELLO, max_tokens=50, temperature=0.0))
+    assert parts == ["[Spanish]", " hello"] and "".join(parts) == llm.complete(HELLO)
+    first = server.requests[0]
+    assert first.headers["Authorization"] == KEY
+    assert first.body == {"model": "gemini-2.5-flash-lite", "messages": HELLO, "max_tokens": 50, "temperature": 0.0,
+                          "stream": True}
+
+
+def test_a_stream_is_retried_before_its_first_event(gateway):
+    server = gateway(Reply(503, {"error": {"message": "overloaded"}}), Reply(429, {"error": "slow"}, {"Retry-After": "0"}))
+    assert "".join(gateway_client(server).stream(HELLO)) == "[Spanish] hello"
+    assert len(server.requests) == 3
+
+
+def test_a_refused_stream_is_not_retried(gateway):
+    server = gateway(Reply(401, {"error": "Invalid API key", "status": "error"}))
+    with pytest.raises(LLMRefused, match="key") as info:
+        list(gateway_client(server).stream(HELLO))
+    assert info.value.status == 401 and len(server.requests) == 1
+
+
+def test_a_long_stream_that_keeps_coming_is_not_cut_by_the_timeout(gateway):
+    words = " ".join(f"w{i}" for i in range(10))
+    server = gateway(Reply(gap_s=0.1), respond=lambda body: words)  # ~1.1 s in all, an event every 0.1 s
+    llm = OpenAICompatible(server.url + "/v1", model="m", timeout=0.5, retry=FAST)
+    started = time.monotonic()
+    assert "".join(llm.stream(HELLO)) == words
+    assert time.monotonic() - started > 0.5  # longer than the timeout in all, never that long without progress
+
+
+def test_a_stalled_stream_fails_after_the_timeout_without_a_retry(gateway):
+    server = gateway(Reply(gap_s=2.0), respond=lambda body: "uno dos tres")
+    llm = OpenAICompatible(server.url + "/v1", model="m", timeout=0.3, retry=FAST)
+    seen, started = [], time.monotonic()
+    with pytest.raises(LLMUnavailable, match=r"stopped after 1 events: nothing new for 0.3 s"):
+        for part in llm.stream(HELLO):
+            seen.append(part)
+    assert seen == ["uno"] and time.monotonic() - started < 1.5 and len(server.requests) == 1
+
+
+def test_a_stream_cut_mid_way_is_an_llm_error(gateway):
+    server = gateway(Reply(break_after=2), respond=lambda body: "uno dos tres cuatro")
+    llm = OpenAICompatible(server.url + "/v1", model="m", retry=FAST)
+    seen = []
+    with pytest.raises(LLMUnavailable) as info:
+        for part in llm.stream(HELLO):
+            seen.append(part)
+    assert seen == ["uno", " dos"] or seen == ["uno", " dos", " tres"]  # the end, not the cut, may be seen first
+    assert len(server.requests) == 1 and "stream" in str(info.value)
+
+
+def test_a_server_that_answers_whole_is_read_as_one_piece(gateway):
+    from gateway_server import completion
+
+    server = gateway(Reply(200, completion("hola entera")))
+    assert list(gateway_client(server).stream(HELLO)) == ["hola entera"]
+
+
+def test_lemur_cannot_stream_and_says_so_by_having_no_stream():
+    assert getattr(LeMUR(KEY, base_url="http://127.0.0.1:9"), "stream", None) is None
+    assert callable(getattr(LLMGateway(KEY), "stream", None)) and callable(getattr(LocalModel(), "stream", None))
+
+
+@pytest.mark.parametrize("chunks, events", [
+    ([b"data: a\n\n"], ["a"]),
+    ([b"da", b"ta: {\"x\"", b": 1}\n", b"\n"], ['{"x": 1}']),
+    ([b"data: one\r\ndata: two\r\n\r\n"], ["one\ntwo"]),
+    ([b": keep-alive\n\n", b"event: x\nid: 3\ndata:no-space\n\n"], ["no-space"]),
+    ([b"data: a\r", b"\n\r\ndata: b\n\n", b"data: [DONE]\n\n"], ["a", "b", "[DONE]"]),
+    ([b"data: unfinished\n"], []),
+])
+def test_the_event_stream_decoder(chunks, events):
+    from live_stt_kernel.language.llm import SSEDecoder
+
+    decoder = SSEDecoder()
+    assert [e for chunk in chunks for e in decoder.feed(chunk)] == events
+
+
+def test_the_event_stream_decoder_bounds_a_line():
+    from live_stt_kernel.language.llm import SSEDecoder
+
+    with pytest.raises(ValueError, match="longer than"):
+        SSEDecoder(max_line=100).feed(b"data: " + b"x" * 200)

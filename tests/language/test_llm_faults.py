@@ -110,7 +110,8 @@ def flood(declared: bool) -> Callable[[BaseHTTPRequestHandler, Misbehaving], Non
 
 
 def timers() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if isinstance(t, threading.Timer)]
+    """The deadline watchers still running (each request's ends with it)."""
+    return [t for t in threading.enumerate() if t.name == "live-stt-llm-deadline" or isinstance(t, threading.Timer)]
 
 
 @pytest.fixture
@@ -227,3 +228,50 @@ def test_a_key_no_http_header_can_carry_is_refused_up_front(key):
     with pytest.raises(ConfigurationError, match="HTTP header") as info:
         OpenAICompatible("http://127.0.0.1:9/v1", model="m", api_key=key)
     assert key not in str(info.value)
+
+
+# --- streams -------------------------------------------------------------------------------------
+
+
+def sse_head() -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+
+
+def test_a_stream_dribbling_bytes_that_never_make_an_event_is_cut_at_the_timeout(misbehaving):
+    def act(handler: BaseHTTPRequestHandler, server: Misbehaving) -> None:
+        server.write(handler, sse_head())
+        for byte in b'data: {"choices": [{"delta": {"content": "' + b"x" * 400:
+            if server.stopped.wait(0.05):
+                return
+            server.write(handler, bytes([byte]))
+
+    llm = OpenAICompatible(misbehaving(act).url, model="m", timeout=0.5, retry=ONCE)
+    started = time.monotonic()
+    with pytest.raises(LLMUnavailable, match=r"nothing new for 0.5 s"):
+        list(llm.stream(HELLO))
+    assert 0.45 <= time.monotonic() - started < 1.5
+    assert not timers()
+
+
+def test_a_flood_of_events_is_cut_at_the_reply_cap(misbehaving):
+    def act(handler: BaseHTTPRequestHandler, server: Misbehaving) -> None:
+        server.write(handler, sse_head())
+        block = b'data: {"choices": []}\n\n' * 40_000  # ~1 MB of events that say nothing
+        for _ in range(64):
+            if server.stopped.is_set():
+                return
+            server.write(handler, block)
+
+    llm = OpenAICompatible(misbehaving(act).url, model="m", timeout=20, retry=ONCE)
+    started = time.monotonic()
+    with pytest.raises(LLMUnavailable, match=r"more than 8 MB"):
+        list(llm.stream(HELLO))
+    assert time.monotonic() - started < 5.0
+
+
+def test_junk_in_a_stream_is_an_llm_error(misbehaving):
+    def act(handler: BaseHTTPRequestHandler, server: Misbehaving) -> None:
+        server.write(handler, sse_head() + b"data: not json\n\n")
+
+    with pytest.raises(LLMUnavailable, match="not JSON"):
+        list(OpenAICompatible(misbehaving(act).url, model="m", retry=ONCE).stream(HELLO))
