@@ -115,6 +115,14 @@ class Transcript:
         """The live line: words of the turn still being spoken, or "" between turns."""
         return live_line(self.open_turn.words) if self.open_turn else ""
 
+    @property
+    def partial_parts(self) -> tuple[str, str]:
+        """The live line in two parts: its leading words the server says it will not change (show them steady) and
+        the tentative rest (its latest guess; show it lighter, or not at all where guesses must not flicker)."""
+        words = self.open_turn.words if self.open_turn else ()
+        settled = next((i for i, w in enumerate(words) if not w.is_final), len(words))
+        return live_line(words[:settled]), live_line(words[settled:])
+
     def get(self, key: Key) -> TurnRecord | None:
         """The row for ``(session id, turn_order)``, or None."""
         position = self.positions.get(key)

@@ -163,3 +163,13 @@ def test_a_revision_with_new_words_brings_their_times_and_confidence():
     revised = empty.apply(SpeakerRevision(revisions=(Revision(turn_order=0, speaker="A", words=(word,)),)))
     row = revised.rows[0]
     assert row.words == (word,) and (row.start, row.end, row.confidence, row.speaker) == (1.2, 1.5, 0.5, "A")
+
+
+def test_the_live_line_splits_into_settled_words_and_a_tentative_tail():
+    words = (Word(text="hello", start_ms=0, end_ms=300, is_final=True), Word(text="and", start_ms=300, end_ms=400, is_final=True),
+             Word(text="wellcome", start_ms=400, end_ms=800, is_final=False), Word(text="to", start_ms=800, end_ms=900, is_final=False))
+    t = Transcript().apply(SessionBegan(session_id="s")).apply(Turn(turn_order=0, transcript="hello and", words=words))
+    assert t.partial_parts == ("hello and", "wellcome to") and t.partial == "hello and wellcome to"
+    first_guess = Turn(turn_order=0, transcript="", words=tuple(Word(text=w.text, start_ms=0, end_ms=1, is_final=False) for w in words))
+    assert t.apply(first_guess).partial_parts == ("", "hello and wellcome to")
+    assert Transcript().partial_parts == ("", "")
