@@ -5,11 +5,21 @@ Threads: widget callbacks (the kernel's thread) only put a command on a queue. O
 every widget: ``fps`` times a second at most it runs the commands, builds the view from the session's
 snapshots (`view.build_view`) and sends only what changed (`view.changes`), batched with
 ``hold_sync``. Nothing here prints or displays from a thread; the coaching report (slow: a model
-call) is written by a helper thread and handed back to the UI thread as a command.
+call) is written by a helper thread and handed back to the UI thread as commands (the text so far
+while the model writes, throttled, then the report).
+
+Presentation (for a class): the turn list follows the newest turn like a chat, "Large text" and
+"Full screen" act in the page (see `presenter.Presenter`); ``LivePanel(session, presentation=True)``
+or ``panel.presentation = True`` turns on large text and hides the controls.
+
+The translation controls show the session's real settings, also when they were changed from code
+(``session.translation.configure(...)``): each frame copies them into the controls, unless the user
+has changed a control since (then the user's choice stays until Apply).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import queue
 import threading
@@ -26,13 +36,31 @@ from ..language.backends import TRANSLATORS, as_translator
 from ..samples import sample_wav
 from ..session import Session
 from .browser_mic import BrowserMic
-from .view import PanelView, Status, build_view, changes
+from .presenter import Presenter
+from .view import PanelView, Status, build_view, changes, live_html
 
 log = logging.getLogger(__name__)
 
 SOURCES = {"audio file": "file", "kernel microphone": "mic", "browser microphone": "browser"}
 IDLE_S = 1.0  # with nothing streaming the UI thread looks for news once a second (a click wakes it at once)
+COACH_TEXT_EVERY_S = 0.25  # the coaching text streams into the panel at most 4 times a second
 Command = tuple[str, Any]
+Controls = tuple[str, str, str, str]  # target(s), backend, model, prompt: as the translation controls show them
+
+
+def translation_settings(live: Any) -> Controls:
+    """A live translation's current settings as the controls show them."""
+    translator = live.translator
+    return (", ".join(live.targets), str(getattr(translator, "backend", "")), str(getattr(translator, "model", "") or ""),
+            live.prompt or "")
+
+
+def coach_streams(function: Callable[..., Any]) -> bool:
+    """Whether ``coach`` can hand its text over while the model writes (an ``on_text`` argument)."""
+    try:
+        return "on_text" in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def source_choice(source: Any) -> tuple[str, str | None]:
@@ -52,7 +80,7 @@ class LivePanel:
 
     def __init__(self, session: Session | None = None, *, file: str | Path | None = None, translate_to: str = "es",
                  session_options: dict[str, Any] | None = None, coach_options: dict[str, Any] | None = None,
-                 fps: float = 10.0):
+                 fps: float = 10.0, presentation: bool = False):
         self.session = session
         self.session_options = dict(session_options or {})  # for sessions started with the Start button
         self.coach_options = dict(coach_options or {})  # e.g. backend=, use_llm=False
@@ -65,6 +93,9 @@ class LivePanel:
         self._closed = threading.Event()
         self._wake = threading.Event()  # a command is waiting
         self._coaching = False
+        self._coach_text_at = 0.0  # when the coaching text was last handed to the UI thread
+        self._controls_shown: Controls | None = None  # the settings last copied into the controls
+        self._presentation = presentation
 
         self.source = w.Dropdown(options=list(SOURCES), value="audio file", description="Source")
         self.file = w.Text(value=str(file or sample_wav()), description="File", layout=w.Layout(width="28em"))
@@ -73,11 +104,14 @@ class LivePanel:
         self.level = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="Level",
                                      layout=w.Layout(width="20em"))
         self.status = w.HTML(value="<b>ready</b>")
-        self.partial = w.HTML(value="", layout=w.Layout(min_height="1.6em"))
+        self.partial = w.HTML(value=live_html(""))
         self.turns = w.VBox(layout=w.Layout(max_height="24em", overflow="auto"))
+        self.presenter = Presenter(large=presentation, compact=presentation)
         self.target = w.Text(value=translate_to, description="Translate", layout=w.Layout(width="12em"))
         self.backend = w.Dropdown(options=["default", *TRANSLATORS], value="default", description="Backend")
         self.model = w.Text(value="", placeholder="model (optional)", layout=w.Layout(width="16em"))
+        self.all_languages = w.Checkbox(value=False, description="all languages", indent=False,
+                                        layout=w.Layout(width="9em"))
         self.prompt = w.Textarea(value="", placeholder="translation prompt; {language} = the target (LLM backends)",
                                  layout=w.Layout(width="44em", height="4em"))
         self.apply_button = w.Button(description="Apply to next turns", icon="check", layout=w.Layout(width="13em"))
@@ -106,15 +140,22 @@ class LivePanel:
         self.coach_button.on_click(lambda _: self.enqueue("coach"))
         self.source.observe(lambda change: self.enqueue("source", change["new"]), names="value")
 
-        self.widget = w.VBox([
+        controls = [
             w.HBox([self.source, self.file, self.start_button, self.stop_button]),
-            self.mic_slot,
-            w.HBox([self.level, self.status]),
-            self.partial,
-            self.turns,
-            w.HBox([self.target, self.backend, self.model]),
+            w.HBox([self.target, self.backend, self.model, self.all_languages]),
             w.HBox([self.prompt, w.VBox([self.apply_button, self.retranslate_button])]),
             self.coach_button,
+        ]
+        for box in controls:
+            box.add_class("lsk-controls")  # hidden in presentation and full screen
+        # the live line under the turns, like a chat: the newest turn lands right above it
+        self.widget = w.VBox([
+            controls[0],
+            self.mic_slot,
+            w.HBox([self.level, self.status, self.presenter], layout=w.Layout(width="100%")),
+            self.turns,
+            self.partial,
+            *controls[1:],
             self.report,
         ])
         self.widget.add_class("lsk-panel")
@@ -125,6 +166,16 @@ class LivePanel:
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
+
+    @property
+    def presentation(self) -> bool:
+        """Large text and no controls: captions for a class (the page's "Full screen" button adds the whole screen)."""
+        return self._presentation
+
+    @presentation.setter
+    def presentation(self, on: bool) -> None:
+        self._presentation = bool(on)
+        self.enqueue("presentation", bool(on))
 
     def enqueue(self, name: str, value: Any = None) -> None:
         """Ask the UI thread to run ``_do_<name>(value)`` (any thread; returns at once)."""
@@ -179,8 +230,14 @@ class LivePanel:
                  else f"connection lost ({transcript.disconnected}); trying a new one" if state == "reconnecting" else None)
         status = Status(engine=session.endpoint.describe(), session_id=session.session_ids[-1] if session.session_ids else None,
                         elapsed_s=session.elapsed_s, state=state, reconnects=transcript.reconnects, error=error)
-        items = session.translation.results if session.translation is not None else []
-        view = build_view(transcript, items, status, level_dbfs=session.level_dbfs if session.running else None)
+        live = session.translation
+        items = live.results if live is not None else []
+        pending = getattr(live, "in_progress", None) if live is not None else None  # the API may not have it yet
+        if live is not None:
+            self._show_settings(live)
+        view = build_view(transcript, items, status, level_dbfs=session.level_dbfs if session.running else None,
+                          pending=pending, targets=live.targets if live is not None else None,
+                          show_all=self.all_languages.value)
         diff = changes(self._view, view)
         self._view = view
         if diff.empty:
@@ -190,7 +247,7 @@ class LivePanel:
             if diff.status is not None:
                 self.status.value = diff.status
             if diff.partial is not None:
-                self.partial.value = f"<i>{diff.partial}</i>" if diff.partial else ""
+                self.partial.value = live_html(diff.partial)
             if diff.level is not None:
                 self.level.value = diff.level
         rows = list(self.turns.children)
@@ -205,9 +262,32 @@ class LivePanel:
 
     # --- commands (UI thread) ---------------------------------------------------------------
 
+    def controls(self) -> Controls:
+        """What the translation controls show now."""
+        return (self.target.value, self.backend.value, self.model.value, self.prompt.value)
+
+    def _show_settings(self, live: Any) -> None:
+        """Copy the live translation's settings into the controls, unless the user changed one since they
+        were last copied (their choice waits for Apply). UI thread."""
+        shown = self.controls()
+        if self._controls_shown is not None and shown != self._controls_shown:
+            return  # the user is choosing
+        settings = translation_settings(live)
+        if settings != shown:
+            target, backend, model, prompt = settings
+            if backend not in self.backend.options:  # a translator made in code: shown by its own name
+                self.backend.options = [*self.backend.options, backend]
+            self.target.value, self.backend.value, self.model.value, self.prompt.value = target, backend, model, prompt
+        self._controls_shown = self.controls()
+
     def _follow(self, session: Session) -> None:
         self.session, self._view = session, None
+        self._controls_shown = None
         self.turns.children = ()
+
+    def _do_presentation(self, on: bool) -> None:
+        with self.presenter.hold_sync():
+            self.presenter.large = self.presenter.compact = on
 
     def _do_source(self, choice: str) -> None:
         """Show the browser microphone's button when it is the source (the page asks for the microphone
@@ -227,7 +307,8 @@ class LivePanel:
             source: Any = self.browser_mic.source
         else:
             source = None if kind == "mic" else self.file.value
-        options = {"translate_to": self.target.value or None, **self.translation_choice(), **self.session_options}
+        options = {"translate_to": targets_of(self.target.value) or None, **self.translation_choice(),
+                   **self.session_options}
         self._follow(Session(source, **options).start())
 
     def _do_stop(self, _: Any) -> None:
@@ -238,18 +319,33 @@ class LivePanel:
 
     def translation_choice(self) -> dict[str, Any]:
         """The translator and prompt picked in the panel's controls, as `Session` options."""
-        backend = None if self.backend.value == "default" else self.backend.value
+        backend = self.backend.value if self.backend.value in TRANSLATORS else None
         prompt = self.prompt.value.strip() or None
-        return {"translator": as_translator(backend, model=self.model.value or None, prompt=prompt),
+        return {"translator": as_translator(backend, model=self.model.value.strip() or None, prompt=prompt),
                 "translation_prompt": prompt}
 
     def _do_apply(self, _: Any) -> None:
+        """Apply what the user changed in the controls (and only that: a translator made in code stays
+        unless the backend or model was changed)."""
         live = self.session.translation if self.session is not None else None
         if live is None:
             return
-        choice = self.translation_choice()
-        live.configure(to=self.target.value, translator=choice["translator"], prompt=choice["translation_prompt"],
-                       default_prompt=choice["translation_prompt"] is None)
+        target, backend, model, prompt = self.controls()
+        before = self._controls_shown or translation_settings(live)
+        options: dict[str, Any] = {}
+        if targets_of(target) and targets_of(target) != targets_of(before[0]):
+            options["to"] = targets_of(target)
+        if (backend, model) != before[1:3]:
+            name = backend if backend in TRANSLATORS else None
+            same_model = model == before[2] and backend != before[1]  # a new backend: its own default model
+            options["translator"] = as_translator(name, model=None if same_model else model.strip() or None,
+                                                  prompt=prompt.strip() or None)
+        if prompt != before[3]:
+            options["prompt"] = prompt.strip() or None
+            options["default_prompt"] = not prompt.strip()
+        if options:
+            live.configure(**options)
+        self._controls_shown = None  # the next frame shows the settings as they now are
 
     def _do_retranslate(self, _: Any) -> None:
         self._do_apply(None)
@@ -263,13 +359,40 @@ class LivePanel:
         self.coach_button.description = "Coaching…"
         frame = self.session.df
 
+        self._coach_text_at = 0.0
+        self._show_report(({"output_type": "stream", "name": "stdout",
+                            "text": "Computing the metrics and asking the model…\n"},))
+        options = dict(self.coach_options)
+        if coach_streams(coach) and options.get("use_llm", True):
+            options.setdefault("on_text", self._coach_text)
+
         def work() -> None:  # a model call takes seconds: off the UI thread, result handed back
             try:
-                self.enqueue("report", coach(frame, **self.coach_options))
+                self.enqueue("report", coach(frame, **options))
             except Exception as exc:
                 self.enqueue("report", exc)
 
         threading.Thread(target=work, name="live-stt-coach", daemon=True).start()
+
+    def _coach_text(self, text: str) -> None:
+        """``coach``'s ``on_text``: the text so far, on the coaching thread; handed to the UI thread at
+        most every `COACH_TEXT_EVERY_S` (each call carries the whole text, so skipping some loses nothing)."""
+        now = time.monotonic()
+        if now - self._coach_text_at >= COACH_TEXT_EVERY_S:
+            self._coach_text_at = now
+            self.enqueue("coach_text", text)
+
+    def _do_coach_text(self, text: str) -> None:
+        if self._coaching:  # not after the report
+            words = len(text.split())
+            self.coach_button.description = f"Coaching… {words} words"
+            self._show_report(({"output_type": "display_data", "metadata": {},
+                                "data": {"text/markdown": f"*The model is writing…*\n\n{text}",
+                                         "text/plain": text}},))
+
+    def _show_report(self, outputs: tuple[dict[str, Any], ...]) -> None:
+        self.report.outputs = outputs
+        self.report.layout.display = None
 
     def _do_report(self, report: Any) -> None:
         self._coaching = False
@@ -282,8 +405,12 @@ class LivePanel:
                         "data": {"text/markdown": report.to_markdown(), "text/plain": report.to_markdown()}},
                        {"output_type": "display_data", "metadata": {},
                         "data": {"image/svg+xml": report.chart_svg(), "text/plain": "<coaching chart>"}})
-        self.report.outputs = outputs
-        self.report.layout.display = None
+        self._show_report(outputs)
+
+
+def targets_of(text: str) -> list[str]:
+    """The target languages typed in the control: one, or several separated by commas."""
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 __all__ = ["LivePanel"]

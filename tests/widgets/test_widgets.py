@@ -3,6 +3,9 @@ sessions streamed through the replay server (their values are what a browser wou
 
 from __future__ import annotations
 
+import dataclasses
+import html
+import re
 import threading
 import time
 
@@ -10,13 +13,15 @@ import pytest
 from helpers import API_KEY, wait_until
 
 from live_stt_kernel import QueueSource, Session
+from live_stt_kernel.coaching.report import coach
 from live_stt_kernel.events import SessionBegan, Turn, Word
 from live_stt_kernel.language.translation import Translation
 from live_stt_kernel.session import dbfs
 from live_stt_kernel.transcript import Transcript
 from live_stt_kernel.v3.replay import even_turns, turns_script
 from live_stt_kernel.widgets import LivePanel
-from live_stt_kernel.widgets.view import Status, build_view, changes, level_of
+from live_stt_kernel.widgets.panel import coach_streams
+from live_stt_kernel.widgets.view import LARGE_TEXT_PX, STYLESHEET, Status, build_view, changes, level_of, live_html
 
 TEXTS = ["one two three", "four five six", "seven eight"]
 STATUS = Status(engine="local", session_id="abcdef123456", elapsed_s=75.4, state="streaming")
@@ -35,8 +40,18 @@ def transcript(*turns: Turn) -> Transcript:
     return state
 
 
-def translated(order: int, text: str | None, error: str | None = None) -> Translation:
-    return Translation(session_id="s1", turn_order=order, target="es", source="", text=text, backend="b", model="m", error=error)
+def translated(order: int, text: str | None, error: str | None = None, target: str = "es") -> Translation:
+    return Translation(session_id="s1", turn_order=order, target=target, source="", text=text, backend="b", model="m", error=error)
+
+
+def text_of(markup: str) -> str:
+    """What a browser shows of some HTML: the text, tags removed, blocks on their own lines."""
+    return html.unescape(re.sub(r"<[^>]+>", "", re.sub(r"<div", "\n<div", markup))).strip()
+
+
+def lines_under(view_html: str) -> list[str]:
+    """The lines under a turn, as their text (the turn's own line first)."""
+    return [line.strip() for line in text_of(view_html).splitlines()]
 
 
 # --- the pure view ---------------------------------------------------------------------------
@@ -47,13 +62,73 @@ def test_rows_show_each_turn_with_its_translation_escaped():
     view = build_view(state, [translated(0, "Hola"), translated(1, None, "LLMRefused: 401")], STATUS, level_dbfs=-30.0)
     assert len(view.turns) == 2 and view.partial == "still talking"
     assert "&lt;script&gt;" in view.turns[0].html and "<script>" not in view.turns[0].html
-    assert "es: Hola" in view.turns[0].html and "not translated (LLMRefused: 401)" in view.turns[1].html
+    assert lines_under(view.turns[0].html)[1] == "es: Hola"
+    assert lines_under(view.turns[1].html)[1] == "es: not translated (LLMRefused: 401)"
     assert view.status == "<b>streaming</b> · local · 1:15 · session abcdef12" and view.level == 0.5
 
 
 def test_errors_and_reconnects_read_in_plain_words():
     view = build_view(Transcript(), [], Status("cloud", None, 3, "failed", error="AuthenticationError: key refused", reconnects=2))
     assert "2 reconnects" in view.status and "AuthenticationError: key refused" in view.status and "failed" in view.status
+
+
+def test_only_the_current_languages_show_under_each_turn():
+    state = transcript(turn(0, "Hello"), turn(1, "Bye"))
+    items = [translated(0, "Hola"), translated(0, "Bonjour", target="fr"), translated(1, "Adiós"), translated(1, "Au revoir", target="fr")]
+    everything = build_view(state, items, STATUS)  # no live translation to ask: every language found
+    assert lines_under(everything.turns[0].html)[1:] == ["es: Hola", "fr: Bonjour"]
+    switched = build_view(state, items, STATUS, targets=("fr",))  # configure(to="fr"): French replaces Spanish
+    assert [lines_under(t.html)[1:] for t in switched.turns] == [["fr: Bonjour"], ["fr: Au revoir"]]
+    asked_for_all = build_view(state, items, STATUS, targets=("fr",), show_all=True)  # current first, then the rest
+    assert lines_under(asked_for_all.turns[0].html)[1:] == ["fr: Bonjour", "es: Hola"]
+    de_not_yet = build_view(state, items, STATUS, targets=("de",))
+    assert [lines_under(t.html)[1:] for t in de_not_yet.turns] == [[], []]
+
+
+def test_a_pending_translation_shows_as_pending_with_its_draft():
+    state = transcript(turn(0, "Hello there"), turn(1, "How are you"), turn(2, "Fine"))
+    pending = {(("s1", 0), "fr"): "", (("s1", 1), "fr"): "Comment <b>allez", (("s1", 2), "es"): ""}
+    view = build_view(state, [translated(2, "Bien")], STATUS, targets=("fr", "es"), pending=pending)
+    waiting, drafting, asked_again = (t.html for t in view.turns)
+    assert 'class="lsk-pending"' in waiting and lines_under(waiting)[1:] == ["fr: … translating"]
+    assert 'class="lsk-draft"' in drafting and "&lt;b&gt;" in drafting  # the draft so far, escaped
+    assert lines_under(drafting)[1:] == ["fr: Comment <b>allez … translating"]
+    # asked again (a re-translation): the old line stays, marked, until the new one comes
+    assert "lsk-updating" in asked_again and lines_under(asked_again)[1:] == ["es: Bien … updating"]
+    # pending lines are not translations: a reader of .lsk-translation never takes a draft for one
+    assert "lsk-translation" not in waiting and "lsk-translation" not in drafting
+    done = build_view(state, [translated(2, "Bien"), translated(0, "Salut", target="fr")], STATUS, targets=("fr", "es"))
+    assert lines_under(done.turns[0].html)[1:] == ["fr: Salut"] and changes(view, done).updated[0][0] == 0
+
+
+def test_a_line_that_is_not_a_translation_is_marked_unverified():
+    item = translated(0, "Ja, das macht Sinn.", target="de")
+    fields = {f.name for f in dataclasses.fields(Translation)}
+    if "problem" in fields:
+        item = dataclasses.replace(item, problem="answers instead of translating")  # type: ignore[call-arg]
+    else:  # until Translation has the field: an object with the same attributes and a problem
+        item = type("Checked", (), {**{n: getattr(item, n) for n in fields}, "key": item.key,
+                                    "problem": "answers instead of translating"})()
+    view = build_view(transcript(turn(0, "Does that make sense?")), [item], STATUS, targets=("de",))
+    row = view.turns[0].html
+    assert 'class="lsk-unverified"' in row and "lsk-translation" not in row
+    assert lines_under(row)[1:] == ["de: Ja, das macht Sinn. ⚠ unverified"]
+    assert 'title="answers instead of translating"' in row
+
+
+def test_large_text_is_28_px_or_more_for_every_line_a_class_reads():
+    assert min(LARGE_TEXT_PX.values()) >= 28
+    for name, px in LARGE_TEXT_PX.items():
+        assert f".lsk-panel.lsk-large .{name} {{ font-size: {px}px; }}" in STYLESHEET
+    state = transcript(turn(0, "Hello"), turn(1, "Bye"), turn(2, "still", final=False))
+    view = build_view(state, [translated(0, "Hola"), translated(1, None, "boom")], STATUS, targets=("es", "fr"),
+                      pending={(("s1", 0), "fr"): "Bon"})
+    markup = "".join(t.html for t in view.turns) + live_html(view.partial)
+    used = set(re.findall(r'class="([^"]+)"', markup))
+    classes = {c for group in used for c in group.split()}
+    # every element that carries words has a large size (failed lines are .lsk-translation too)
+    assert {"lsk-turn", "lsk-translation", "lsk-pending", "lsk-live"} <= classes
+    assert 'class="lsk-live"' in live_html("x") and live_html("").startswith('<div class="lsk-live">')
 
 
 def test_level_meter_scale():
@@ -96,8 +171,9 @@ def test_panel_follows_a_session_and_shows_translations_under_turns(serve, make_
     panel.partial.observe(lambda change: partials.append(change["new"]), names="value")
     session.wait(timeout=30)
     try:
-        wait_until(lambda: len(panel.turns.children) == 3 and all("es: " in row.value for row in panel.turns.children), 10)
-        rows = [row.value for row in panel.turns.children]
+        wait_until(lambda: len(panel.turns.children) == 3
+                   and all("es: " in text_of(row.value) for row in panel.turns.children), 10)
+        rows = [text_of(row.value) for row in panel.turns.children]
         assert "One two three." in rows[0] and "es: Uno dos tres." in rows[0] and "Seven eight." in rows[2]
         wait_until(lambda: "stopped" in panel.status.value, 10)
         assert "local" in panel.status.value
@@ -124,9 +200,9 @@ def test_buttons_only_enqueue_and_the_ui_thread_does_the_work(serve, make_wav, t
         panel.session.wait(timeout=30)
         wait_until(lambda: len(panel.turns.children) == 3, 10)
         panel.coach_button.click()
-        wait_until(lambda: panel.report.layout.display is None, 10)
+        wait_until(lambda: panel.coach_button.description == "Coach" and panel.report.layout.display is None, 10)
         markdown = panel.report.outputs[0]["data"]["text/markdown"]
-        assert markdown.startswith("# Speaking coach report") and "words per minute" in markdown
+        assert markdown.startswith("# Speaking coach report")  # the metrics only (use_llm=False)
         assert panel.report.outputs[1]["data"]["image/svg+xml"].startswith("<svg")
         assert panel.command_threads == ["live-stt-ui", "live-stt-ui", "live-stt-ui"]  # start, coach, report
         assert threading.current_thread().name not in panel.command_threads
@@ -181,3 +257,65 @@ def test_a_followed_session_shows_its_own_source(serve, make_wav, tmp_path):
             assert panel.commands.empty() and panel.command_threads == [] and panel.mic_slot.children == ()
         finally:
             panel.close()
+
+
+def test_the_controls_show_settings_changed_from_code_but_never_undo_the_users_choice(serve, make_wav, tmp_path):
+    replay = serve(turns_script(even_turns(TEXTS), "B"))
+    session = Session(make_wav(6.0), url=replay.url, api_key=API_KEY, folder=None, realtime=False,
+                      translate_to="es", translator="apertium").start()
+    panel = LivePanel(session)
+    try:
+        session.wait(timeout=30)
+        wait_until(lambda: panel.controls() == ("es", "apertium", "apertium", ""), 10, what="the session's settings")
+        session.translation.configure(to=["fr", "de"], prompt="Translate into {language} for a class.")
+        wait_until(lambda: panel.controls() == ("fr, de", "apertium", "apertium", "Translate into {language} for a class."),
+                   10, what="settings changed from code")
+        panel.target.value = "it"  # the user starts choosing: frames no longer touch the controls
+        session.translation.configure(to="ca")
+        time.sleep(0.5)
+        assert panel.target.value == "it" and session.translation.targets == ("ca",)
+        panel.apply_button.click()  # the user's choice applies, and only what they changed
+        wait_until(lambda: session.translation.targets == ("it",), 10, what="apply")
+        assert session.translation.prompt == "Translate into {language} for a class."
+        session.translation.configure(to="es")
+        wait_until(lambda: panel.target.value == "es", 10, what="the controls following code again after Apply")
+    finally:
+        panel.close()
+
+
+def test_presentation_mode_from_code(serve, make_wav):
+    replay = serve(turns_script(even_turns(TEXTS), "B"))
+    session = Session(make_wav(1.0), url=replay.url, api_key=API_KEY, folder=None)
+    panel = LivePanel(session, presentation=True)
+    try:
+        assert panel.presentation and panel.presenter.large and panel.presenter.compact
+        panel.presentation = False  # from the kernel's thread: the UI thread changes the widgets
+        wait_until(lambda: not panel.presenter.large and not panel.presenter.compact, 5)
+        assert panel.command_threads == ["live-stt-ui"] and not panel.presentation
+        assert panel.presenter in panel.widget.children[2].children  # beside the status line
+        assert "lsk-controls" in panel.widget.children[0]._dom_classes
+        assert panel.widget.children.index(panel.turns) + 1 == panel.widget.children.index(panel.partial)
+    finally:
+        panel.close()
+
+
+@pytest.mark.skipif(not coach_streams(coach), reason="coach() has no on_text yet")
+def test_coaching_progress_streams_into_the_panel(serve, make_wav, gateway, tmp_path):
+    from gateway_server import Reply
+
+    words = " ".join(f"word{i}" for i in range(40))
+    llm = gateway(Reply(gap_s=0.05), respond=lambda body: f"## Analysis\n{words}")
+    replay = serve(turns_script(even_turns(TEXTS), "B"))
+    session = Session(make_wav(6.0), url=replay.url, api_key=API_KEY, folder=None, realtime=False).start()
+    panel = LivePanel(session, coach_options={"backend": "openai", "base_url": llm.url, "api_key": "k"})
+    seen: list[str] = []
+    panel.coach_button.observe(lambda change: seen.append(change["new"]), names="description")
+    try:
+        session.wait(timeout=30)
+        panel.coach_button.click()
+        wait_until(lambda: seen and seen[-1] == "Coach", 30, what="the report")
+        progress = [d for d in seen if d.startswith("Coaching… ") and d.endswith(" words")]
+        assert len(progress) >= 2, seen  # the text so far was shown while the model wrote, more than once
+        assert "word39" in panel.report.outputs[0]["data"]["text/markdown"]
+    finally:
+        panel.close()
