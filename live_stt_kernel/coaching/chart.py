@@ -28,7 +28,9 @@ def _pace_panel(m: SpeakingMetrics, width: int, top: int, height: int) -> list[s
     left, right, bottom = 48, width - 16, top + height
     low, high = m.thresholds.comfortable_wpm
     out = [_text(left, top - 12, "Pace per turn (words per minute)", size=13, weight="bold")]
-    points = [p for p in m.pace if p.wpm is not None]
+    # a turn too short to measure (a fragment, "Yes.") is left out: its arithmetic pace would be a spike
+    points = [p for p in m.pace if p.wpm is not None and p.measured]
+    short = sum(1 for p in m.pace if p.wpm is not None and not p.measured)
     by_time = all(p.start is not None for p in points)
     xs = [(p.start or 0.0) if by_time else float(p.turn) for p in points]
     x_lo, x_hi = (min(xs), max(xs)) if xs else (0.0, 1.0)
@@ -71,8 +73,12 @@ def _pace_panel(m: SpeakingMetrics, width: int, top: int, height: int) -> list[s
         colour = _PACE_COLOUR if low <= (p.wpm or 0) <= high else _OFF_PACE_COLOUR
         out.append(f'<circle class="pace-point" cx="{px(x):.1f}" cy="{py(p.wpm or 0):.1f}" r="4" '
                    f'fill="{colour}"><title>{_xml(tip)}</title></circle>')
+    if short:
+        out.append(_text(right, bottom + 28, f"{short} short turn{'s' if short > 1 else ''} not plotted", size=10,
+                         anchor="end", fill="#666"))
     if not points:
-        out.append(_text((left + right) / 2, top + height / 2, "no timings to measure pace", anchor="middle"))
+        out.append(_text((left + right) / 2, top + height / 2, "no turn long enough to measure a pace" if short
+                         else "no timings to measure pace", anchor="middle"))
     return out
 
 

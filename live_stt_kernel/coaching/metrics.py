@@ -68,13 +68,19 @@ class LongSentence:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TurnPace:
     """``seconds`` is the span from the first word's start to the last word's end (turn
-    start/end when there are no word timings); None when unknown, and then ``wpm`` is None."""
+    start/end when there are no word timings); None when unknown, and then ``wpm`` is None.
+
+    ``measured`` is False for a turn too short to measure a pace from (fewer than
+    ``Thresholds.min_pace_words`` words or ``Thresholds.min_pace_s`` seconds: "Stuck." alone is one
+    word in 0.3 s, "200 wpm" by arithmetic and by nothing else). Its ``wpm`` is still the arithmetic,
+    but the overall pace, the chart and the report's verdicts leave it out."""
 
     turn: int
     start: float | None
     words: int
     seconds: float | None
     wpm: float | None
+    measured: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,12 +93,17 @@ class Thresholds:
     turn_gap_s: float = 2.0
     long_sentence_words: int = 30
     comfortable_wpm: tuple[float, float] = (120.0, 160.0)
+    # A pace needs a few words over a few seconds: a word's timing is off by ~0.1 s, which is 5 % of 2 s
+    # but 30 % of one word's 0.3 s.
+    min_pace_words: int = 4
+    min_pace_s: float = 2.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SpeakingMetrics:
-    """Everything measured. ``wpm`` is words over speaking time, both from the turns whose
-    duration is known; pauses between turns are not speaking time."""
+    """Everything measured. ``wpm`` is words over speaking time, both from the turns whose pace
+    could be measured (`TurnPace.measured`); ``speaking_seconds`` counts every turn whose duration
+    is known. Pauses between turns are not speaking time."""
 
     turns: int
     words: int
@@ -468,15 +479,16 @@ def _pause_between(prev: _Turn, turn: _Turn, threshold_s: float) -> Pause | None
                  mid_sentence=(not prev.tokens[-1].ends_sentence) if prev.punctuated else None)
 
 
-def _pace(turn: _Turn) -> TurnPace:
+def _pace(turn: _Turn, thresholds: Thresholds) -> TurnPace:
     record, words = turn.record, [w for w in turn.record.words if _norm(w.text)]
     seconds = (max(w.end_ms for w in words) - min(w.start_ms for w in words)) / 1000 if words else None
     if (seconds is None or seconds <= 0) and record.start is not None and record.end is not None:
         seconds = record.end - record.start
     seconds = round(seconds, 3) if seconds is not None and seconds > 0 else None
     n = len(turn.tokens)
+    measured = seconds is not None and n >= thresholds.min_pace_words and seconds >= thresholds.min_pace_s
     return TurnPace(turn=record.turn_index, start=record.start if record.start is not None else turn.times[0], words=n,
-                    seconds=seconds, wpm=round(60 * n / seconds, 1) if seconds else None)
+                    seconds=seconds, wpm=round(60 * n / seconds, 1) if seconds else None, measured=measured)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -489,22 +501,32 @@ def compute_metrics(
     turn_gap_s: float = 2.0,
     long_sentence_words: int = 30,
     comfortable_wpm: tuple[float, float] = (120.0, 160.0),
+    min_pace_words: int = 4,
+    min_pace_s: float = 2.0,
 ) -> SpeakingMetrics:
     """Measure finished turns (in the order given). Turns without words are skipped.
 
     ``pause_s``: shortest silence between two words of a turn that counts as a pause;
     ``turn_gap_s``: the same between turns; ``long_sentence_words``: a sentence with more words
-    than this is long; ``comfortable_wpm``: the pace range the report judges against.
+    than this is long; ``comfortable_wpm``: the pace range the report judges against;
+    ``min_pace_words``/``min_pace_s``: a turn with fewer words or seconds is too short to measure a
+    pace from (see `TurnPace.measured`).
+
+    Turns are measured as given; `coaching.fragments.merge_fragments` first joins a sentence that a
+    turn-length cap cut in two (`coach` does).
     """
     low, high = comfortable_wpm
-    if pause_s <= 0 or turn_gap_s <= 0 or long_sentence_words < 1 or not 0 < low < high:
+    if (pause_s <= 0 or turn_gap_s <= 0 or long_sentence_words < 1 or not 0 < low < high or min_pace_words < 1
+            or min_pace_s < 0):
         raise ConfigurationError("coaching thresholds must be positive, and comfortable_wpm a (low, high) range")
     thresholds = Thresholds(pause_s=pause_s, turn_gap_s=turn_gap_s, long_sentence_words=long_sentence_words,
-                            comfortable_wpm=(float(low), float(high)))
+                            comfortable_wpm=(float(low), float(high)), min_pace_words=min_pace_words,
+                            min_pace_s=float(min_pace_s))
     turns = [t for t in map(_prepare, records) if t.tokens]
-    pace = tuple(_pace(t) for t in turns)
-    timed = [p for p in pace if p.seconds]
-    speaking = sum(p.seconds or 0.0 for p in timed)
+    pace = tuple(_pace(t, thresholds) for t in turns)
+    timed = [p for p in pace if p.measured]
+    speaking = sum(p.seconds or 0.0 for p in pace if p.seconds)
+    measured_s = sum(p.seconds or 0.0 for p in timed)
     pauses: list[Pause] = []
     for k, turn in enumerate(turns):
         between = _pause_between(turns[k - 1], turn, turn_gap_s) if k else None
@@ -513,7 +535,7 @@ def compute_metrics(
         turns=len(turns),
         words=sum(p.words for p in pace),
         speaking_seconds=round(speaking, 3),
-        wpm=round(60 * sum(p.words for p in timed) / speaking, 1) if speaking else None,
+        wpm=round(60 * sum(p.words for p in timed) / measured_s, 1) if measured_s else None,
         pace=pace,
         fillers=tuple(o for t in turns for o in _fillers(t)),
         hedges=tuple(o for t in turns for o in _in_order(_phrases(t, _HEDGE_PHRASES))),
