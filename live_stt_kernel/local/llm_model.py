@@ -18,7 +18,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -166,17 +166,49 @@ class LocalChat:
         with self._lock:
             try:
                 return self._llm.create_chat_completion(  # type: ignore[no-any-return]
-                    messages=[dict(m) for m in messages], max_tokens=max_tokens, temperature=temperature,
-                    stop=stop or [], seed=self.seed,
-                    # a 1.5B model at low temperature loops on long answers ("The speaker's use of ... was
-                    # minimal" forty times in a coaching report); a mild penalty keeps it moving
-                    repeat_penalty=REPEAT_PENALTY,
-                )
+                    messages=[dict(m) for m in messages], **self._options(max_tokens, temperature, stop))
             except ValueError as exc:
-                # llama-cpp-python's only signal for an over-long prompt is this ValueError's text
-                if "context window" in str(exc):
-                    raise PromptTooLong(f"the prompt is longer than the model's context of {self.n_ctx} tokens: {exc}") from None
-                raise
+                raise self._too_long(exc) from None
+
+    def chat_stream(self, messages: Sequence[Mapping[str, str]], *, max_tokens: int = 512, temperature: float = 0.2,
+                    stop: str | list[str] | None = None) -> Iterator[dict[str, Any]]:
+        """The same answer as `chat`, as OpenAI ``chat.completion.chunk`` dicts yielded as each token is
+        decoded (the first has ``delta.role``, the last a ``finish_reason``).
+
+        The model is held from the first ``next()`` until the iterator ends or is closed: close it when
+        the client goes away, and the generation stops there (the next request need not wait for it).
+        `PromptTooLong` comes from the first ``next()``."""
+        with self._lock:
+            try:
+                chunks = iter(self._llm.create_chat_completion(
+                    messages=[dict(m) for m in messages], stream=True, **self._options(max_tokens, temperature, stop)))
+            except ValueError as exc:
+                raise self._too_long(exc) from None
+            try:
+                while True:
+                    try:
+                        chunk = next(chunks)
+                    except StopIteration:
+                        return
+                    except ValueError as exc:
+                        raise self._too_long(exc) from None
+                    yield chunk
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+
+    def _options(self, max_tokens: int, temperature: float, stop: str | list[str] | None) -> dict[str, Any]:
+        # a 1.5B model at low temperature loops on long answers ("The speaker's use of ... was minimal"
+        # forty times in a coaching report); a mild penalty keeps it moving
+        return {"max_tokens": max_tokens, "temperature": temperature, "stop": stop or [], "seed": self.seed,
+                "repeat_penalty": REPEAT_PENALTY}
+
+    def _too_long(self, exc: ValueError) -> Exception:
+        # llama-cpp-python's only signal for an over-long prompt is this ValueError's text
+        if "context window" in str(exc):
+            return PromptTooLong(f"the prompt is longer than the model's context of {self.n_ctx} tokens: {exc}")
+        return exc
 
 
 __all__ = ["DEFAULT_CTX", "QWEN_CODER_1_5B", "SERVED_MODEL", "LocalChat", "PackagedGGUF",

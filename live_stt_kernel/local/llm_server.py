@@ -2,8 +2,11 @@
 
 Any OpenAI client pointed at ``http://127.0.0.1:PORT/v1`` with the server's token as its API key works:
 
-``POST /v1/chat/completions``  ``messages`` (required), ``max_tokens`` (512), ``temperature`` (0.2), ``stop``;
-                               ``model`` is accepted and answered with the one model served; no streaming
+``POST /v1/chat/completions``  ``messages`` (required), ``max_tokens`` (512), ``temperature`` (0.2), ``stop``,
+                               ``stream``; ``model`` is accepted and answered with the one model served.
+                               ``stream: true`` answers with server-sent events as tokens are decoded
+                               (``data: {chat.completion.chunk}`` ... ``data: [DONE]``, chunked), as OpenAI
+                               does; a client that goes away mid-stream ends the generation at the next token
 ``GET /v1/models``             the one model, in OpenAI's list shape
 ``GET /health``                ``{"status": "ok"}``, without a token
 
@@ -27,6 +30,7 @@ import argparse
 import dataclasses
 import hmac
 import io
+import itertools
 import json
 import logging
 import secrets
@@ -34,7 +38,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol, Self
 from urllib.parse import urlsplit
@@ -55,7 +59,10 @@ ROLES = {"system": "system", "developer": "system", "user": "user", "assistant":
 
 
 class ChatModel(Protocol):
-    """What the server needs from a model; `LocalChat` is the real one. Called from request threads."""
+    """What the server needs from a model; `LocalChat` is the real one. Called from request threads.
+
+    A model may also have ``chat_stream`` (same arguments, yields ``chat.completion.chunk`` dicts, see
+    `LocalChat.chat_stream`); without it a streamed request gets the whole answer as one event."""
 
     def chat(self, messages: Sequence[Mapping[str, str]], *, max_tokens: int, temperature: float,
              stop: str | list[str] | None) -> dict[str, Any]:
@@ -79,6 +86,7 @@ class ChatRequest:
     max_tokens: int = 512
     temperature: float = 0.2
     stop: str | list[str] | None = None
+    stream: bool = False
 
 
 def _content(value: Any, where: str) -> str:
@@ -113,8 +121,11 @@ def parse_chat_request(body: bytes) -> ChatRequest:
         raise BadRequest(400, f"the body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise BadRequest(400, "the body must be a JSON object")
-    if data.get("stream"):
-        raise BadRequest(400, "streaming not supported: send stream=false", param="stream")
+    stream = data.get("stream")
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise BadRequest(400, "stream must be true or false", param="stream")
     if data.get("n", 1) != 1:
         raise BadRequest(400, "only n=1 is supported", param="n")
     max_tokens = data.get("max_completion_tokens", data.get("max_tokens"))  # the newer name wins
@@ -131,7 +142,17 @@ def parse_chat_request(body: bytes) -> ChatRequest:
     if not (stop is None or isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))):
         raise BadRequest(400, "stop must be a string or a list of strings", param="stop")
     return ChatRequest(messages=_messages(data.get("messages")), max_tokens=max_tokens,
-                       temperature=float(temperature), stop=stop)
+                       temperature=float(temperature), stop=stop, stream=stream)
+
+
+def _as_chunk(reply: Mapping[str, Any]) -> dict[str, Any]:
+    """A whole ``chat.completion`` as the one ``chat.completion.chunk`` of a stream."""
+    choice = (reply.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    return {"id": reply.get("id", ""), "object": "chat.completion.chunk", "created": reply.get("created", int(time.time())),
+            "model": reply.get("model", ""),
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": message.get("content") or ""},
+                         "finish_reason": choice.get("finish_reason", "stop")}]}
 
 
 def error_body(message: str, *, kind: str = "invalid_request_error", param: str | None = None,
@@ -268,11 +289,49 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(int(length))
         try:
-            status, reply = 200, self.server.app.complete(parse_chat_request(body))
+            request = parse_chat_request(body)
+            if request.stream:
+                self._stream(request)
+                return
+            status, reply = 200, self.server.app.complete(request)
         except BadRequest as exc:
             self._fail(exc)
         else:
             self._send(status, reply)
+
+    def _stream(self, request: ChatRequest) -> None:
+        """Answer with server-sent events as the model writes. A failure before the first token is an
+        ordinary error answer (400 for a prompt too long, 500); after it, an ``error`` event ends the
+        stream. A client that stops reading, or goes away, closes the generation at the next write."""
+        chunks = self.server.app.stream(request)
+        try:
+            first = next(chunks, None)  # raises BadRequest: answered as usual by the caller
+            try:
+                self.connection.settimeout(self.server.app.request_timeout)  # a client that does not read is dropped
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                try:
+                    for chunk in itertools.chain([first] if first is not None else [], chunks):
+                        self._event(json.dumps(chunk))
+                except BadRequest as exc:
+                    self._event(json.dumps(error_body(exc.message, kind="server_error", param=exc.param, code=exc.code)))
+                    self.close_connection = True
+                self._event("[DONE]")
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+            except OSError:  # the client went away or stopped reading: stop generating for it
+                self.close_connection = True
+        finally:
+            chunks.close()
+
+    def _event(self, data: str) -> None:
+        """One server-sent event as one HTTP chunk, sent now."""
+        payload = f"data: {data}\n\n".encode()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
+        self.wfile.flush()
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -381,6 +440,30 @@ class LocalLLMServer:
             raise BadRequest(500, f"the local model failed: {type(exc).__name__}: {exc}") from None
         # llama-cpp-python names the model by its file path: answer with the served name, as OpenAI does
         return {**reply, "model": self.model_name}
+
+    def stream(self, request: ChatRequest) -> Generator[dict[str, Any], None, None]:
+        """Run one request on the model, yielding ``chat.completion.chunk`` dicts as it writes (request
+        threads; the model serialises them). Failures are `BadRequest`, as in `complete`; closing the
+        generator stops the model."""
+        chat_stream = getattr(self.chat, "chat_stream", None)
+        try:
+            if chat_stream is None:
+                yield _as_chunk(self.complete(request))
+                return
+            chunks = chat_stream(request.messages, max_tokens=request.max_tokens, temperature=request.temperature,
+                                 stop=request.stop)
+            try:
+                for chunk in chunks:
+                    yield {**chunk, "model": self.model_name}
+            finally:
+                chunks.close()
+        except PromptTooLong as exc:
+            raise BadRequest(400, str(exc), param="messages", code="context_length_exceeded") from None
+        except BadRequest:
+            raise
+        except Exception as exc:
+            log.exception("the local model failed")
+            raise BadRequest(500, f"the local model failed: {type(exc).__name__}: {exc}") from None
 
     def start(self) -> Self:
         """Bind (port 0: a free port, read back into ``port``) and serve on a daemon thread; raises `OSError` if the address is taken."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import importlib
+import json
 import logging
 import os
 import signal
@@ -100,7 +101,7 @@ def test_the_token_is_required_and_never_echoed(local_llm):
     ({"messages": "hello"}, "'messages' is required"),
     ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
     ({"messages": [{"role": "user", "content": 42}]}, "messages[0].content"),
-    ({"messages": [{"role": "user", "content": "hi"}], "stream": True}, "streaming not supported"),
+    ({"messages": [{"role": "user", "content": "hi"}], "stream": "yes"}, "stream must be true or false"),
     ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, "max_tokens"),
     ({"messages": [{"role": "user", "content": "hi"}], "temperature": 5}, "temperature"),
     ({"messages": [{"role": "user", "content": "hi"}], "stop": [1]}, "stop"),
@@ -393,3 +394,96 @@ def test_the_llm_server_stops_when_its_parent_dies():
         time.sleep(0.1)
     os.kill(child, signal.SIGKILL)
     pytest.fail("the local LLM server outlived its parent")
+
+
+# --- streaming ------------------------------------------------------------------------------------
+
+
+def sse_data(response: requests.Response) -> list[str]:
+    """The ``data`` of each event of a streamed answer, read as it arrives."""
+    return [line.removeprefix("data: ") for line in response.iter_lines(decode_unicode=True) if line.startswith("data: ")]
+
+
+def test_a_model_without_chat_stream_still_streams_its_answer_whole():
+    with LocalLLMServer(Echo(), token=TOKEN) as server:
+        answer = post(server.url, TOKEN, {"messages": [{"role": "user", "content": "hi"}], "stream": True}, stream=True)
+        assert answer.status_code == 200 and answer.headers["Content-Type"] == "text/event-stream"
+        *events, done = sse_data(answer)
+        assert done == "[DONE]" and [e["choices"][0]["delta"]["content"] for e in map(json.loads, events)] == ["ok"]
+        assert post(server.url, TOKEN, {"messages": [], "stream": "yes"}).status_code == 400
+
+
+class Slow:
+    """A model that writes a token every 20 ms for 10 s, and notes when its generation is closed."""
+
+    def __init__(self) -> None:
+        self.closed = threading.Event()
+
+    def chat(self, messages, *, max_tokens, temperature, stop):
+        raise AssertionError("a streamed request uses chat_stream")
+
+    def chat_stream(self, messages, *, max_tokens, temperature, stop):
+        try:
+            for i in range(500):
+                yield {"object": "chat.completion.chunk", "model": "x",
+                       "choices": [{"index": 0, "delta": {"content": f" t{i}"}, "finish_reason": None}]}
+                time.sleep(0.02)
+        finally:
+            self.closed.set()
+
+
+def test_a_client_that_goes_away_mid_stream_ends_the_generation():
+    model = Slow()
+    with LocalLLMServer(model, token=TOKEN) as server:
+        answer = post(server.url, TOKEN, {"messages": [{"role": "user", "content": "hi"}], "stream": True}, stream=True)
+        lines = answer.iter_lines(decode_unicode=True)
+        first = next(line for line in lines if line.startswith("data: "))
+        assert json.loads(first.removeprefix("data: "))["model"] == SERVED_MODEL
+        answer.close()  # gone after one token of 500
+        assert model.closed.wait(2.0)  # stopped at the next token or two, not after 10 s
+        wait_for(lambda: server.connections == 0)
+
+
+def test_a_stream_from_the_real_model_matches_its_whole_answer(local_llm):
+    from live_stt_kernel.language.llm import OpenAICompatible
+
+    base_url, token = local_llm
+    llm = OpenAICompatible(base_url, model="local", api_key=token, timeout=120)
+    messages = [{"role": "system", "content": "Translate the user's text into Spanish. Reply with the translation only."},
+                {"role": "user", "content": "Good morning, my friends. The meeting starts at ten."}]
+    pieces, times = [], []
+    for piece in llm.stream(messages, max_tokens=40, temperature=0):
+        pieces.append(piece)
+        times.append(time.monotonic())
+    assert len(pieces) >= 5 and times[-1] > times[0]  # token by token, not one block
+    assert "".join(pieces).strip() == llm.complete(messages, max_tokens=40, temperature=0)
+    assert "buenos dias" in plain("".join(pieces))
+
+
+def test_the_official_openai_client_streams_from_the_server(local_llm):
+    openai = pytest.importorskip("openai")
+    base_url, token = local_llm
+    client = openai.OpenAI(base_url=base_url, api_key=token, timeout=120, max_retries=0)
+    stream = client.chat.completions.create(model="anything", max_tokens=16, temperature=0, stream=True,
+                                            messages=[{"role": "user", "content": "Count from 1 to 5, separated by commas."}])
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert len(chunks) >= 5 and all(c.model == SERVED_MODEL for c in chunks)
+    assert "1" in text and "3" in text and chunks[-1].choices[0].finish_reason in ("stop", "length")
+
+
+def test_closing_a_real_stream_frees_the_model_at_once(local_llm):
+    from live_stt_kernel.language.llm import OpenAICompatible
+
+    base_url, token = local_llm
+    llm = OpenAICompatible(base_url, model="local", api_key=token, timeout=120)
+    long = [{"role": "user", "content": "Write a long story about a lighthouse keeper, in at least 300 words."}]
+    pieces = llm.stream(long, max_tokens=400, temperature=0)
+    started = time.monotonic()
+    got = [next(pieces) for _ in range(8)]
+    rate = len(got) / (time.monotonic() - started)  # tokens a second, as the model writes here now
+    pieces.close()  # type: ignore[attr-defined]
+    asked = time.monotonic()
+    assert post(base_url, token, ask("What is 2+3?", max_tokens=4)).status_code == 200
+    # the rest of the story (~390 tokens) would take 390/rate seconds; the short question went first
+    assert time.monotonic() - asked < 0.5 * 390 / rate, (time.monotonic() - asked, rate)
