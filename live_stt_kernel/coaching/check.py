@@ -361,6 +361,14 @@ def _check_pace(sentence: str, facts: _Facts) -> list[tuple[str, str, str]]:
             return wpm < overall if side == "slow" else wpm > overall
         return wpm < low if side == "slow" else wpm > high
 
+    than_turn = re.search(r"(?i)\bthan (?:in )?(?:turn\s*#?\s*|#)(\d+)", text)
+    if than_turn and (base := facts.turn(int(than_turn.group(1)))) is not None and base.wpm is not None:
+        for ref in (r for r in refs if r != base.turn):
+            p = facts.turn(ref)
+            if p is None or p.wpm is None or not p.measured or (p.wpm >= base.wpm if side == "slow" else p.wpm <= base.wpm):
+                shown = "unknown" if p is None or p.wpm is None else f"{p.wpm:.0f}"
+                return [("pace", f"turn {ref} {word}", f"turn {ref} was {shown} wpm, turn {base.turn} {base.wpm:.0f}")]
+        return []
     if refs:
         relative = bool(_THAN_OVERALL.search(text))
         for ref in refs:

@@ -1,0 +1,239 @@
+"""Coaching you can trust, with data: a sentence cut by the turn cap is joined again, a fragment does not
+skew the pace, and a model's analysis is checked against the transcript and the metrics."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import replace
+
+import pytest
+from helpers import conversation, timed_turn
+from meeting import cut_meeting
+
+from live_stt_kernel.coaching.check import check_analysis
+from live_stt_kernel.coaching.fragments import merge_fragments
+from live_stt_kernel.coaching.metrics import compute_metrics
+from live_stt_kernel.coaching.report import coach, coaching_messages
+from live_stt_kernel.samples import COACHING_SENTENCES
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Fragments
+
+
+def test_a_sentence_cut_by_the_turn_cap_is_joined_again():
+    records = cut_meeting()
+    merged = merge_fragments(records)
+    assert merged.joined == ((1, 2),)
+    assert [r.turn_index for r in merged.records] == [0, 1, 3, 4, 5, 6]
+    joined = merged.records[1]
+    assert joined.text == COACHING_SENTENCES[1]  # verbatim: quotes stay exact substrings
+    assert (joined.start, joined.end) == (records[1].start, records[2].end)
+    assert joined.words == records[1].words + records[2].words
+
+
+@pytest.mark.parametrize("change, joins", [
+    ({}, True),
+    ({"gap": 1.5}, False),  # a long silence ended the turn, whatever the punctuation
+    ({"speaker": "B"}, False),
+    ({"session": "s2"}, False),  # another session's word clock
+    ({"first": "We tested it."}, False),  # the first turn ended its sentence
+    ({"first": "We tested it?"}, False),
+    ({"first": "So we tested it and"}, True),
+])
+def test_when_a_turn_continues_the_previous_one(change, joins):
+    first = timed_turn(0, change.get("first", "So we tested it and"), start=0.0)
+    second = timed_turn(1, "it worked well.", start=first.end + change.get("gap", 0.1))
+    second = replace(second, speaker=change.get("speaker"), session_id=change.get("session", second.session_id))
+    assert (merge_fragments([first, second]).joined == ((0, 1),)) is joins
+
+
+def test_an_unpunctuated_transcript_is_never_joined():
+    records = conversation("so we tested it and", "it worked", "then we shipped", gap_s=0.1)
+    assert merge_fragments(records).joined == ()
+
+
+def test_a_long_monologue_cut_twice_is_one_turn():
+    records = conversation("We planned the first", "part of the work and then we", "shipped it on time.", gap_s=0.05)
+    merged = merge_fragments(records)
+    assert merged.joined == ((0, 1, 2),) and merged.records[0].text == \
+        "We planned the first part of the work and then we shipped it on time."
+
+
+# ---------------------------------------------------------------------------------------------
+# Pace
+
+
+def test_a_fragment_turn_is_too_short_to_measure_and_no_outlier():
+    m = compute_metrics(cut_meeting())  # not joined: the fragment is a turn of its own here
+    fragment = next(p for p in m.pace if p.turn == 2)
+    assert (fragment.words, fragment.wpm, fragment.measured) == (1, 214.3, False)
+    assert all(p.wpm == 150 for p in m.pace if p.measured)
+    assert m.wpm == 150.0  # the overall pace leaves it out
+    _, user = coaching_messages(m, cut_meeting())
+    assert "turns faster than 160 wpm: none" in user["content"] and "3 short turns not measured" in user["content"]
+
+
+def test_the_chart_and_report_show_no_pace_spike_for_a_fragment():
+    report = coach(cut_meeting(), use_llm=False)
+    assert report.joined == ((1, 2),)
+    root = ET.fromstring(report.chart_svg())
+    points = root.findall(f".//{SVG}circle[@class='pace-point']")
+    assert points and all("150 wpm" in p.find(f"{SVG}title").text for p in points)
+    md = report.to_markdown()
+    assert "| 1+2 | 0:06 | 50 |" in md and "214" not in md
+    assert "inside the comfortable 120–160 range" in md and "fast" not in md.split("## Pace per turn")[1]
+    assert "### " not in md and "Turns joined with “+” are one sentence that the turn-length cap cut in two" in md
+    # the long sentence is whole again: 50 words, not 49 and a fragment
+    assert [s.words for s in report.metrics.long_sentences] == [50]
+
+
+def test_the_model_reads_the_joined_sentence_on_one_line():
+    records = merge_fragments(cut_meeting()).records
+    content = coaching_messages(compute_metrics(records), records)[1]["content"]
+    assert "whenever they get stuck." in content and "] stuck." not in content
+
+
+def test_short_turns_are_marked_in_the_pace_table():
+    md = coach(conversation("We tested the whole thing twice.", "Yes.", gap_s=0.5), use_llm=False).to_markdown()
+    assert "| 1 | 0:03 | 1 | 0.4 | – | too short to measure |" in md
+
+
+# ---------------------------------------------------------------------------------------------
+# The checker
+
+
+MEETING = merge_fragments(cut_meeting()).records
+METRICS = compute_metrics(MEETING)
+
+
+def check(text: str):
+    return check_analysis(text, METRICS, MEETING)
+
+
+def test_the_meetings_metrics():
+    m = METRICS
+    assert (len(m.fillers), len(m.hedges), len(m.questions), len(m.long_sentences), m.wpm) == (3, 4, 1, 1, 150.3)
+    assert (round(m.filler_rate, 1), round(m.hedge_rate, 1)) == (3.3, 4.4)
+
+
+def test_an_invented_quote_is_removed_and_recorded():
+    checked = check('- "We will double revenue next year." Bold claim.\n- "Let\'s decide on Friday." Clear.')
+    assert checked.text == "- \"Let's decide on Friday.\" Clear."
+    (problem,) = checked.problems
+    assert (problem.kind, problem.claim, problem.reason) == ("quote", "We will double revenue next year.",
+                                                             "not in the transcript")
+    assert problem.sentence == '- "We will double revenue next year." Bold claim.'
+
+
+@pytest.mark.parametrize("text", [
+    '- "Let\'s decide on Friday." Suggestion: "Let\'s decide on Friday at ten."',
+    '- "Let\'s decide on Friday" → "let\'s discuss this with you later"',
+    '- **Suggestion:** "The main goal this quarter is faster onboarding."',
+    '- Instead of "you know, making onboarding faster", try saying "making onboarding faster".',
+    '- Replace "kind of a problem" with "a problem".',
+    '- Rephrase it as "Let\'s agree on Friday."',
+    '- You could say "We lose most users on page two."',
+])
+def test_a_suggested_rewrite_is_not_a_quote(text):
+    assert check(text) == check_analysis(text, METRICS, MEETING) and check(text).problems == ()
+    assert check(text).text == text
+
+
+@pytest.mark.parametrize("text", [
+    '- Replace "kind of an issue" with "a problem".',  # the original is checked
+    '- You said "we will double revenue", which is bold.',
+    '- "So, I think the main goal is making onboarding slower."',
+])
+def test_a_quote_of_the_speaker_is_checked_even_near_a_rewrite(text):
+    assert [p.kind for p in check(text).problems] == ["quote"]
+
+
+def test_quotes_compare_without_case_punctuation_or_curly_apostrophes_and_allow_an_ellipsis():
+    text = ('“so I think the main goal this quarter is you know making onboarding faster” '
+            '"We basically lose most new users ... the setup guide" "Let’s decide on friday"')
+    assert check(text).problems == ()
+    assert [p.claim for p in check('"the setup guide ... we basically lose"').problems] == \
+        ["the setup guide ... we basically lose"]  # parts out of order
+
+
+@pytest.mark.parametrize("sentence, ok", [
+    ("You used 3 fillers and 4 hedges.", True),
+    ("You used three fillers (3.3 per 100 words).", True),
+    ("Fillers: 3, hedges: 4.", True),
+    ("You used 5 fillers.", False),
+    ("You used 3 fillers and 6 hedges.", False),
+    ("Hedges were 4.4 per 100 words.", True),
+    ("Hedges were 6.1 per 100 words.", False),
+    ("Hedges made up about 4% of your words.", True),
+    ("You spoke at 150 wpm.", True),
+    ("You spoke at 150.4 words per minute.", True),
+    ("You spoke at 171 wpm.", False),
+    ("Your pace of 171 words per minute is fine.", False),
+    ("Aim for 140 wpm next time.", True),  # a target, not a claim
+    ("Keep it under 2 fillers per 100 words.", True),
+    ("You asked one question.", True),
+    ("You asked no questions.", False),
+    ("You asked 3 questions.", False),
+    ("There was one long sentence of 50 words.", True),
+    ("There were no long sentences.", False),
+    ("Your 40-word sentence is long.", False),
+    ('You said "you know" once.', True),
+    ('You said "basically" 4 times.', False),
+    ('You used "um" twice.', False),
+    ("The comfortable range is 120–160 wpm.", True),
+])
+def test_numbers_next_to_a_metric_must_match_it(sentence, ok):
+    checked = check(f"**Overall**: {sentence}")
+    assert (checked.problems == ()) is ok, checked.problems
+    if not ok:
+        assert checked.text == "**Overall**:" and checked.problems[0].kind == "number"
+
+
+@pytest.mark.parametrize("sentence, ok", [
+    ("Some turns were slower than the others.", False),  # every measured turn is at 150 wpm
+    ("A few turns were slow.", False),
+    ("No turn was too fast or too slow.", True),
+    ("None of your turns were rushed.", True),
+    ("Turn 3 was faster.", False),
+    ("Turn 1 was slower than your average.", False),
+    ("Your pace was fast.", False),
+    ("Your pace was not rushed.", True),
+    ("Slow down a little at the end.", True),  # advice
+    ("The main goal is making onboarding faster.", True),  # the talk's content
+])
+def test_claims_about_slow_or_fast_turns_must_match_the_per_turn_pace(sentence, ok):
+    checked = check(sentence)
+    assert (checked.problems == ()) is ok, checked.problems
+    assert all(p.kind == "pace" for p in checked.problems)
+
+
+def test_slow_and_fast_turns_that_exist_pass():
+    records = [timed_turn(0, " ".join(["word"] * 20), wpm=100), timed_turn(1, " ".join(["talk"] * 20), start=10, wpm=190),
+               timed_turn(2, " ".join(["fine"] * 20), start=20, wpm=140)]
+    m = compute_metrics(records)
+    text = ("Turn 0 was slow at 100 wpm. Turn 1 was fast. Some turns were faster than the rest. "
+            "Turn 2 was slower than turn 1.")
+    assert check_analysis(text, m, records).problems == ()
+    assert [p.claim for p in check_analysis("Turn 2 was fast.", m, records).problems] == ["turn 2 fast"]
+
+
+def test_what_the_check_leaves_passes_the_check_again():
+    text = """**Overall**: You spoke at 171 wpm, which is fast. You used 5 fillers and asked one question.
+Some turns were slower than others.
+
+**Examples**:
+1. "We will double revenue next year." Suggestion: "We aim to grow."
+2. "Let's decide on Friday." Suggestion: "Let's discuss this with you later."
+3. "Honestly, I guess the video would probably take about two weeks." Drop "I guess".
+
+**Next time**: Your pace was fast; slow down."""
+    checked = check(text)
+    assert check(checked.text).problems == ()
+    assert "We will double revenue" not in checked.text and "Let's decide on Friday." in checked.text
+    assert "1. " not in checked.text and "2. \"Let's decide on Friday.\"" in checked.text
+    kinds = sorted({(p.kind, p.claim) for p in checked.problems})
+    assert kinds == [("number", "171 wpm"), ("number", "5 fillers"), ("pace", "fast"), ("pace", "slower turns"),
+                     ("quote", "We will double revenue next year.")]
