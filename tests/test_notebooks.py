@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -28,9 +29,8 @@ def test_every_notebook_is_tested():
 @pytest.mark.timeout(180)
 def test_quickstart_streams_the_sample_and_shows_the_turns(tmp_path):
     nb = execute("01_quickstart.ipynb", tmp_path)
-    first = nb.cells[1].outputs  # lsk.start(...): the live panel, then the running session
-    assert "application/vnd.jupyter.widget-view+json" in first[0]["data"]
-    assert "<Session running" in first[1]["data"]["text/plain"]
+    first = nb.cells[1].outputs  # lsk.start(...): the live panel only (no session repr left behind, stale)
+    assert len(first) == 1 and "application/vnd.jupyter.widget-view+json" in first[0]["data"]
     outputs = [o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for c in nb.cells for o in c.get("outputs", [])]
     everything = "\n".join(outputs)
     assert re.search(r"live line: '\w+", everything)  # a partial while the first sentence is spoken
@@ -47,12 +47,23 @@ def outputs_by_code_cell(nb: nbformat.NotebookNode) -> list[dict]:
 
 @pytest.mark.timeout(600)
 def test_live_translation_notebook(tmp_path):
-    outputs = outputs_by_code_cell(execute("02_live_translation.ipynb", tmp_path, timeout=400))
-    live, tweaked, german = outputs[1]["text/plain"], outputs[2]["text/plain"], outputs[3]["text/plain"]
+    nb = execute("02_live_translation.ipynb", tmp_path, timeout=400)
+    outputs = outputs_by_code_cell(nb)
+    printed = [o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    live, tweaked, german = outputs[2]["text/plain"], outputs[3]["text/plain"], outputs[4]["text/plain"]
     assert "application/vnd.jupyter.widget-view+json" in outputs[0]  # start() showed the live panel
-    assert "Hola" in live and "translation_es" in live  # Apertium, turn by turn
-    assert "translation_es" in tweaked and tweaked != live  # the local model with the new prompt
+    assert any("still playing: True" in text for text in printed)  # the prompt changed while the session ran
+    assert "translation_es" in live and "translation_es" in tweaked and tweaked != live
     assert "translation_de" in german
+    (folder,) = (tmp_path / "sessions").iterdir()
+    saved = [json.loads(line) for line in (folder / "translations.jsonl").read_text().splitlines()]
+    by_turn: dict[int, list[str]] = {}
+    for item in saved:
+        by_turn.setdefault(item["turn_order"], []).append(item["backend"])
+    first, last = by_turn[min(by_turn)], by_turn[max(by_turn)]
+    assert first[0] == "apertium" and last[0] == "local"  # before the change Apertium, after it the model, live
+    assert all(backends[-1] == "local" for backends in by_turn.values())  # retranslate(): every turn by the model
+    assert "<turn" not in tweaked and "Voici" not in tweaked  # the prompt's output rules held
 
 
 @pytest.mark.timeout(600)
