@@ -21,7 +21,7 @@ from ..errors import ConfigurationError, LiveSTTError, LLMError, LLMUnavailable
 from ..keys import assemblyai_key, openai_key
 from ..local.launcher import embedded_llm_endpoint
 from ..local.llm_model import SERVED_MODEL
-from .apertium import ApertiumTranslator
+from .apertium import NO_PROMPT, ApertiumTranslator
 from .llm import GATEWAY_MODEL, LEMUR_MODEL, LLM, LeMUR, LLMGateway, Message, OpenAICompatible, RetryPolicy
 from .translation import clean_reply, translation_messages
 
@@ -177,18 +177,29 @@ def resolve_translator(backend: str | None = None, *, base_url: str | None = Non
     is started: a live translation warms a local model up when it starts."""
     name = choose_backend(backend, base_url=base_url, api_key=api_key, default="apertium")
     if name == "apertium":
+        if prompt:
+            raise ConfigurationError(NO_PROMPT)
         return ApertiumTranslator()
     return LLMTranslator(resolve_llm(name, base_url=base_url, model=model, api_key=api_key, **options), prompt=prompt)
 
 
+def accepts_prompt(translator: Translator) -> bool:
+    """Whether ``translator`` can follow a prompt: anything but Apertium (a translator of the user's own
+    is trusted to, as the protocol passes it one)."""
+    return not isinstance(translator, ApertiumTranslator)
+
+
 def as_translator(value: Translator | LLM | str | None, **choice: Any) -> Translator:
-    """Accept a translator, a chat model, a backend name, or None (the rule)."""
+    """Accept a translator, a chat model, a backend name, or None (the rule). A ``prompt`` in ``choice``
+    with a translator that cannot use one (Apertium) raises `ConfigurationError`."""
     if isinstance(value, Translator):
+        if choice.get("prompt") and not accepts_prompt(value):
+            raise ConfigurationError(NO_PROMPT)
         return value
     if isinstance(value, LLM):
         return LLMTranslator(value, prompt=choice.get("prompt"))
     return resolve_translator(value, **choice)
 
 
-__all__ = ["LLMTranslator", "LocalModel", "Translator", "as_translator", "choose_backend", "is_gateway", "resolve_llm",
+__all__ = ["LLMTranslator", "LocalModel", "Translator", "accepts_prompt", "as_translator", "choose_backend", "is_gateway", "resolve_llm",
            "resolve_translator"]

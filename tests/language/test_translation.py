@@ -16,7 +16,7 @@ from helpers import session_for
 
 from live_stt_kernel import load_session
 from live_stt_kernel.errors import ConfigurationError, LLMError, TranslatorError
-from live_stt_kernel.language.apertium import ApertiumTranslator, escape, unescape
+from live_stt_kernel.language.apertium import ApertiumTranslator, escape, fix_chunk_case, unescape
 from live_stt_kernel.language.backends import LLMTranslator
 from live_stt_kernel.language.live import TRANSLATIONS_FILE, read_translations
 from live_stt_kernel.language.llm import LLMGateway, RetryPolicy
@@ -210,6 +210,32 @@ def test_apertium_keeps_reserved_characters_literal(apertium):
     out = apertium.translate(text, target="es")
     for token in ("$5", "3/4", "<b>", "a@b", "{x}"):
         assert token in out
+
+
+def test_apertium_keeps_sentence_case_to_sentence_starts(apertium):
+    assert apertium.translate("Hello and welcome", target="es") == "Hola y bienvenido"  # was "Hola Y bienvenido"
+    assert apertium.translate("Hello and welcome to this short demonstration.", target="es").startswith("Hola y bienvenido")
+    assert apertium.translate("Thanks and goodbye. And welcome to Paris.", target="es") == "Gracias y adiós. Y bienvenido a París."
+    assert apertium.translate("I see the red car in London.", target="es") == "Veo el coche rojo en Londres."
+
+
+def test_fix_chunk_case_lowers_a_sentence_start_name_left_over_mid_sentence():
+    stream = "^default<default>{^Hola<ij>$}$ ^Cnj<cnjcoo>{^y<cnjcoo>$}$^punt<sent>{^.<sent>$}$ ^Cnj<cnjcoo>{^y<cnjcoo>$}$ ^SN<x>{^a$}$"
+    assert fix_chunk_case(stream) == stream.replace("$ ^Cnj", "$ ^cnj", 1)  # the second sentence's own start is kept
+    assert fix_chunk_case("^Verbcj<SV>{^ver<vblex>$}$ ^det_nom<SN>{^el<det>$}$") == "^Verbcj<SV>{^ver<vblex>$}$ ^det_nom<SN>{^el<det>$}$"
+    assert fix_chunk_case("\\^Cnj<x>{") == "\\^Cnj<x>{"  # an escaped caret is text, not a chunk
+
+
+def test_a_prompt_apertium_cannot_use_is_refused_not_ignored(apertium):
+    from live_stt_kernel.language.backends import as_translator, resolve_translator
+
+    for make in (lambda: resolve_translator("apertium", prompt="Translate formally."),
+                 lambda: as_translator("apertium", prompt="Translate formally."),
+                 lambda: as_translator(apertium, prompt="Translate formally."),
+                 lambda: apertium.translate("hello", target="es", prompt="Translate formally.")):
+        with pytest.raises(ConfigurationError, match="Apertium translates by rules and cannot follow a prompt"):
+            make()
+    assert as_translator(apertium, prompt=None) is apertium
 
 
 def test_apertium_names_missing_pairs(apertium):
