@@ -74,9 +74,16 @@ function render({ model, el }) {
     large.setAttribute("aria-pressed", String(on));
     large.classList.toggle("lsk-on", on);
     if (!panel) return;
+    const grew = on && !panel.classList.contains("lsk-large");
     panel.classList.toggle("lsk-large", on);
     panel.classList.toggle("lsk-compact", model.get("compact"));
     if (follower) follower.refresh();
+    if (grew) {
+      // larger text makes the panel taller than the notebook's view: bring the live line (and the
+      // newest turn above it) into view once, as the user asked for the captions
+      const live = panel.querySelector(".lsk-live");
+      if (live) requestAnimationFrame(() => live.scrollIntoView({ block: "nearest" }));
+    }
   };
 
   const fullState = () => {
@@ -96,8 +103,19 @@ function render({ model, el }) {
     if (follower) follower.refresh();
   };
   // where the Fullscreen API is missing or refused (an iframe without allow="fullscreen", a policy),
-  // the panel covers the browser window instead
+  // the panel covers the browser window instead. JupyterLab's notebook is a containing block for
+  // fixed elements (CSS containment), so the panel moves to <body> meanwhile, a placeholder keeping its
+  // place in the notebook.
+  let placeholder = null;
   const fullPage = (on) => {
+    if (on && !placeholder) {
+      placeholder = document.createComment("live-stt panel (full window)");
+      panel.replaceWith(placeholder);
+      document.body.append(panel);
+    } else if (!on && placeholder) {
+      placeholder.replaceWith(panel);
+      placeholder = null;
+    }
     panel.classList.toggle("lsk-fullpage", on);
     report();
   };
@@ -148,6 +166,7 @@ function render({ model, el }) {
   document.addEventListener("fullscreenchange", report);
   document.addEventListener("keydown", onKey);
   return () => {
+    if (placeholder) fullPage(false);
     if (timer !== null) clearTimeout(timer);
     if (follower) follower.stop();
     document.removeEventListener("fullscreenchange", report);

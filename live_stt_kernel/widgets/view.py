@@ -101,12 +101,13 @@ body[data-jp-theme-light="false"] .lsk-translation, body[data-jp-theme-light="fa
 body[data-jp-theme-light="false"] .lsk-live {{ border-color: var(--jp-brand-color2, #64b5f6); }}
 body[data-jp-theme-light="false"] .lsk-note {{ color: var(--jp-warn-color2, #ffb74d); }}
 {_sizes(".lsk-panel.lsk-large", LARGE_TEXT_PX)}
-.lsk-panel.lsk-large .lsk-turns {{ max-height: 62vh !important; }}
+.lsk-panel.lsk-large .lsk-turns {{ max-height: 58vh !important; }}
 .lsk-panel.lsk-large .lsk-status {{ font-size: 18px; }}
 .lsk-panel:fullscreen, .lsk-panel.lsk-fullpage {{ background: var(--jp-layout-color0, #fff); padding: 20px 28px;
   box-sizing: border-box; overflow: hidden; }}
 .lsk-panel.lsk-fullpage {{ position: fixed !important; inset: 0; z-index: 10000; width: 100vw !important;
   height: 100vh !important; }}
+.lsk-panel:fullscreen > *, .lsk-panel.lsk-fullpage > * {{ flex-shrink: 0; }}
 .lsk-panel:fullscreen .lsk-turns, .lsk-panel.lsk-fullpage .lsk-turns {{ flex: 1 1 auto !important;
   max-height: none !important; min-height: 0; }}
 .lsk-panel:fullscreen .lsk-controls, .lsk-panel.lsk-fullpage .lsk-controls, .lsk-panel.lsk-compact .lsk-controls
