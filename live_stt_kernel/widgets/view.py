@@ -152,7 +152,7 @@ def translation_lines(translations: Mapping[str, Translation], pending: Mapping[
             continue
         elif item.text is None:
             lines.append(_line("lsk-translation lsk-failed", target, f"not translated ({html.escape(item.error or '')})"))
-        elif problem := getattr(item, "problem", None):  # a reply that is not a translation: marked, not shown as one
+        elif problem := item.problem:  # a reply that is not a translation: marked, not shown as one
             lines.append(_line("lsk-unverified", target, html.escape(item.text),
                                f'<span title="{html.escape(str(problem))}">⚠ unverified</span>'))
         else:

@@ -102,13 +102,7 @@ def test_a_pending_translation_shows_as_pending_with_its_draft():
 
 
 def test_a_line_that_is_not_a_translation_is_marked_unverified():
-    item = translated(0, "Ja, das macht Sinn.", target="de")
-    fields = {f.name for f in dataclasses.fields(Translation)}
-    if "problem" in fields:
-        item = dataclasses.replace(item, problem="answers instead of translating")  # type: ignore[call-arg]
-    else:  # until Translation has the field: an object with the same attributes and a problem
-        item = type("Checked", (), {**{n: getattr(item, n) for n in fields}, "key": item.key,
-                                    "problem": "answers instead of translating"})()
+    item = dataclasses.replace(translated(0, "Ja, das macht Sinn.", target="de"), problem="answers instead of translating")
     view = build_view(transcript(turn(0, "Does that make sense?")), [item], STATUS, targets=("de",))
     row = view.turns[0].html
     assert 'class="lsk-unverified"' in row and "lsk-translation" not in row
@@ -259,7 +253,8 @@ def test_a_followed_session_shows_its_own_source(serve, make_wav, tmp_path):
             panel.close()
 
 
-def test_the_controls_show_settings_changed_from_code_but_never_undo_the_users_choice(serve, make_wav, tmp_path):
+def test_the_controls_show_settings_changed_from_code_but_never_undo_the_users_choice(serve, make_wav, gateway):
+    llm = gateway()
     replay = serve(turns_script(even_turns(TEXTS), "B"))
     session = Session(make_wav(6.0), url=replay.url, api_key=API_KEY, folder=None, realtime=False,
                       translate_to="es", translator="apertium").start()
@@ -267,16 +262,19 @@ def test_the_controls_show_settings_changed_from_code_but_never_undo_the_users_c
     try:
         session.wait(timeout=30)
         wait_until(lambda: panel.controls() == ("es", "apertium", "apertium", ""), 10, what="the session's settings")
-        session.translation.configure(to=["fr", "de"], prompt="Translate into {language} for a class.")
-        wait_until(lambda: panel.controls() == ("fr, de", "apertium", "apertium", "Translate into {language} for a class."),
-                   10, what="settings changed from code")
+        prompt = "Translate into {language} for a class."
+        session.translation.configure(to=["fr", "de"], translator="openai", base_url=llm.url, api_key="k", model="m1",
+                                      prompt=prompt)
+        wait_until(lambda: panel.controls() == ("fr, de", "openai", "m1", prompt), 10, what="settings changed from code")
         panel.target.value = "it"  # the user starts choosing: frames no longer touch the controls
         session.translation.configure(to="ca")
         time.sleep(0.5)
         assert panel.target.value == "it" and session.translation.targets == ("ca",)
+        translator = session.translation.translator
         panel.apply_button.click()  # the user's choice applies, and only what they changed
         wait_until(lambda: session.translation.targets == ("it",), 10, what="apply")
-        assert session.translation.prompt == "Translate into {language} for a class."
+        assert session.translation.translator is translator and session.translation.prompt == prompt
+        assert "failed" not in panel.status.value
         session.translation.configure(to="es")
         wait_until(lambda: panel.target.value == "es", 10, what="the controls following code again after Apply")
     finally:
