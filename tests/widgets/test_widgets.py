@@ -15,6 +15,8 @@ from helpers import API_KEY, wait_until
 from live_stt_kernel import QueueSource, Session
 from live_stt_kernel.coaching.report import coach
 from live_stt_kernel.events import SessionBegan, Turn, Word
+from live_stt_kernel.language.backends import as_translator
+from live_stt_kernel.language.live import LiveTranslation
 from live_stt_kernel.language.translation import Translation
 from live_stt_kernel.session import dbfs
 from live_stt_kernel.transcript import Transcript
@@ -315,5 +317,26 @@ def test_coaching_progress_streams_into_the_panel(serve, make_wav, gateway, tmp_
         progress = [d for d in seen if d.startswith("Coaching… ") and d.endswith(" words")]
         assert len(progress) >= 2, seen  # the text so far was shown while the model wrote, more than once
         assert "word39" in panel.report.outputs[0]["data"]["text/markdown"]
+    finally:
+        panel.close()
+
+
+@pytest.mark.skipif(not hasattr(LiveTranslation, "in_progress"), reason="LiveTranslation.in_progress is not there yet")
+def test_a_translation_in_progress_shows_as_pending_until_it_lands(serve, make_wav, gateway):
+    from gateway_server import Reply
+
+    llm = gateway(*[Reply(delay_s=1.0, gap_s=0.1) for _ in range(3)])  # a slow model: 1 s before the first word
+    replay = serve(turns_script(even_turns(TEXTS), "B"))
+    session = Session(make_wav(6.0), url=replay.url, api_key=API_KEY, folder=None, realtime=False, translate_to="fr",
+                      translator=as_translator("openai", base_url=llm.url, api_key="k", model="m"))
+    panel = LivePanel(session.start())
+    rows = lambda: [row.value for row in panel.turns.children]  # noqa: E731
+    try:
+        wait_until(lambda: any("lsk-pending" in row and "… translating" in text_of(row) for row in rows()), 20,
+                   what="a pending translation on screen")
+        session.wait(timeout=30)
+        wait_until(lambda: len(rows()) == 3 and all("lsk-pending" not in row and "fr: " in text_of(row) for row in rows()),
+                   20, what="every translation landed")
+        assert "One two three." in text_of(rows()[0]).splitlines()[1]  # the model's answer under its turn
     finally:
         panel.close()
