@@ -19,6 +19,7 @@ has changed a control since (then the user's choice stays until Apply).
 
 from __future__ import annotations
 
+import html
 import inspect
 import logging
 import queue
@@ -32,6 +33,7 @@ import ipywidgets as w
 
 from ..audio.sources import MicSource, QueueSource, WavSource
 from ..coaching.report import coach
+from ..errors import ConfigurationError
 from ..language.backends import TRANSLATORS, as_translator
 from ..samples import sample_wav
 from ..session import Session
@@ -96,6 +98,7 @@ class LivePanel:
         self._coach_text_at = 0.0  # when the coaching text was last handed to the UI thread
         self._controls_shown: Controls | None = None  # the settings last copied into the controls
         self._presentation = presentation
+        self._failed: dict[str, str] = {}  # command -> why it failed last time (shown until it succeeds)
 
         self.source = w.Dropdown(options=list(SOURCES), value="audio file", description="Source")
         self.file = w.Text(value=str(file or sample_wav()), description="File", layout=w.Layout(width="28em"))
@@ -214,9 +217,12 @@ class LivePanel:
             handler: Callable[[Any], None] = getattr(self, f"_do_{name}")
             try:
                 handler(value)
-            except Exception as exc:
-                self.status.value = f'<span style="color:var(--jp-error-color1,#b00020)">{name} failed: {type(exc).__name__}: {exc}</span>'
-                self._view = None  # redraw the status next frame
+            except Exception as exc:  # said on the status line until a command of that kind succeeds
+                self._failed[name] = f"{name} failed: {type(exc).__name__}: {exc}"
+                self.status.value = f'<span style="color:var(--jp-error-color1,#b00020)">{html.escape(self._failed[name])}</span>'
+            else:
+                for kind in ("apply", "retranslate") if name in ("apply", "retranslate") else (name,):
+                    self._failed.pop(kind, None)
 
     def render(self) -> None:
         """One frame: send what changed since the last one (UI thread)."""
@@ -227,7 +233,8 @@ class LivePanel:
         state = ("failed" if session.error else "stopped" if not session.running
                  else "reconnecting" if transcript.disconnected else "streaming")
         error = (f"{type(session.error).__name__}: {session.error}" if session.error
-                 else f"connection lost ({transcript.disconnected}); trying a new one" if state == "reconnecting" else None)
+                 else f"connection lost ({transcript.disconnected}); trying a new one" if state == "reconnecting"
+                 else " · ".join(self._failed.values()) or None)
         status = Status(engine=session.endpoint.describe(), session_id=session.session_ids[-1] if session.session_ids else None,
                         elapsed_s=session.elapsed_s, state=state, reconnects=transcript.reconnects, error=error)
         live = session.translation
@@ -343,6 +350,10 @@ class LivePanel:
         if prompt != before[3]:
             options["prompt"] = prompt.strip() or None
             options["default_prompt"] = not prompt.strip()
+        translator = options.get("translator", live.translator)
+        if translator.backend == "apertium" and options.get("prompt", live.prompt):
+            raise ConfigurationError("Apertium translates by rules and cannot follow a prompt: choose an LLM backend "
+                                     "(local, gateway or openai) for this prompt, or clear it")
         if options:
             live.configure(**options)
         self._controls_shown = None  # the next frame shows the settings as they now are

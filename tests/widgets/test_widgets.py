@@ -340,3 +340,24 @@ def test_a_translation_in_progress_shows_as_pending_until_it_lands(serve, make_w
         assert "One two three." in text_of(rows()[0]).splitlines()[1]  # the model's answer under its turn
     finally:
         panel.close()
+
+
+def test_a_prompt_apertium_cannot_use_is_refused_on_the_status_line(serve, make_wav):
+    replay = serve(turns_script(even_turns(TEXTS), "B"))
+    session = Session(make_wav(6.0), url=replay.url, api_key=API_KEY, folder=None, realtime=False,
+                      translate_to="es", translator="apertium").start()
+    panel = LivePanel(session)
+    try:
+        session.wait(timeout=30)
+        wait_until(lambda: panel.controls()[1] == "apertium", 10)
+        panel.prompt.value = "Translate into {language}, politely."
+        panel.apply_button.click()
+        wait_until(lambda: "apply failed" in panel.status.value, 10)
+        time.sleep(1.5)  # frames go on: the refusal stays where the user looks
+        assert "apply failed: ConfigurationError" in panel.status.value and "LLM backend" in panel.status.value
+        assert session.translation.prompt is None  # nothing was changed
+        panel.prompt.value = ""
+        panel.apply_button.click()
+        wait_until(lambda: "failed" not in panel.status.value, 10)
+    finally:
+        panel.close()
