@@ -206,8 +206,8 @@ class _Facts:
             "pauses": {within, len(m.pauses), gaps},
             "gaps": {gaps},
             # a count of turns: all of them, the measured ones, or those outside the range (each side)
-            "turns": {m.turns, len(self.measured()), len(off), sum(1 for p in off if (p.wpm or 0) < self.low),
-                      sum(1 for p in off if (p.wpm or 0) > self.high)},
+            "turns": {m.turns, len(self.measured()), m.turns - len(self.measured()), len(off),
+                      sum(1 for p in off if (p.wpm or 0) < self.low), sum(1 for p in off if (p.wpm or 0) > self.high)},
         }.get(key, set())
 
     def say(self, key: str) -> str:
@@ -222,7 +222,8 @@ class _Facts:
             "repeats": f"the metrics count {len(m.repeats)} repeated words",
             "pauses": f"the metrics count {within} pauses inside turns and {len(m.pauses) - within} gaps between",
             "gaps": f"the metrics count {len(m.pauses) - within} gaps between turns",
-            "turns": f"the metrics count {m.turns} turns ({len(self.measured())} measured)",
+            "turns": (f"the metrics count {m.turns} turns ({len(self.measured())} measured, "
+                      f"{m.turns - len(self.measured())} too short)"),
         }.get(key, "the metrics disagree")
 
     def paces(self, refs: Sequence[int], *, about_turns: bool) -> set[float]:
