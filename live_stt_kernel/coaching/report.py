@@ -1,10 +1,15 @@
 """Coaching: exact speaking metrics, an optional language-model analysis, and a report to read.
 
-``coach(df)`` measures the finished turns (`metrics.compute_metrics`) and returns a `CoachingReport`
-that notebooks show as Markdown. It also asks a model, once, for a written analysis (the model is
-chosen by the language backends' rule, or given as ``llm=``; ``use_llm=False`` for none): the model
-gets the metrics (computed exactly, so it need not count) and the transcript as delimited data. A
-model failure becomes a note on the report: the metrics stay. ``save_report`` writes it to a folder.
+``coach(df)`` joins the sentences a turn-length cap cut in two (`fragments.merge_fragments`), measures
+the turns (`metrics.compute_metrics`) and returns a `CoachingReport` that notebooks show as Markdown
+(``print(report)`` too). It also asks a model, once, for a written analysis (the model is chosen by
+the language backends' rule, or given as ``llm=``; ``use_llm=False`` for none): the model gets the
+metrics (computed exactly, so it need not count) and the transcript as delimited data, and is told to
+quote exactly, to label rewrites "Suggestion:" and to use only the given numbers. The analysis streams
+(``on_text``, or the running cell's output in a notebook) and is then checked (`check.check_analysis`):
+a sentence with a quote nobody said, a number the metrics contradict or a slow/fast claim the per-turn
+pace contradicts is removed and listed in the report. A model failure becomes a note on the report: the
+metrics stay. ``save_report`` writes it to a folder.
 
 Everything here but `write_report` and `coach` (which read a clock and call the model) is pure, so
 prompts, reports and charts are tested with data.
@@ -481,8 +486,9 @@ def _ask(llm: LLM, messages: list[dict[str, str]], *, max_tokens: int, temperatu
             on_text(answer)
         return answer, None
     text = ""
+    pieces = stream(messages, max_tokens=max_tokens, temperature=temperature)
     try:
-        for piece in stream(messages, max_tokens=max_tokens, temperature=temperature):
+        for piece in pieces:
             if not piece:
                 continue
             text += piece
@@ -492,6 +498,10 @@ def _ask(llm: LLM, messages: list[dict[str, str]], *, max_tokens: int, temperatu
         if not text.strip():
             raise
         return text, exc
+    finally:  # a callback that raised: drop the connection now, which ends the generation
+        close = getattr(pieces, "close", None)
+        if callable(close):
+            close()
     return text, None
 
 

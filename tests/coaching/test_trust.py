@@ -3,6 +3,7 @@ skew the pace, and a model's analysis is checked against the transcript and the 
 
 from __future__ import annotations
 
+import itertools
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 
@@ -237,3 +238,90 @@ Some turns were slower than others.
     kinds = sorted({(p.kind, p.claim) for p in checked.problems})
     assert kinds == [("number", "171 wpm"), ("number", "5 fillers"), ("pace", "fast"), ("pace", "slower turns"),
                      ("quote", "We will double revenue next year.")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress while the model writes
+
+
+def gateway_llm(server):
+    from live_stt_kernel.language.llm import OpenAICompatible, RetryPolicy
+
+    return OpenAICompatible(server.url + "/v1", model="m", retry=RetryPolicy(attempts=1))
+
+
+def test_the_analysis_streams_into_on_text_on_the_calling_thread(gateway):
+    import threading
+
+    answer = "**Overall**: a comfortable 150 wpm with 3 fillers.\n- \"Let's decide on Friday.\" Clear."
+    server = gateway(respond=lambda body: answer)
+    calls: list[tuple[str, str]] = []
+    report = coach(cut_meeting(), llm=gateway_llm(server),
+                   on_text=lambda text: calls.append((threading.current_thread().name, text)))
+    assert {name for name, _ in calls} == {threading.current_thread().name}
+    texts = [text for _, text in calls]
+    assert len(texts) == len(answer.split()) and texts[-1] == answer
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(texts))
+    assert report.analysis == answer and report.problems == ()
+
+
+def test_a_stream_cut_short_keeps_what_came_checked_with_a_note(gateway):
+    from gateway_server import Reply
+
+    answer = "**Overall**: 5 fillers. \"Let's decide on Friday.\" is clear and the rest never arrives"
+    server = gateway(Reply(break_after=8), respond=lambda body: answer)
+    seen: list[str] = []
+    report = coach(cut_meeting(), llm=gateway_llm(server), on_text=seen.append)
+    assert report.raw_analysis == seen[-1].strip() and len(seen) == 8
+    assert report.note is not None and report.note.startswith("The analysis stopped early: ")
+    assert [p.claim for p in report.problems] == ["5 fillers"] and "5 fillers" not in (report.analysis or "")
+
+
+class Whole:
+    """An LLM without ``stream`` (like LeMUR): the answer comes in one piece."""
+
+    backend, model = "whole", "w"
+
+    def complete(self, messages, *, max_tokens=1000, temperature=0.2):
+        return "  **Overall**: fine.  "
+
+
+def test_a_model_that_cannot_stream_calls_on_text_once():
+    seen: list[str] = []
+    report = coach(cut_meeting(), llm=Whole(), on_text=seen.append)
+    assert seen == ["  **Overall**: fine.  "] and report.analysis == "**Overall**: fine."
+
+
+def test_in_a_notebook_the_streamed_text_shows_in_the_cell_then_clears():
+    from ipykernel.inprocess.manager import InProcessKernelManager
+
+    manager = InProcessKernelManager()
+    manager.start_kernel()
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.execute(
+            "import time\n"
+            "from meeting import cut_meeting\n"
+            "from live_stt_kernel.coaching.report import coach\n"
+            "class Slow:\n"
+            "    backend, model = 'slow', 's'\n"
+            "    def complete(self, messages, **kw): return 'unused'\n"
+            "    def stream(self, messages, **kw):\n"
+            "        for word in '**Overall**: a comfortable pace.'.split():\n"
+            "            time.sleep(0.3)\n"
+            "            yield word + ' '\n"
+            "report = coach(cut_meeting(), llm=Slow())\n")
+        shown = []
+        while True:
+            message = client.get_iopub_msg(timeout=30)
+            if message["msg_type"] in ("display_data", "update_display_data"):
+                shown.append(message["content"]["data"]["text/markdown"])
+            assert message["msg_type"] != "error", message["content"]
+            if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+                break
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel()
+    assert shown[0].startswith("*Coaching: the model is reading the transcript") and shown[-1] == ""
+    assert any(text.endswith("**Overall**: a comfortable pace. ") for text in shown[1:-1])

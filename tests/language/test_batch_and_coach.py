@@ -4,6 +4,7 @@ against the scripted gateway on 127.0.0.1, Apertium, and the real local model.""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import re
 import subprocess
@@ -105,7 +106,7 @@ def test_coach_through_an_llm_endpoint_streams_sends_metrics_and_checks_the_answ
     report = coach(records, llm=gateway_llm(server), on_text=seen.append)
     assert report.backend == "gateway" and report.raw_analysis == answer
     # streamed: the whole text so far at each piece, growing to the answer
-    assert len(seen) > 10 and seen[-1] == answer and all(b.startswith(a) for a, b in zip(seen, seen[1:]))
+    assert len(seen) > 10 and seen[-1] == answer and all(b.startswith(a) for a, b in itertools.pairwise(seen))
     (request,) = server.requests
     assert request.body["stream"] is True
     system, user = (m["content"] for m in request.body["messages"])
