@@ -203,7 +203,9 @@ def test_cli_translate_through_the_gateway_never_prints_the_key(saved_session, g
 def test_cli_coach_metrics_only_writes_the_report(saved_session):
     done = run("coach", str(saved_session), "--no-llm")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("# Speaking coach report") and "words per minute" in done.stdout
+    assert done.stdout.startswith("# Speaking coach report") and "## Pace per turn" in done.stdout
+    # two turns of four words in 1.2 s: too short to measure a pace from
+    assert "no turn was long enough to measure a pace" in done.stdout
     assert (saved_session / "coaching.md").read_text() == done.stdout.rstrip("\n") + "\n"
     assert json.loads((saved_session / "coaching.json").read_text())["metrics"]["words"] == 8
     assert (saved_session / "coaching.svg").read_text().startswith("<svg")
