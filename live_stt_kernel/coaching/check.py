@@ -30,13 +30,15 @@ a metric's name is 0) with a metric's unit or name must match the computed value
 A number after an advice word (aim, target, toward(s), to, under, below, over, above, fewer/less/more
 than, at most, at least, up to, between, within, goal, ideal, keep) is a target, not a claim, and is not
 checked. "about", "around", "roughly", "nearly" and "~" widen the tolerance to 5 % (counts: ±1).
+"N fillers per 100 words" is a rate.
 
 **Pace claims about turns.** A sentence that calls turns slow(er) or fast(er) (also "rushed", "quicker")
 is checked against the per-turn pace: with turn references ("turn 3", "#3"), each referenced turn must be
 measured and below (slow) or above (fast) the comfortable range, or, with "than the average/overall/rest",
 below or above the overall pace; without references, some measured turn must be on that side of the range
 (or, negated, "no turn was too fast", none may be). A sentence about the overall pace ("your pace was a
-bit fast") must agree with the overall verdict. "slow down", "speed up" and the like are advice.
+bit fast") must agree with the overall verdict. "slow down", "speed up" and, without turn references, a
+sentence that advises ("you could speak faster", "try", "keep", "aim", an imperative "Speak…") are advice.
 
 What is not checked (say so rather than pretend): judgements ("clear", "confident"), claims about content,
 quotes of one word, numbers without a metric's name or unit next to them.
@@ -125,6 +127,10 @@ _RATE = re.compile(r"(?i)\b" + _NUM + r"\s*(?:%|percent\b|per (?:100|hundred|one
 _SECONDS = re.compile(r"(?i)\b" + _NUM + r"[- ]?(?:s|secs?|seconds?)\b")
 _SENTENCE_WORDS = re.compile(r"(?i)\b" + _NUM + r"[- ]words?\b")
 _TIMES = re.compile(r"(?i)\b" + _NUM + r"\s*(?:times?\b|[x×](?!\w))|\b(?P<word>once|twice)\b|×\s*(?P<num2>\d+)")
+_PER_100 = re.compile(r"(?i)\s*(?:per|/|for every|in every)\s*(?:100|hundred|one hundred)\b")
+_ADVISES = re.compile(r"(?i)\b(?:could|should|try|might|consider|aim|can|please|let's|keep|avoid|make sure|"
+                      r"don't|do not|want to|need to|practi[cs]e)\b|^\W*(?:\*\*[^*]*\*\*\W*)?(?:speak|talk|slow|"
+                      r"take|pause|focus|work on|vary)\b")
 _TURN_REF = re.compile(r"(?i)\b(?:turns?\s*#?\s*|#)(\d+)(?:\s*(?:,|and|&)\s*#?(\d+))*")
 _TURN_NUMBERS = re.compile(r"\d+")
 _SLOW = re.compile(r"(?i)\b(?:slow(?:er|est|ly)?|sluggish|dragg(?:ed|ing))\b")
@@ -319,6 +325,10 @@ def _check_numbers(sentence: str, quotes: list[str], facts: _Facts) -> list[tupl
         for match in re.finditer(r"(?i)\b" + _NUM + r"(?!\.\d)(?:[- ]|\s+)" + pattern, text):
             if key == "turns" and re.match(r"(?i)\s*turns?\s*#", text[match.end("num"):]):
                 continue
+            if key in ("fillers", "hedges") and _PER_100.match(text[match.end():]):  # "3.3 fillers per 100 words"
+                rate = m.filler_rate if key == "fillers" else m.hedge_rate
+                judge(match, {round(rate, 1)}, f"the computed rate is {rate:.1f} {key} per 100 words")
+                continue
             judge(match, facts.counts(key), facts.say(key), count=True)
     for match in _NAME_FIRST.finditer(text):
         name = match.group("name").lower()
@@ -370,6 +380,8 @@ def _check_pace(sentence: str, facts: _Facts) -> list[tuple[str, str, str]]:
                 shown = "unknown" if p is None or p.wpm is None else f"{p.wpm:.0f}"
                 return [("pace", f"turn {ref} {word}", f"turn {ref} was {shown} wpm, turn {base.turn} {base.wpm:.0f}")]
         return []
+    if not refs and _ADVISES.search(text):
+        return []  # "you could speak a little faster": advice, not a claim about what was measured
     if refs:
         relative = bool(_THAN_OVERALL.search(text))
         for ref in refs:

@@ -167,6 +167,8 @@ def test_quotes_compare_without_case_punctuation_or_curly_apostrophes_and_allow_
     ("You used 5 fillers.", False),
     ("You used 3 fillers and 6 hedges.", False),
     ("Hedges were 4.4 per 100 words.", True),
+    ("You used 3.3 fillers per 100 words.", True),
+    ("You used 5.1 fillers per 100 words.", False),
     ("Hedges were 6.1 per 100 words.", False),
     ("Hedges made up about 4% of your words.", True),
     ("You spoke at 150 wpm.", True),
@@ -203,6 +205,8 @@ def test_numbers_next_to_a_metric_must_match_it(sentence, ok):
     ("Your pace was fast.", False),
     ("Your pace was not rushed.", True),
     ("Slow down a little at the end.", True),  # advice
+    ("You could speak a little faster in the long sentence.", True),
+    ("**Next time**: speak more slowly.", True),
     ("The main goal is making onboarding faster.", True),  # the talk's content
 ])
 def test_claims_about_slow_or_fast_turns_must_match_the_per_turn_pace(sentence, ok):
