@@ -50,7 +50,11 @@ class Translator(Protocol):
 
 
 class LLMTranslator:
-    """Translation by a chat model, the turn passed as delimited data."""
+    """Translation by a chat model, the turn passed as delimited data. Its replies are checked
+    (``checks_replies``: a live translation flags a reply that is still not a translation, see
+    `translation_problem`), and it can follow the reply as it is written (`drafts`)."""
+
+    checks_replies = True
 
     def __init__(self, llm: LLM, *, prompt: str | None = None, temperature: float = 0.0):
         self.llm = llm
@@ -81,9 +85,37 @@ class LLMTranslator:
         if not text.strip():
             return ""
         messages = translation_messages(text, target=target, prompt=prompt or self.prompt)
-        # room for a longer target language, never a runaway answer
-        budget = 64 + 4 * len(text.split())
-        return clean_reply(self.llm.complete(messages, max_tokens=budget, temperature=self.temperature))
+        return clean_reply(self.llm.complete(messages, max_tokens=_budget(text), temperature=self.temperature))
+
+    def drafts(self, text: str, *, target: str, prompt: str | None = None) -> Iterator[str]:
+        """The reply so far, raw (not cleaned), each time it grows: token by token when the model can
+        stream (``llm.stream``), else once, whole. The last one is the whole reply. Closing the iterator
+        early closes the stream (the local model then stops writing)."""
+        if not text.strip():
+            yield ""
+            return
+        messages = translation_messages(text, target=target, prompt=prompt or self.prompt)
+        stream = getattr(self.llm, "stream", None)
+        if stream is None:
+            yield self.llm.complete(messages, max_tokens=_budget(text), temperature=self.temperature)
+            return
+        pieces = stream(messages, max_tokens=_budget(text), temperature=self.temperature)
+        reply = ""
+        try:
+            for piece in pieces:
+                reply += piece
+                yield reply
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()
+        if not reply:
+            yield ""
+
+
+def _budget(text: str) -> int:
+    """Tokens a translation may use: room for a longer target language, never a runaway answer."""
+    return 64 + 4 * len(text.split())
 
 
 class LocalModel(OpenAICompatible):

@@ -2,38 +2,61 @@
 
 Threads::
 
-    session worker --feed(snapshot)--> queue --> dispatcher thread (TurnSettler: once per turn)
-                                                     |--submit--> translation pool (bounded) --> results,
-                                                                  translations.jsonl, listeners
+    session worker --feed(snapshot)--> inbox --> dispatcher thread (TurnSettler: once per turn)
+                                                     |--live job--> work queue (live first, then backlog)
+    retranslate() (any thread) ------------------------backlog jobs--^        |
+                                                        `workers` threads <---'--> results, translations.jsonl,
+                                                                                   listeners
 
-The session worker only enqueues, so a slow or failing model never delays the transcript. Settings
-(targets, translator, prompt) are read when a turn settles: a change applies to the next turns;
-`retranslate` applies it to the earlier ones. The threads start with `start` (or the first work) and
-end with `close`; work asked for after `close` starts them again.
+The session worker only enqueues, so a slow or failing model never delays the transcript.
+
+Scheduling. The work queue is ordered by priority, then by arrival: a turn that just settled always goes
+ahead of a `retranslate` backlog, and the backlog runs on at most ``workers - 1`` threads at a time (at
+least one), so a worker is free for the next live turn: it waits at most for the translations already
+running (on a local model, which writes one answer at a time, that is at most one translation time).
+
+Settings (targets, translator, prompt) are read when a turn settles: a change applies to the next turns;
+`retranslate` applies it to the earlier ones. A change also drops the queued work it makes obsolete (a
+language no longer wanted, another translator or prompt), and stops such work that is streaming: a turn
+that was waiting for its live translation is queued again with the new settings; an obsolete backlog is
+simply dropped. So a new language starts at once, and `close` is never held by work nobody wants.
+
+Streaming. With a translator that can stream (`LLMTranslator` over a model with ``stream``), the draft
+of each running translation grows in `in_progress` as tokens arrive (cleaned as it goes, see
+`clean_draft`); listeners are called once, with the finished `Translation`.
+
+The threads start with `start` (or the first work) and end with `close`; work asked for after `close`
+starts them again.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..errors import SavedSessionError
+from ..errors import ConfigurationError, SavedSessionError
 from ..store import TRANSLATIONS_FILE, read_jsonl
 from ..transcript import Transcript, TurnRecord, TurnSettler
-from .backends import Translator, as_translator
-from .translation import Translation, TranslationCache, language_code, prompt_id
+from .apertium import NO_PROMPT
+from .backends import Translator, accepts_prompt, as_translator
+from .translation import Translation, TranslationCache, clean_draft, clean_reply, language_code, prompt_id, translation_problem
 
 log = logging.getLogger(__name__)
 
 TranslationListener = Callable[[Translation], None]
+Slot = tuple[tuple[str, int], str]  # (turn key (session_id, turn_order), target code)
+
+LIVE, BACKLOG = 0, 1  # queue priorities: lower first
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,32 +67,90 @@ class Settings:
     targets: tuple[str, ...]
     prompt: str | None
 
+    def makes(self, target: str, other: Settings) -> bool:
+        """Whether work on ``target`` asked for with ``other`` is still what these settings would ask for."""
+        return target in self.targets and self.translator is other.translator and self.prompt == other.prompt
 
-def translate_one(row: TurnRecord, target: str, settings: Settings, cache: TranslationCache) -> Translation:
-    """Translate one turn (or take it from the cache); failures become a `Translation` with ``error``."""
+
+class Cancelled(Exception):
+    """A streamed translation stopped because its settings changed (inside this module only)."""
+
+
+def translate_one(row: TurnRecord, target: str, settings: Settings, cache: TranslationCache, *,
+                  on_draft: Callable[[str], None] | None = None,
+                  cancelled: threading.Event | None = None) -> Translation:
+    """Translate one turn (or take it from the cache); failures become a `Translation` with ``error``.
+
+    A translator that can stream (``drafts``) has each draft so far, cleaned, passed to ``on_draft``;
+    ``cancelled`` stops it between tokens (raises `Cancelled`). A reply from a model is checked by
+    `translation_problem`: a line that is still not a translation keeps its text with ``problem`` set."""
     translator = settings.translator
     key = (row.text, target, translator.backend, translator.model, settings.prompt or "")
     started = time.perf_counter()
     base = Translation(session_id=row.session_id, turn_order=row.turn_order, target=target, source=row.text,
                        text=None, backend=translator.backend, model=translator.model, prompt=prompt_id(settings.prompt))
+    checks = bool(getattr(translator, "checks_replies", False))
     cached = cache.get(key)
     if cached is not None:
-        return replace(base, text=cached)
+        return replace(base, text=cached, problem=translation_problem(row.text, cached, target) if checks else None)
+    drafts = getattr(translator, "drafts", None)
     try:
-        text = translator.translate(row.text, target=target, prompt=settings.prompt)
+        if drafts is not None and (on_draft is not None or cancelled is not None):
+            text = _streamed(drafts(row.text, target=target, prompt=settings.prompt), on_draft, cancelled)
+        else:
+            text = translator.translate(row.text, target=target, prompt=settings.prompt)
+    except Cancelled:
+        raise
     except Exception as exc:  # kept with the turn, shown to the user; the turn itself is never lost
         return replace(base, error=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - started)
     cache.put(key, text)
-    return replace(base, text=text, seconds=time.perf_counter() - started)
+    return replace(base, text=text, seconds=time.perf_counter() - started,
+                   problem=translation_problem(row.text, text, target) if checks and text else None)
+
+
+def _streamed(drafts: Any, on_draft: Callable[[str], None] | None, cancelled: threading.Event | None) -> str:
+    """Follow a translator's growing drafts to the end (the last is the whole reply), cleaning as it goes."""
+    raw = ""
+    try:
+        for raw in drafts:
+            if cancelled is not None and cancelled.is_set():
+                raise Cancelled()
+            if on_draft is not None:
+                on_draft(clean_draft(raw))
+    finally:
+        close = getattr(drafts, "close", None)
+        if close is not None:
+            close()  # a stream left early: its connection closes, and the local model stops writing
+    return clean_reply(raw)
+
+
+@dataclass(eq=False)
+class _Job:
+    """One translation asked for: a turn, a target, the settings it was asked with."""
+
+    row: TurnRecord
+    target: str
+    settings: Settings
+    priority: int
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def slot(self) -> Slot:
+        return ((self.row.session_id, self.row.turn_order), self.target)
 
 
 class LiveTranslation:
     """Translates the settled turns of a live transcript into one or more languages.
 
-    ``to``: a language or several; ``translator`` a `Translator`; ``prompt`` for LLM translators
-    (``{language}`` is the target's name); ``folder``: where ``translations.jsonl`` is appended;
+    ``to``: a language or several; ``translator`` a `Translator`; ``prompt`` for LLM translators (the
+    instruction inside the fixed template, ``{language}`` is the target's name; a translator that cannot
+    use one, Apertium, raises `ConfigurationError`); ``workers``: translation threads; ``max_pending``:
+    live turns queued at most (the dispatcher waits beyond that, never the stream; a backlog holds at most
+    one job per turn and target); ``folder``: where ``translations.jsonl`` is appended;
     ``expect_formatted``: whether a turn's formatted final is worth waiting for; ``owns_translator``:
     close the translator (e.g. Apertium's pipelines) with `close`, because this object made it.
+    ``fifo=True`` serves everything in arrival order with no priority and drops nothing (the old
+    behaviour, kept to measure against).
     """
 
     def __init__(
@@ -84,28 +165,37 @@ class LiveTranslation:
         expect_formatted: bool = True,
         cache: TranslationCache | None = None,
         owns_translator: bool = False,
+        fifo: bool = False,
     ):
-        self._settings = Settings(translator, normalise_targets(to), prompt)
+        if workers < 1 or max_pending < 1:
+            raise ConfigurationError(f"LiveTranslation needs workers >= 1 and max_pending >= 1, not {workers}, {max_pending}")
+        self._settings = _checked(Settings(translator, normalise_targets(to), prompt))
         self.owns_translator = owns_translator
         self.workers = workers
+        self.max_pending = max_pending
+        self.fifo = fifo
         self.cache = cache or TranslationCache()
         self.settler = TurnSettler(expect_formatted=expect_formatted)
         self.folder = None if folder is None else Path(folder)
-        self._slots = threading.BoundedSemaphore(max_pending)
         self._inbox: queue.Queue[tuple[Transcript, bool] | None] = queue.Queue()
         self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
+        self._changed = threading.Condition(self._lock)  # the queue, the running set or the results changed
+        self._queue: list[tuple[int, int, _Job]] = []  # a heap: (priority, arrival, job)
+        self._arrivals = itertools.count()
+        self._running: set[_Job] = set()
+        self._asked: Counter[Slot] = Counter()  # slot -> jobs queued or running for it
+        self._drafts: dict[Slot, str] = {}
         self._done: list[Translation] = []
-        self._pending = 0
         self._settled: list[TurnRecord] = []
         self._listeners: list[TranslationListener] = []
         self._file: TextIO | None = None  # opened with the first result
-        self._pool: ThreadPoolExecutor | None = None
+        self._threads: list[threading.Thread] = []
+        self._closing = False
         self._dispatcher: threading.Thread | None = None
 
     def __repr__(self) -> str:
         s = self._settings
-        return f"<LiveTranslation to={list(s.targets)} {s.translator!r} done={len(self._done)} pending={self._pending}>"
+        return f"<LiveTranslation to={list(s.targets)} {s.translator!r} done={len(self._done)} pending={self.pending}>"
 
     # --- settings (any thread) ----------------------------------------------------------------
 
@@ -126,32 +216,40 @@ class LiveTranslation:
 
     def configure(self, *, to: str | Sequence[str] | None = None, translator: Translator | str | None = None,
                   prompt: str | None = None, default_prompt: bool = False, **choice: Any) -> None:
-        """Change targets, translator or prompt for the turns that settle from now on.
+        """Change targets, translator or prompt for the turns that settle from now on, and drop the
+        queued work the change makes obsolete (see the module's docstring).
 
         ``translator`` may be a `Translator` or a backend name; ``choice`` (``model``, ``base_url``,
         ``api_key``) picks a model for a backend name, as in `resolve_translator`;
-        ``default_prompt=True`` goes back to the built-in prompt."""
+        ``default_prompt=True`` goes back to the built-in prompt. A prompt with a translator that
+        cannot use it (Apertium) raises `ConfigurationError` and changes nothing."""
         s = self._settings
         chosen = s.translator
+        owns = self.owns_translator
         if translator is not None or choice:
             chosen = as_translator(translator if translator is not None else s.translator.backend, **choice)
-            self.owns_translator = not isinstance(translator, Translator)
-            if self._dispatcher is not None:
-                _warm_up(chosen)
-        self._settings = Settings(chosen, normalise_targets(to) if to is not None else s.targets,
-                                  None if default_prompt else prompt if prompt is not None else s.prompt)
+            owns = not isinstance(translator, Translator)
+        new = _checked(Settings(chosen, normalise_targets(to) if to is not None else s.targets,
+                                None if default_prompt else prompt if prompt is not None else s.prompt))
+        self.owns_translator = owns
+        if chosen is not s.translator and self._dispatcher is not None:
+            _warm_up(chosen)
+        with self._lock:
+            self._settings = new
+            if not self.fifo:
+                self._drop_obsolete(new)
 
     def on_translation(self, listener: TranslationListener) -> TranslationListener:
-        """Call ``listener(translation)`` on a pool thread as each one finishes; keep it quick."""
+        """Call ``listener(translation)`` on a worker thread as each one finishes; keep it quick."""
         self._listeners.append(listener)
         return listener
 
     # --- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> LiveTranslation:
-        """Start the dispatcher and the pool (and warm a local model up); safe to call again."""
-        self._ensure_pool()
+        """Start the dispatcher and the workers (and warm a local model up); safe to call again."""
         with self._lock:
+            self._ensure_workers()
             if self._dispatcher is not None:
                 return self
             self._dispatcher = threading.Thread(target=self._dispatch, name="live-stt-translate-dispatch", daemon=True)
@@ -159,26 +257,24 @@ class LiveTranslation:
         _warm_up(self.translator)
         return self
 
-    def _ensure_pool(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="live-stt-translate")
-            return self._pool
-
     def close(self, timeout: float | None = 30.0) -> bool:
         """Finish what was fed (within ``timeout``), then end the threads and close the file. True if
-        nothing was left undone. Later work starts the threads again."""
+        nothing was left undone; else the workers finish what is queued (and save it), then end. Later
+        work starts the threads again."""
         finished = self.wait(timeout)
         with self._lock:
-            dispatcher, pool = self._dispatcher, self._pool
-            self._dispatcher = self._pool = None
+            dispatcher, self._dispatcher = self._dispatcher, None
+            threads = list(self._threads)
+            self._closing = True
+            self._changed.notify_all()
         if dispatcher is not None:
             self._inbox.put(None)
             dispatcher.join(timeout=5)
-        if pool is not None:  # what is still queued runs to the end (and is saved) on the pool's threads, which then end
-            pool.shutdown(wait=finished)
+        if finished:
+            for thread in threads:
+                thread.join(timeout=5)
         with self._lock:
-            if self._file is not None:
+            if finished and self._file is not None:
                 self._file.close()
                 self._file = None
         close_translator = getattr(self.translator, "close", None)
@@ -194,17 +290,26 @@ class LiveTranslation:
         self._inbox.put((transcript, ended))
 
     def retranslate(self, *, to: str | Sequence[str] | None = None) -> int:
-        """Translate every settled turn again with the current settings (the cache answers
-        whatever did not change). Returns the number of requests queued. Works after the session
-        ended too (the pool starts again; `close` ends it)."""
-        with self._lock:
-            rows = list(self._settled)
+        """Translate every settled turn again with the current settings (the cache answers whatever
+        did not change), behind any live turn. Returns the number of requests queued (a turn and
+        target already queued with these settings is not queued twice). Returns at once; works after
+        the session ended too (the workers start again; `close` ends them)."""
         settings = self._settings
         targets = normalise_targets(to) if to is not None else settings.targets
-        for row in rows:
-            for target in targets:
-                self._submit(row, target, settings)
-        return len(rows) * len(targets)
+        if to is not None:
+            settings = Settings(settings.translator, targets, settings.prompt)
+        with self._lock:
+            rows = list(self._settled)
+            queued = {(job.slot, id(job.settings.translator), job.settings.prompt) for _, _, job in self._queue}
+            count = 0
+            for row in rows:
+                for target in targets:
+                    job = _Job(row, target, settings, BACKLOG)
+                    if (job.slot, id(settings.translator), settings.prompt) not in queued:
+                        self._enqueue(job)
+                        count += 1
+            self._ensure_workers()
+        return count
 
     # --- reading (any thread) ---------------------------------------------------------------
 
@@ -216,20 +321,93 @@ class LiveTranslation:
 
     @property
     def pending(self) -> int:
-        """Translations asked for and not finished yet."""
-        return self._pending
+        """Translations asked for and not finished yet (queued or running)."""
+        with self._lock:
+            return len(self._queue) + len(self._running)
+
+    @property
+    def in_progress(self) -> dict[Slot, str]:
+        """Every translation asked for and not finished: ``{((session_id, turn_order), target): draft}``,
+        the draft being the text streamed so far, cleaned ("" while queued, or before the first words)."""
+        with self._lock:
+            return {slot: self._drafts.get(slot, "") for slot in self._asked}
 
     def wait(self, timeout: float | None = None) -> bool:
         """Until every fed turn is settled and translated; False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._idle:
-            while self._inbox.unfinished_tasks or self._pending:
+        with self._changed:
+            while self._inbox.unfinished_tasks or self._queue or self._running:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
                 # the dispatcher does not notify: look again soon
-                self._idle.wait(0.05 if remaining is None else min(remaining, 0.05))
+                self._changed.wait(0.05 if remaining is None else min(remaining, 0.05))
         return True
+
+    # --- the queue (callers hold the lock) -------------------------------------------------------
+
+    def _enqueue(self, job: _Job) -> None:
+        priority = LIVE if self.fifo else job.priority
+        heapq.heappush(self._queue, (priority, next(self._arrivals), job))
+        self._asked[job.slot] += 1
+        self._changed.notify_all()
+
+    def _forget(self, job: _Job) -> None:
+        self._asked[job.slot] -= 1
+        if self._asked[job.slot] <= 0:
+            del self._asked[job.slot]
+            self._drafts.pop(job.slot, None)
+
+    def _ensure_workers(self) -> None:
+        self._closing = False
+        self._threads = [t for t in self._threads if t.is_alive()]
+        while len(self._threads) < self.workers:
+            thread = threading.Thread(target=self._serve, name=f"live-stt-translate-{len(self._threads)}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _drop_obsolete(self, settings: Settings) -> None:
+        """Drop queued work these settings would not ask for, stop such work that is streaming, and ask
+        again, with these settings, for the live turns that were waiting."""
+        again: dict[tuple[str, int], TurnRecord] = {}
+        kept = []
+        for entry in self._queue:
+            job = entry[2]
+            if settings.makes(job.target, job.settings):
+                kept.append(entry)
+                continue
+            self._forget(job)
+            if job.priority == LIVE:
+                again[job.slot[0]] = job.row
+        for job in self._running:
+            if not settings.makes(job.target, job.settings) and getattr(job.settings.translator, "drafts", None):
+                job.cancelled.set()  # the worker stops it at the next token and lets go of it
+                if job.priority == LIVE:
+                    again[job.slot[0]] = job.row
+        heapq.heapify(kept)
+        self._queue = kept
+        busy = {(job.slot, job.priority) for _, _, job in self._queue}
+        for row in again.values():
+            for target in settings.targets:
+                job = _Job(row, target, settings, LIVE)
+                if (job.slot, LIVE) not in busy:
+                    self._enqueue(job)
+        self._changed.notify_all()
+
+    def _take(self) -> _Job | None:
+        """The next job a worker may start (lock held): live first; the backlog only while another
+        worker stays free for live turns."""
+        if not self._queue:
+            return None
+        priority, _, job = self._queue[0]
+        if priority == BACKLOG and self.workers > 1:
+            backlog_running = sum(1 for j in self._running if j.priority == BACKLOG)
+            if backlog_running >= self.workers - 1:
+                return None
+        heapq.heappop(self._queue)
+        self._running.add(job)
+        self._changed.notify_all()
+        return job
 
     # --- the threads ----------------------------------------------------------------------------
 
@@ -253,39 +431,71 @@ class LiveTranslation:
         if latest is None:
             return
         for row in self.settler.update(latest, time.monotonic(), ended=ended):
-            with self._lock:
-                self._settled.append(row)
             settings = self._settings
-            for target in settings.targets:
-                self._submit(row, target, settings)
+            with self._changed:
+                self._settled.append(row)
+                for target in settings.targets:
+                    # bounded: the dispatcher waits here, never the stream
+                    while sum(1 for p, _, _ in self._queue if p == LIVE) >= self.max_pending:
+                        self._changed.wait(0.2)
+                    self._enqueue(_Job(row, target, settings, LIVE))
+                self._ensure_workers()
 
-    def _submit(self, row: TurnRecord, target: str, settings: Settings) -> None:
-        self._slots.acquire()  # bounded: the dispatcher waits here, never the stream
-        with self._lock:
-            self._pending += 1
-        self._ensure_pool().submit(self._work, row, target, settings)
+    def _serve(self) -> None:
+        me = threading.current_thread()
+        while True:
+            with self._changed:
+                job = self._take()
+                while job is None:
+                    if self._closing and not self._queue:
+                        if me in self._threads:
+                            self._threads.remove(me)
+                        if not self._threads and not self._running and self._file is not None:
+                            self._file.close()  # the last one out, after close() gave up waiting
+                            self._file = None
+                        return
+                    self._changed.wait(0.5)
+                    job = self._take()
+            try:
+                self._work(job)
+            finally:
+                with self._changed:
+                    self._running.discard(job)
+                    self._forget(job)
+                    self._changed.notify_all()
 
-    def _work(self, row: TurnRecord, target: str, settings: Settings) -> None:
-        try:
-            result = translate_one(row, target, settings, self.cache)
+    def _work(self, job: _Job) -> None:
+        if job.cancelled.is_set():
+            return
+
+        def draft(text: str) -> None:
             with self._lock:
-                self._done.append(result)
-                if self._file is None and self.folder is not None:
-                    self.folder.mkdir(parents=True, exist_ok=True)
-                    self._file = open(self.folder / TRANSLATIONS_FILE, "a", encoding="utf-8")  # noqa: SIM115 (closed by close())
-                if self._file is not None:
-                    self._file.write(jsonl_line(result))
-                    self._file.flush()
-            for listener in self._listeners:
-                try:
-                    listener(result)
-                except Exception:
-                    log.exception("translation listener %r failed", listener)
-        finally:
-            self._slots.release()
-            with self._idle:
-                self._pending -= 1
-                self._idle.notify_all()
+                if job.slot in self._asked and not job.cancelled.is_set():
+                    self._drafts[job.slot] = text
+
+        try:
+            result = translate_one(job.row, job.target, job.settings, self.cache, on_draft=draft, cancelled=job.cancelled)
+        except Cancelled:
+            return
+        with self._lock:
+            self._done.append(result)
+            if self._file is None and self.folder is not None:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self._file = open(self.folder / TRANSLATIONS_FILE, "a", encoding="utf-8")  # noqa: SIM115 (closed by close())
+            if self._file is not None:
+                self._file.write(jsonl_line(result))
+                self._file.flush()
+        for listener in self._listeners:
+            try:
+                listener(result)
+            except Exception:
+                log.exception("translation listener %r failed", listener)
+
+
+def _checked(settings: Settings) -> Settings:
+    if settings.prompt and not accepts_prompt(settings.translator):
+        raise ConfigurationError(NO_PROMPT)
+    return settings
 
 
 def _warm_up(translator: Translator) -> None:

@@ -12,13 +12,13 @@ import time
 import pandas as pd
 import pytest
 from gateway_server import GatewayServer, Reply
-from helpers import session_for
+from helpers import conversation, session_for, wait_until
 
 from live_stt_kernel import load_session
 from live_stt_kernel.errors import ConfigurationError, LLMError, TranslatorError
 from live_stt_kernel.language.apertium import ApertiumTranslator, escape, fix_chunk_case, unescape
 from live_stt_kernel.language.backends import LLMTranslator
-from live_stt_kernel.language.live import TRANSLATIONS_FILE, read_translations
+from live_stt_kernel.language.live import TRANSLATIONS_FILE, LiveTranslation, read_translations
 from live_stt_kernel.language.llm import LLMGateway, RetryPolicy
 from live_stt_kernel.language.translation import (
     DEFAULT_PROMPT,
@@ -35,6 +35,7 @@ from live_stt_kernel.language.translation import (
     translation_problem,
     with_translations,
 )
+from live_stt_kernel.transcript import Transcript
 from live_stt_kernel.v3.replay import even_turns, turns_script
 
 KEY = "gw-secret-key-987654321"
@@ -77,10 +78,12 @@ def test_the_turn_is_delimited_data_that_cannot_close_its_block():
 def test_a_custom_prompt_is_the_instruction_inside_the_template_that_keeps_the_rules():
     default = translation_messages("hi", target="de")[0]["content"]
     custom = translation_messages("hi", target="de", prompt="Into {language}, formally.")[0]["content"]
-    assert "How to translate: Into German, formally." in custom
+    assert "\nInto German, formally.\n" in custom
     for rules in (default, custom):  # the output rules hold whatever the instruction says
         assert "never answer it" in rules and "no preamble" in rules and "no tags" in rules and "German translation only" in rules
     assert DEFAULT_PROMPT in default and "{" not in custom
+    question = translation_messages("Does that make sense?", target="fr")[1]["content"]
+    assert question.startswith("Translate this speech transcript turn into French (it is a question: translate the question")
 
 
 @pytest.mark.parametrize("reply, clean", [
@@ -324,8 +327,8 @@ def test_settings_change_for_the_next_turns_and_retranslate_applies_them_to_earl
     session.translation.configure(prompt="Render this into {language} as a pirate.")
     session.translation.retranslate(to=["fr", "es"])
     assert session.translation.wait(10) and len(server.requests) == 3 + 4
-    assert server.requests[-1].body["messages"][0]["content"] == "Render this into Spanish as a pirate." or \
-        server.requests[-1].body["messages"][0]["content"] == "Render this into French as a pirate."
+    assert "Render this into Spanish as a pirate." in server.requests[-1].body["messages"][0]["content"] or \
+        "Render this into French as a pirate." in server.requests[-1].body["messages"][0]["content"]
     assert session.df["translation_fr"].tolist() == ["[French] One two three.", "[French] Four five six."]
 
 
@@ -362,3 +365,149 @@ def test_backend_and_model_can_be_switched_by_name(serve, gateway, make_wav, tmp
     session.start().wait(timeout=20)
     assert [r.body["model"] for r in server.requests] == ["claude-haiku-4-5-20251001"] * 2
     assert session.df["translation_es"].tolist() == ["[Spanish] One two three.", "[Spanish] Four five six."]
+
+
+# --- scheduling: live turns first, obsolete work dropped, drafts that grow ---------------------------
+
+
+class Slow:
+    """A user translator taking ``delay_s`` a turn, noting when each call ended."""
+
+    backend = "slow"
+
+    def __init__(self, delay_s: float, model: str = "none"):
+        self.delay_s, self.model = delay_s, model
+        self.calls: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+
+    def translate(self, text: str, *, target: str, prompt: str | None = None) -> str:
+        time.sleep(self.delay_s)
+        with self.lock:
+            self.calls.append((text, target))
+        return f"{target}:{text}"
+
+
+def turns(n: int) -> list[str]:
+    return [f"Turn number {i} of the talk." for i in range(n)]
+
+
+def fed(live: LiveTranslation, texts: list[str]) -> None:
+    live.feed(Transcript.from_records(conversation(*texts)))
+
+
+def finished(live: LiveTranslation, text: str, target: str, timeout: float) -> float:
+    """When (time.monotonic()) the translation of ``text`` into ``target`` was there."""
+    wait_until(lambda: any(t.source == text and t.target == target for t in live.results), timeout, what=f"{target} {text}")
+    return time.monotonic()
+
+
+def test_a_live_turn_goes_ahead_of_a_retranslate_backlog():
+    slow = Slow(0.1)
+    live = LiveTranslation(slow, to="fr", workers=2, expect_formatted=False)
+    texts = turns(21)
+    fed(live, texts[:20])
+    assert live.wait(20) and len(slow.calls) == 20
+    assert live.retranslate(to="de") == 20  # 2 s of backlog on one worker (the other stays free for live turns)
+    assert live.retranslate(to="de") == 0  # already queued: not twice
+    time.sleep(0.25)
+    asked = time.monotonic()
+    fed(live, texts)  # one more turn settles
+    took = finished(live, texts[20], "fr", 5) - asked
+    assert took < 0.1 + 0.1 + 0.15, took  # its own translation, at most one in progress, and a tick of the dispatcher
+    assert live.pending > 5  # most of the backlog is still waiting
+    assert live.close(timeout=10)
+    assert [target for _, target in slow.calls].count("de") == 20
+
+
+def test_the_old_fifo_order_makes_a_live_turn_wait_behind_the_backlog():
+    slow = Slow(0.05)
+    live = LiveTranslation(slow, to="fr", workers=2, expect_formatted=False, fifo=True)
+    texts = turns(21)
+    fed(live, texts[:20])
+    assert live.wait(20)
+    live.retranslate(to="de")
+    fed(live, texts)
+    finished(live, texts[20], "fr", 10)
+    assert live.pending == 0 or slow.calls.index((texts[20], "fr")) > 30  # behind the backlog
+    assert live.close(timeout=10)
+
+
+def test_changing_the_language_drops_queued_work_for_the_old_one():
+    slow = Slow(0.1)
+    live = LiveTranslation(slow, to="fr", workers=2, expect_formatted=False)
+    texts = turns(21)
+    fed(live, texts[:20])
+    assert live.wait(20)
+    live.configure(translator=Slow(0.1, "other"))  # another translator: the French backlog below is asked for again
+    assert live.retranslate() == 20
+    time.sleep(0.15)
+    live.configure(to="de")  # French no longer wanted
+    assert live.pending <= 1  # only what was already running
+    in_progress = live.in_progress
+    assert all(target == "fr" for _, target in in_progress) and len(in_progress) <= 1
+    fed(live, texts)  # the next turn goes straight to German
+    started = time.monotonic()
+    finished(live, texts[20], "de", 5)
+    assert time.monotonic() - started < 0.5
+    started = time.monotonic()
+    assert live.close(timeout=10) and time.monotonic() - started < 0.5  # not held by the dropped French work
+    assert sum(1 for t in live.results if t.target == "fr" and t.model == "other") <= 2
+
+
+def test_a_turn_waiting_for_its_live_translation_is_asked_again_in_the_new_language():
+    slow = Slow(0.3)
+    live = LiveTranslation(slow, to="fr", workers=1, expect_formatted=False)
+    texts = turns(3)
+    fed(live, texts)
+    wait_until(lambda: live.pending == 3 and len(live.in_progress) == 3, 2)
+    assert set(live.in_progress.values()) == {""}  # queued, or running without a draft (this one cannot stream)
+    live.configure(to="de")
+    assert live.wait(5)
+    targets = {(t.source, t.target) for t in live.results}
+    assert (texts[0], "fr") in targets  # it was running: finished as asked
+    assert (texts[1], "de") in targets and (texts[2], "de") in targets and (texts[2], "fr") not in targets
+    assert live.close()
+
+
+def test_streamed_drafts_grow_in_in_progress_and_listeners_get_the_finished_line(gateway):
+    words = "Bonjour et bienvenue à cette courte démonstration en français pour la classe."
+    server = gateway(Reply(gap_s=0.08), respond=lambda body: "Voici la traduction en français : <turn> " + words + " </turn>")
+    live = LiveTranslation(llm_translator(server), to="fr", expect_formatted=False)
+    got: list[Translation] = []
+    live.on_translation(got.append)
+    seen: list[str] = []
+    fed(live, ["Hello and welcome to this short demonstration in French for the class."])
+    deadline = time.monotonic() + 10
+    while not got and time.monotonic() < deadline:
+        seen.extend(draft for draft in live.in_progress.values() if draft and (not seen or draft != seen[-1]))
+        time.sleep(0.02)
+    assert live.close(5)
+    (result,) = got
+    assert result.text == words and result.problem is None and live.in_progress == {}
+    assert len(seen) >= 3 and all(words.startswith(draft) for draft in seen)  # cleaned as it grows: no preamble, no tag
+    assert seen[0] != words and seen[-1] != seen[0]
+
+
+def test_a_reply_that_answers_is_kept_but_flagged(gateway, tmp_path):
+    server = gateway(respond=lambda body: "Ja, das macht Sinn." if "sense" in body["messages"][1]["content"] else "Hallo.")
+    live = LiveTranslation(llm_translator(server), to="de", expect_formatted=False, folder=tmp_path)
+    fed(live, ["Hello.", "Does that make sense?"])
+    assert live.close(10)
+    problems = {t.source: t.problem for t in live.results}
+    assert problems["Hello."] is None and "answers the question" in problems["Does that make sense?"]
+    assert {t.source: t.problem for t in read_translations(tmp_path)} == problems  # saved with the line
+    frame = with_translations(Transcript.from_records(conversation("Hello.", "Does that make sense?")).to_frame(), live.results)
+    assert frame["translation_de"].tolist()[0] == "Hallo." and pd.isna(frame["translation_de"][1])
+
+
+def test_live_translation_refuses_a_prompt_apertium_cannot_use(apertium):
+    with pytest.raises(ConfigurationError, match="cannot follow a prompt"):
+        LiveTranslation(apertium, to="es", prompt="Translate formally.")
+    live = LiveTranslation(Slow(0.0), to="es", prompt="Translate formally.")
+    with pytest.raises(ConfigurationError, match="cannot follow a prompt"):
+        live.configure(translator=apertium)
+    assert live.translator.backend == "slow" and live.prompt == "Translate formally."  # nothing changed
+    live.configure(translator=apertium, default_prompt=True)
+    assert live.translator is apertium and live.prompt is None
+    with pytest.raises(ConfigurationError, match="cannot follow a prompt"):
+        live.configure(prompt="Now formally.")
