@@ -19,7 +19,7 @@ from live_stt_kernel.errors import ConfigurationError, LLMError, TranslatorError
 from live_stt_kernel.language.apertium import ApertiumTranslator, escape, fix_chunk_case, unescape
 from live_stt_kernel.language.backends import LLMTranslator
 from live_stt_kernel.language.live import TRANSLATIONS_FILE, LiveTranslation, read_translations
-from live_stt_kernel.language.llm import LLMGateway, RetryPolicy
+from live_stt_kernel.language.llm import LLMGateway, OpenAICompatible, RetryPolicy
 from live_stt_kernel.language.translation import (
     DEFAULT_PROMPT,
     Translation,
@@ -35,6 +35,7 @@ from live_stt_kernel.language.translation import (
     translation_problem,
     with_translations,
 )
+from live_stt_kernel.samples import COACHING_SENTENCES, SAMPLE_SENTENCES
 from live_stt_kernel.transcript import Transcript
 from live_stt_kernel.v3.replay import even_turns, turns_script
 
@@ -511,3 +512,76 @@ def test_live_translation_refuses_a_prompt_apertium_cannot_use(apertium):
     assert live.translator is apertium and live.prompt is None
     with pytest.raises(ConfigurationError, match="cannot follow a prompt"):
         live.configure(prompt="Now formally.")
+
+
+# --- the real local model ------------------------------------------------------------------------------
+
+
+def local_translator(local_llm) -> LLMTranslator:
+    base_url, token = local_llm
+    return LLMTranslator(OpenAICompatible(base_url, model="local", api_key=token, timeout=300, retry=RetryPolicy(attempts=1)))
+
+
+PREAMBLE_WORDS = ("traduction", "übersetzung", "translation", "voici", "hier ist", "here is")
+
+
+@pytest.mark.parametrize("target", ["fr", "de"])
+def test_a_custom_prompt_on_the_local_model_gives_translations_only(local_llm, target):
+    texts = [*SAMPLE_SENTENCES[:2], "Does that make sense?", "Can we decide on Friday?"]
+    live = LiveTranslation(local_translator(local_llm), to=target, prompt="Translate into {language} for a class of students.",
+                           expect_formatted=False)
+    fed(live, texts)
+    assert live.close(timeout=600)
+    lines = {t.source: t for t in live.results}
+    assert set(lines) == set(texts) and all(t.error is None and t.text for t in lines.values()), lines
+    for source, line in lines.items():
+        text = line.text or ""
+        assert not any(word in text.lower() for word in PREAMBLE_WORDS), line  # no preamble
+        assert "<" not in text and ">" not in text and not text.startswith(('"', "«", "„")), line  # no tags, no quotes
+        if source.endswith("?"):  # translated as a question, not answered
+            assert text.rstrip().endswith("?") and not text.lower().startswith(("oui", "non", "ja", "nein")), line
+        assert line.problem is None and translation_problem(source, text, target) is None, line
+
+
+def test_a_live_turn_is_not_held_behind_a_retranslate_backlog_on_the_local_model(local_llm):
+    sentences = [*SAMPLE_SENTENCES, *COACHING_SENTENCES[2:]]
+    backlog = [f"Point {i + 1}. {sentences[i % len(sentences)]}" for i in range(30)]
+    timing = ["Good morning, everyone.", "Thank you for coming today."]
+    new = "Please open your books at page twelve."
+    live = LiveTranslation(Slow(0.0), to="fr", workers=2, expect_formatted=False)
+    fed(live, backlog)  # 30 settled turns (translated at once by a stand-in)
+    assert live.wait(30)
+    live.configure(translator=local_translator(local_llm))
+    fed(live, backlog + timing)  # the typical translation time, measured here and now
+    assert live.wait(300)
+    typical = [t.seconds for t in live.results if t.source in timing]
+    assert len(typical) == 2 and all(t.error is None for t in live.results[-2:])
+
+    assert live.retranslate() == 32  # the whole conversation again with the local model, behind live turns
+    wait_until(lambda: any(d for d in live.in_progress.values()), 300, what="the backlog's first words")
+    slot = ((Transcript.from_records(conversation(*backlog, *timing, new)).rows[-1].session_id, 32), "fr")
+    asked = time.monotonic()
+    fed(live, backlog + timing + [new])
+    drafts: list[str] = []
+    while not any(t.source == new for t in live.results):
+        draft = live.in_progress.get(slot)
+        if draft and (not drafts or draft != drafts[-1]):
+            drafts.append(draft)
+        assert time.monotonic() - asked < 600, "the live turn was never translated"
+        time.sleep(0.02)
+    took = time.monotonic() - asked
+    (result,) = [t for t in live.results if t.source == new]
+    backlog_times = [t.seconds for t in live.results if t.source in backlog and t.model == "local"]
+    one = max([*typical, *backlog_times])  # one translation time, as measured here
+    waited = took - result.seconds  # what it spent waiting for other work
+    assert waited <= one + 1.0, (waited, took, result.seconds, typical, backlog_times)  # 1 s: dispatcher ticks, a busy machine
+    assert result.error is None and result.text and len(backlog_times) < 30  # the backlog was still running
+    # the draft grew in in_progress as the model wrote it, before the finished line arrived
+    assert drafts and drafts[0] != result.text and any(len(d) < len(result.text or "") for d in drafts), (drafts, result)
+
+    live.configure(to="de")  # the French backlog is obsolete: dropped, and the one being written stopped
+    assert live.pending <= 1
+    started = time.monotonic()
+    assert live.close(timeout=300)
+    assert time.monotonic() - started < max(2.0, one / 2)  # not held by French work nobody wants
+    assert sum(1 for t in live.results if t.source in backlog and t.model == "local") < 30
