@@ -10,7 +10,8 @@ nothing disappears silently). What is checked:
 compared without case and punctuation (``’`` is ``'``); an ellipsis inside a quote (``…`` or ``...``) may
 skip words, and each part must then appear in order. A quote in a *suggestion* is not a quote: it is
 anything after a label ``Suggestion:`` (also ``Suggested:``, ``Rewrite:``, ``Try:``, ``Instead:``,
-``Better:``, ``Alternative:``) or an arrow (``→``, ``->``, ``=>``) on the same line, a quote right after
+``Better:``, ``Alternative:``) or an arrow (``→``, ``->``, ``=>``) on the same line (or on the next line,
+when the label stands alone on its line), a quote right after
 "try", "try saying", "instead", "say instead", "you could say", and a quote after "as", "to", "with" or
 "into" in a sentence that rephrases, rewrites, replaces or changes something ("replace "um" with "so"":
 "um" is checked, "so" is not). Single-word quotes are terms ("filler"), not checked.
@@ -443,12 +444,16 @@ def check_analysis(text: str, metrics: SpeakingMetrics, records: Iterable[TurnRe
     facts = _facts(metrics, records)
     problems: list[Problem] = []
     kept_lines: list[str] = []
+    label_line = False  # the previous line was only a label ("**Rewrite:**"): this line is what it labels
     for line in text.splitlines():
         hidden, quotes = _split_line(line)
         sentences = _SENTENCE_SPLIT.split(hidden)
         kept: list[str] = []
         changed = False
-        line_so_far = ""
+        line_so_far = "Suggestion: " if label_line else ""
+        if line.strip():
+            label = _LABEL.search(hidden)
+            label_line = bool(label) and not re.sub(r"[\s*_]", "", hidden[label.end():]) if label else False
         for sentence in sentences:
             found: list[tuple[str, str, str]] = []
             for match in _PLACEHOLDER.finditer(sentence):

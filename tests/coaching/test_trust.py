@@ -137,6 +137,7 @@ def test_an_invented_quote_is_removed_and_recorded():
     '- Replace "kind of a problem" with "a problem".',
     '- Rephrase it as "Let\'s agree on Friday."',
     '- You could say "We lose most users on page two."',
+    '**Rewrite:**\n"I believe our primary objective is onboarding efficiency."',
 ])
 def test_a_suggested_rewrite_is_not_a_quote(text):
     assert check(text) == check_analysis(text, METRICS, MEETING) and check(text).problems == ()
