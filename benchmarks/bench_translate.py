@@ -29,10 +29,16 @@ notebook would start them):
    times, a flush before each), plus the same coaching request sent directly to read its ``usage`` (the
    server samples with a fixed seed, so it is the same answer: checked).
 
+5. Live turns while a re-translate backlog runs (``--sections backlog``): turns settled, then the local model asked
+   to re-translate them all (``LiveTranslation.retranslate``) while new turns settle every 1.5 translation times;
+   "turn settled -> translation available" (``on_translation``) with the priority queue and with ``fifo=True``
+   (the old first-come order), same texts, same run.
+
 Usage::
 
     .venv/bin/python benchmarks/bench_translate.py            # full run, 5 to 5.5 min on 2 cores
     .venv/bin/python benchmarks/bench_translate.py --quick    # a smoke test of every part, about 2 min
+    .venv/bin/python benchmarks/bench_translate.py --sections backlog   # 5. alone, 2 to 4 min
 
 Writes benchmarks/out/translate-results.json and a timestamped copy; prints Markdown tables. See
 benchmarks/README.md ("Translation and coaching") for what the numbers mean.
@@ -591,6 +597,112 @@ def bench_coach(llm: LLMClient, records: list[Any], runs: int, max_tokens: int, 
 # ------------------------------------------------------------------------------------------------
 
 
+# ------------------------------------------------------------------------------------------------
+# 5. Live turns while a re-translate backlog runs: priority queue vs the old FIFO order
+# ------------------------------------------------------------------------------------------------
+
+BACKLOG_LIVE = [
+    "Please open your books at page twelve.",
+    "Who can tell me what the word harbour means?",
+    "Good, now read the first paragraph to yourself.",
+    "We will talk about it together in five minutes.",
+    "Write down three words you do not know yet.",
+    "Then compare your list with the person next to you.",
+]
+
+
+class _Instant:
+    """A stand-in translator for the turns already settled before the backlog is asked for."""
+
+    backend, model = "instant", "none"
+
+    def translate(self, text: str, *, target: str, prompt: str | None = None) -> str:
+        return text
+
+
+def backlog_run(url: str, token: str, *, fifo: bool, backlog: list[str], live_texts: list[str], interval_s: float,
+                timeout: float) -> dict[str, Any]:
+    """``backlog`` turns settled (by a stand-in), then the local model asked to re-translate them all
+    (`retranslate`), and ``live_texts`` turns settling every ``interval_s`` while it runs. Latency: the turn
+    fed to `LiveTranslation` (settled at once: ``expect_formatted=False``) -> its `on_translation` call."""
+    from helpers import conversation
+
+    from live_stt_kernel.language.backends import LLMTranslator
+    from live_stt_kernel.language.live import LiveTranslation
+    from live_stt_kernel.language.llm import OpenAICompatible
+    from live_stt_kernel.transcript import Transcript
+
+    texts = backlog + live_texts
+    live = LiveTranslation(_Instant(), to="fr", workers=2, expect_formatted=False, fifo=fifo)
+    live.feed(Transcript.from_records(conversation(*backlog)))
+    assert live.wait(60)
+    live.configure(translator=LLMTranslator(OpenAICompatible(url, model="local", api_key=token, timeout=600)))
+    done: dict[str, float] = {}
+    lock = threading.Lock()
+
+    def stamp(t: Any) -> None:
+        if t.source in live_texts:
+            with lock:
+                done.setdefault(t.source, time.monotonic())
+
+    live.on_translation(stamp)
+    began = time.monotonic()
+    queued = live.retranslate()
+    asked: dict[str, float] = {}
+    for i, text in enumerate(live_texts):
+        wake = began + 0.5 + i * interval_s
+        time.sleep(max(0.0, wake - time.monotonic()))
+        asked[text] = time.monotonic()
+        live.feed(Transcript.from_records(conversation(*texts[:len(backlog) + i + 1])))
+    deadline = time.monotonic() + timeout
+    while len(done) < len(live_texts) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    all_live_s = time.monotonic() - began
+    results = live.results
+    backlog_done = sum(1 for t in results if t.source in backlog and t.model == "local")
+    latencies = [done[t] - asked[t] for t in live_texts if t in done]
+    model_s = [t.seconds for t in results if t.model == "local" and t.source in live_texts]
+    backlog_s = [t.seconds for t in results if t.model == "local" and t.source in backlog]
+    live.configure(to="de")  # the priority queue drops the French backlog here (the FIFO order drops nothing)
+    closing = time.monotonic()
+    finished = live.close(timeout=timeout)
+    return {"mode": "fifo" if fifo else "priority", "backlog_queued": queued, "live_turns": len(live_texts),
+            "live_translated": len(latencies), "interval_s": interval_s,
+            "latency": dist_ms(latencies), "latencies_s": latencies, "model_seconds_live": dist_ms(model_s),
+            "model_seconds_backlog": dist_ms(backlog_s), "backlog_done_when_live_done": backlog_done,
+            "all_live_translated_after_s": all_live_s, "close_s": time.monotonic() - closing, "closed_clean": finished,
+            "problems": [t.problem for t in results if t.problem], "errors": [t.error for t in results if t.error],
+            "sample": next((f"{t.source} -> {t.text}" for t in results if t.source in live_texts and t.text), None)}
+
+
+def bench_backlog(backlog_turns: int, live_turns: int, timeout: float) -> dict[str, Any]:
+    """Both orders in the same run, the same texts, after a warm-up that measures one translation time."""
+    from live_stt_kernel.language.backends import LLMTranslator
+    from live_stt_kernel.language.llm import OpenAICompatible
+    from live_stt_kernel.local.launcher import embedded_llm_endpoint
+
+    url, token = embedded_llm_endpoint()
+    translator = LLMTranslator(OpenAICompatible(url, model="local", api_key=token, timeout=600))
+    warm = []
+    for text in ("Good morning, everyone.", "Thank you for coming today."):
+        t = time.monotonic()
+        translator.translate(text, target="fr")
+        warm.append(time.monotonic() - t)
+    one = statistics.median(warm)
+    # espeak sentences, then the meeting's first sentences: every text different from the live ones
+    backlog = [text for text in [*ESPEAK, *(m[1].split(". ")[0] + "." for m in MEETING)] if text not in BACKLOG_LIVE][:backlog_turns]
+    live_texts = BACKLOG_LIVE[:live_turns]
+    interval = 1.5 * one  # a turn every one and a half translation times: the model could keep up with live turns alone
+    runs = [backlog_run(url, token, fifo=fifo, backlog=backlog, live_texts=live_texts, interval_s=interval, timeout=timeout)
+            for fifo in (False, True)]
+    by = {r["mode"]: r for r in runs}
+    p = by["priority"]["latency"]
+    f = by["fifo"]["latency"]
+    return {"one_translation_s": one, "warm_s": warm, "backlog_turns": len(backlog), "runs": runs,
+            "ratio_p50": (f["p50_ms"] / p["p50_ms"]) if p["p50_ms"] and f["p50_ms"] else None,
+            "ratio_p95": (f["p95_ms"] / p["p95_ms"]) if p["p95_ms"] and f["p95_ms"] else None}
+
+
 def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     sections = set(args.sections.split(","))
     result: dict[str, Any] = {"when": time.strftime("%Y%m%dT%H%M%S"), "machine": machine(), "config": vars(args).copy()}
@@ -627,6 +739,9 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         log(f"coaching {args.coach_turns or len(MEETING)} turns, metrics only and with the local LLM ({args.coach_runs} runs)")
         rate = result.get("tokens", {}).get("prefill_tokens_per_s")
         result["coach"] = bench_coach(llm, meeting_records(args.coach_turns), args.coach_runs, args.max_tokens, rate)  # type: ignore[arg-type]
+    if "backlog" in sections:
+        log(f"live turns behind a re-translate backlog of {args.backlog_turns} turns: priority queue vs FIFO")
+        result["backlog"] = bench_backlog(args.backlog_turns, args.backlog_live_turns, args.timeout)
     result["total_s"] = time.monotonic() - began
     result["machine"]["loadavg_after"] = os.getloadavg()
     return result
@@ -665,6 +780,18 @@ def tables(r: dict[str, Any]) -> str:
             sample = next((row for row in x["rows"] if row.get("translation")), None)
             if sample:
                 lines.append(f"  e.g. turn {sample['turn_order']}: “{sample['text']}” → “{sample['translation']}”")
+    if "backlog" in r:
+        b = r["backlog"]
+        lines += ["", (f"### Turn settled -> translation available while a re-translate backlog of {b['backlog_turns']} turns "
+                       f"runs (local LLM, ms; one translation ≈ {b['one_translation_s']:.1f} s here)"), "",
+                  "| order | live turns translated | p50 / p95 / max | model time per live turn p50 | backlog done meanwhile | close() |",
+                  "|---|---:|---|---:|---:|---:|"]
+        for x in b["runs"]:
+            lines.append(f"| {x['mode']} | {x['live_translated']} of {x['live_turns']} | {trio(x['latency'])} | "
+                         f"{fmt(x['model_seconds_live']['p50_ms'])} | {x['backlog_done_when_live_done']} of {x['backlog_queued']} | "
+                         f"{x['close_s']:.1f} s |")
+        if b["ratio_p50"]:
+            lines += ["", f"FIFO / priority: **{b['ratio_p50']:.1f}×** (p50), {fmt(b['ratio_p95'], 1)}× (p95), same run, same texts."]
     if "apertium" in r:
         a = r["apertium"]
         lines += ["", f"### Apertium alone ({a['sentences']} sentences of {a['words_mean']:.0f} words on average, × {a['rounds']}, interleaved)", "",
@@ -707,7 +834,8 @@ def tables(r: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sections", default="apertium,live,tokens,coach", help="comma list of: apertium, live, tokens, coach")
+    parser.add_argument("--sections", default="apertium,live,tokens,coach",
+                        help="comma list of: apertium, live, tokens, coach, backlog (not in the default: run it alone)")
     parser.add_argument("--backends", default="apertium,local", help="translators for the live runs (default apertium,local)")
     parser.add_argument("--espeak", type=int, default=8, help="espeak-ng sentences between and after the 5 LibriVox utterances (default 8: 13 turns, about 80 s)")
     parser.add_argument("--gap", type=float, default=1.2, help="seconds of silence around each utterance (default 1.2)")
@@ -720,6 +848,8 @@ def main() -> None:
     parser.add_argument("--coach-turns", type=int, default=None, help="use only the first N turns of the meeting")
     parser.add_argument("--max-tokens", type=int, default=700, help="coaching answer budget (default 700, as coach())")
     parser.add_argument("--quick", action="store_true", help="a smoke test: 5 utterances, 6 turns, short answers, one round each")
+    parser.add_argument("--backlog-turns", type=int, default=8, help="backlog section: turns re-translated (default 8)")
+    parser.add_argument("--backlog-live-turns", type=int, default=4, help="backlog section: live turns meanwhile (default 4)")
     parser.add_argument("--label", default=None, help="free text stored with the run")
     args = parser.parse_args()
     if args.quick:
