@@ -46,14 +46,28 @@ def test_a_sentence_cut_by_the_turn_cap_is_joined_again():
 ])
 def test_when_a_turn_continues_the_previous_one(change, joins):
     first = timed_turn(0, change.get("first", "So we tested it and"), start=0.0)
-    second = timed_turn(1, "it worked well.", start=first.end + change.get("gap", 0.1))
+    second = timed_turn(1, "it worked well in the end.", start=first.end + change.get("gap", 0.1))
     second = replace(second, speaker=change.get("speaker"), session_id=change.get("session", second.session_id))
     assert (merge_fragments([first, second]).joined == ((0, 1),)) is joins
 
 
-def test_an_unpunctuated_transcript_is_never_joined():
-    records = conversation("so we tested it and", "it worked", "then we shipped", gap_s=0.1)
+def test_an_unpunctuated_transcript_is_joined_only_at_a_cut():
+    records = conversation("so we tested it and", "it worked", "then we shipped", gap_s=0.5)
     assert merge_fragments(records).joined == ()
+    cut = conversation("so we tested it and it", "worked", "and then we shipped it", gap_s=0.1)
+    assert merge_fragments(cut).joined == ((0, 1),)
+
+
+@pytest.mark.parametrize("gap, fragment, joins", [
+    (0.05, "Stuck.", True),  # a punctuating model closed the cut turn with a full stop anyway
+    (0.3, "Get stuck.", True),
+    (0.5, "Stuck.", False),  # a silence: the turn had ended
+    (0.05, "And then they leave.", False),  # four words: a turn of its own
+])
+def test_a_short_turn_right_after_a_full_stop_is_a_cut(gap, fragment, joins):
+    first = timed_turn(0, "It is the page our support team sends them to whenever they get.", start=0.0)
+    second = timed_turn(1, fragment, start=first.end + gap)
+    assert (merge_fragments([first, second]).joined == ((0, 1),)) is joins
 
 
 def test_a_long_monologue_cut_twice_is_one_turn():
