@@ -221,17 +221,20 @@ class _Facts:
         """What the metrics count for ``key``, in words."""
         m = self.metrics
         within = sum(1 for p in m.pauses if not p.between_turns)
-        return {
-            "fillers": f"the metrics count {len(m.fillers)} fillers",
-            "hedges": f"the metrics count {len(m.hedges)} hedges",
-            "questions": f"the metrics count {len(m.questions)} questions",
-            "long_sentences": f"the metrics count {len(m.long_sentences)} long sentences",
-            "repeats": f"the metrics count {len(m.repeats)} repeated words",
-            "pauses": f"the metrics count {within} pauses inside turns and {len(m.pauses) - within} gaps between",
-            "gaps": f"the metrics count {len(m.pauses) - within} gaps between turns",
-            "turns": (f"the metrics count {m.turns} turns ({len(self.measured())} measured, "
-                      f"{m.turns - len(self.measured())} too short)"),
-        }.get(key, "the metrics disagree")
+
+        def n(count: int, word: str) -> str:
+            return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+        return "the metrics count " + {
+            "fillers": n(len(m.fillers), "filler"),
+            "hedges": n(len(m.hedges), "hedge"),
+            "questions": n(len(m.questions), "question"),
+            "long_sentences": n(len(m.long_sentences), "long sentence"),
+            "repeats": n(len(m.repeats), "repeated word"),
+            "pauses": f"{n(within, 'pause')} inside turns and {n(len(m.pauses) - within, 'gap')} between",
+            "gaps": f"{n(len(m.pauses) - within, 'gap')} between turns",
+            "turns": f"{n(m.turns, 'turn')} ({len(self.measured())} measured, {m.turns - len(self.measured())} too short)",
+        }.get(key, "something else")
 
     def paces(self, refs: Sequence[int], *, about_turns: bool) -> set[float]:
         """The paces a sentence may state: the one turn it names, else the overall pace and the range's

@@ -425,9 +425,13 @@ class CoachingReport:
                   (self.analysis or "").strip() or "*(nothing left after the check)*", ""]
         if self.problems:
             lines += ["### Removed by the check", ""]
+            by_sentence: dict[str, list[Problem]] = {}
             for p in self.problems:
-                lines.append(f"- {_md(p.reason[:1].upper() + p.reason[1:])} — {p.kind}: “{_md(p.claim)}” "
-                             f"(in: {_md(p.sentence)})")
+                by_sentence.setdefault(p.sentence, []).append(p)
+            for sentence, found in by_sentence.items():
+                shown = re.sub(r"^\s*(?:[-*+]|\d+[.)])\s+", "", sentence)
+                why = "; ".join(f"“{_md(p.claim)}”: {_md(p.reason)}" for p in found)
+                lines.append(f"- ~~{_md(shown)}~~ — {why}")
         return _tidy(lines)
 
     def __str__(self) -> str:
@@ -438,7 +442,8 @@ class CoachingReport:
         parts = [_plural(m.words, "word"), _plural(m.turns, "turn"), _plural(len(m.fillers), "filler")]
         if self.raw_analysis is not None:
             by = " ".join(x for x in (self.backend, self.model) if x) or "a model"
-            parts.append(f"analysis by {by}" + (f", {_plural(len(self.problems), 'problem')} removed" if self.problems else ""))
+            removed = len({p.sentence for p in self.problems})
+            parts.append(f"analysis by {by}" + (f", {_plural(removed, 'statement')} removed" if removed else ""))
         if self.note:
             parts.append("note")
         return f"<CoachingReport {', '.join(parts)}>"

@@ -119,8 +119,8 @@ def test_coach_through_an_llm_endpoint_streams_sends_metrics_and_checks_the_answ
     markdown = report.to_markdown()
     assert markdown.index("Computed metrics") < markdown.index("**Overall**: steady, with 3 fillers.")
     assert "the main goal this quarter is, **you know**, getting onboarding faster." in markdown  # an exact quote
-    assert ("### Removed by the check\n\n- Not in the transcript — quote: “we will double revenue” "
-            "(in: \"we will double revenue\" is bold.)") in markdown
+    assert ("### Removed by the check\n\n- ~~\"we will double revenue\" is bold.~~ — “we will double revenue”: "
+            "not in the transcript") in markdown
 
 
 def test_coach_keeps_every_metric_when_the_model_fails(gateway):
