@@ -454,9 +454,6 @@ def check_analysis(text: str, metrics: SpeakingMetrics, records: Iterable[TurnRe
         kept: list[str] = []
         changed = False
         line_so_far = "Suggestion: " if label_line else ""
-        if line.strip():
-            label = _LABEL.search(hidden)
-            label_line = bool(label) and not re.sub(r"[\s*_]", "", hidden[label.end():]) if label else False
         for sentence in sentences:
             found: list[tuple[str, str, str]] = []
             for match in _PLACEHOLDER.finditer(sentence):
@@ -486,7 +483,11 @@ def check_analysis(text: str, metrics: SpeakingMetrics, records: Iterable[TurnRe
                     kept.append(label_kept.group().rstrip())
             else:
                 kept.append(sentence)
-            line_so_far += sentence + " "
+                # the context of what follows is what stays, so that checking the result again agrees
+                line_so_far += sentence + " "
+        if "".join(kept).strip():  # a line that is only a label ("**Rewrite:**") labels the next one
+            label = _LABEL.search(" ".join(kept))
+            label_line = label is not None and not re.sub(r"[\s*_]", "", " ".join(kept)[label.end():])
         if not changed:
             kept_lines.append(line)
             continue

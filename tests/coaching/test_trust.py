@@ -9,6 +9,8 @@ from dataclasses import replace
 
 import pytest
 from helpers import conversation, timed_turn
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from meeting import cut_meeting
 
 from live_stt_kernel.coaching.check import check_analysis
@@ -344,3 +346,24 @@ def test_in_a_notebook_the_streamed_text_shows_in_the_cell_then_clears():
         manager.shutdown_kernel()
     assert shown[0].startswith("*Coaching: the model is reading the transcript") and shown[-1] == ""
     assert any(text.endswith("**Overall**: a comfortable pace. ") for text in shown[1:-1])
+
+
+# Pieces a model writes, good and bad; any mix of them, the check's result passes the check again.
+PIECES = [
+    "**Overall**:", "**Examples**:", "- ", "1. ", "Suggestion:", "→", "Try saying", "Replace", "with", "**Rewrite:**",
+    '"Let\'s decide on Friday."', '"We will double revenue."', '"you know"', '"um"', '"Does that make sense?"',
+    "You used 3 fillers.", "You used 5 fillers.", "You spoke at 150 wpm.", "You spoke at 171 wpm.",
+    "Some turns were slower than others.", "Turn 3 was fast.", "Your pace was comfortable.", "3 times.", "twice.",
+    "Slow down.", "It is clear;", "and", "There were no long sentences.", "One question (1).", "\n", "\n\n",
+]
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=30))
+def test_what_the_check_leaves_always_passes_it_again(pieces):
+    text = " ".join(pieces)
+    checked = check(text)
+    again = check(checked.text)
+    assert again.problems == () and again.text == checked.text
+    for problem in checked.problems:
+        assert problem.sentence.strip() and problem.reason
