@@ -88,7 +88,7 @@ _LABEL = re.compile(r"(?i)\b(?:suggest(?:ion|ed)?(?:\s+\w+)?|rewrite|rephrased?|
 _CUE_DIRECT = re.compile(r"(?i)\b(?:try|try saying|trying|instead|say instead|say|saying)\s*\**[:,]?\s*\**$")
 _CUE_SAY_OK = re.compile(r"(?i)\b(?:could|can|might|should|would|just|simply|rather|instead|try|to|please)\s+"
                          r"(?:say|saying)\s*\**[:,]?\s*\**$|^\W*(?:say|saying)\s*\**[:,]?\s*\**$")
-_CUE_REWRITE = re.compile(r"(?i)\b(?:rephras\w*|reword\w*|rewrit\w*|replac\w*|chang\w*|swap\w*|turn\w*|shorten\w*|"
+_CUE_REWRITE = re.compile(r"(?i)\b(?:rephras\w*|reword\w*|rewrit\w*|replac\w*|chang\w*|swap\w*|shorten\w*|"
                           r"tighten\w*|simplif\w*)\b.{0,80}?\b(?:as|to|with|into)\s*\**[:,]?\s*\**$")
 
 _NUMBER_WORDS = {w: i for i, w in enumerate((

@@ -164,6 +164,7 @@ def test_a_suggested_rewrite_is_not_a_quote(text):
     '- Replace "kind of an issue" with "a problem".',  # the original is checked
     '- You said "we will double revenue", which is bold.',
     '- "So, I think the main goal is making onboarding slower."',
+    '- Two turns refer to "we will double revenue".',  # "turns ... to" is not a rewrite
 ])
 def test_a_quote_of_the_speaker_is_checked_even_near_a_rewrite(text):
     assert [p.kind for p in check(text).problems] == ["quote"]
