@@ -4,6 +4,7 @@ skew the pace, and a model's analysis is checked against the transcript and the 
 from __future__ import annotations
 
 import itertools
+import json
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 
@@ -297,6 +298,10 @@ def test_a_stream_cut_short_keeps_what_came_checked_with_a_note(gateway):
     assert report.raw_analysis == seen[-1].strip() and len(seen) == 8
     assert report.note is not None and report.note.startswith("The analysis stopped early: ")
     assert [p.claim for p in report.problems] == ["5 fillers"] and "5 fillers" not in (report.analysis or "")
+    data = json.loads(json.dumps(report.to_dict()))  # save_report's coaching.json keeps the raw text and problems
+    assert data["raw_analysis"] == report.raw_analysis and data["joined"] == [[1, 2]]
+    assert data["problems"] == [{"kind": "number", "claim": "5 fillers", "reason": "the metrics count 3 fillers",
+                                 "sentence": "**Overall**: 5 fillers."}]
 
 
 class Whole:
