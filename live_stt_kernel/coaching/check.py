@@ -34,12 +34,22 @@ checked. "about", "around", "roughly", "nearly" and "~" widen the tolerance to 5
 "N fillers per 100 words" is a rate.
 
 **Pace claims about turns.** A sentence that calls turns slow(er) or fast(er) (also "rushed", "quicker")
-is checked against the per-turn pace: with turn references ("turn 3", "#3"), each referenced turn must be
-measured and below (slow) or above (fast) the comfortable range, or, with "than the average/overall/rest",
-below or above the overall pace; without references, some measured turn must be on that side of the range
-(or, negated, "no turn was too fast", none may be). A sentence about the overall pace ("your pace was a
-bit fast") must agree with the overall verdict. "slow down", "speed up" and, without turn references, a
-sentence that advises ("you could speak faster", "try", "keep", "aim", an imperative "Speak…") are advice.
+is checked against the per-turn pace of the measured turns (`TurnPace.measured`):
+
+- "turn 2 was slower than turn 1": compared with that turn;
+- with turn references ("turn 3", "#3"): each must be measured and below (slow) or above (fast) the
+  comfortable range, or, with "than the average/overall/rest", below or above the overall pace;
+- "some turns were slower than others": some measured turn at least 10 % below (above) the overall pace;
+- "a few turns were slow": some measured turn below (above) the range; negated ("no turn was too fast"),
+  none may be;
+- about the overall pace ("your pace was a bit fast"): the overall verdict must agree.
+
+"slow down", "speed up" and, without turn references, a sentence that advises ("you could speak faster",
+"try", "keep", "aim", an imperative "Speak…") are advice, not claims.
+
+**What is left.** A removed sentence's leading bold label ("**Overall**:") stays; a bullet or numbered line
+left empty goes. A sentence's context (a label or arrow before it on its line) is only what stayed, so
+checking the result again finds nothing.
 
 What is not checked (say so rather than pretend): judgements ("clear", "confident"), claims about content,
 quotes of one word, numbers without a metric's name or unit next to them.
