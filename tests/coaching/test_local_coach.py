@@ -22,11 +22,11 @@ def test_local_model_report_on_the_meeting_is_checked(local_llm):
     records = cut_meeting()
     seen: list[str] = []
     started = time.monotonic()
-    report = coach(records, backend="local", max_tokens=200, on_text=seen.append)
+    report = coach(records, backend="local", max_tokens=160, on_text=seen.append)
     elapsed = time.monotonic() - started
     assert report.note is None and report.raw_analysis and report.analysis is not None, report.note
     assert len(seen) > 1 and seen[-1].strip() == report.raw_analysis  # it streamed
-    assert elapsed < 180  # 200 tokens at most: about 30-60 s on an idle 2-core machine
+    assert elapsed < 240  # 160 tokens at most: about 30 s on an idle 2-core machine, 2 min under load
 
     turns = merge_fragments(records).records
     m = report.metrics
