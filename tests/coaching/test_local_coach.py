@@ -26,7 +26,7 @@ def test_local_model_report_on_the_meeting_is_checked(local_llm):
     elapsed = time.monotonic() - started
     assert report.note is None and report.raw_analysis and report.analysis is not None, report.note
     assert len(seen) > 1 and seen[-1].strip() == report.raw_analysis  # it streamed
-    assert elapsed < 240  # 160 tokens at most: about 30 s on an idle 2-core machine, 2 min under load
+    assert elapsed < 240  # 160 tokens at most (200 took 95-146 s on this 2-core machine shared with other test runs)
 
     turns = merge_fragments(records).records
     m = report.metrics
