@@ -429,7 +429,9 @@ def test_the_old_fifo_order_makes_a_live_turn_wait_behind_the_backlog():
     live.retranslate(to="de")
     fed(live, texts)
     finished(live, texts[20], "fr", 10)
-    assert live.pending == 0 or slow.calls.index((texts[20], "fr")) > 30  # behind the backlog
+    order = [(t.source, t.target) for t in live.results]
+    before = order[:order.index((texts[20], "fr"))]
+    assert sum(1 for _, target in before if target == "de") >= 18  # it waited behind (almost) the whole backlog
     assert live.close(timeout=10)
 
 
@@ -525,6 +527,7 @@ def local_translator(local_llm) -> LLMTranslator:
 PREAMBLE_WORDS = ("traduction", "übersetzung", "translation", "voici", "hier ist", "here is")
 
 
+@pytest.mark.timeout(600)  # a loaded 2-core machine takes up to ~15 s a translation
 @pytest.mark.parametrize("target", ["fr", "de"])
 def test_a_custom_prompt_on_the_local_model_gives_translations_only(local_llm, target):
     texts = [*SAMPLE_SENTENCES[:2], "Does that make sense?", "Can we decide on Friday?"]
@@ -543,6 +546,7 @@ def test_a_custom_prompt_on_the_local_model_gives_translations_only(local_llm, t
         assert line.problem is None and translation_problem(source, text, target) is None, line
 
 
+@pytest.mark.timeout(900)
 def test_a_live_turn_is_not_held_behind_a_retranslate_backlog_on_the_local_model(local_llm):
     sentences = [*SAMPLE_SENTENCES, *COACHING_SENTENCES[2:]]
     backlog = [f"Point {i + 1}. {sentences[i % len(sentences)]}" for i in range(30)]
