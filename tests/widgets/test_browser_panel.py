@@ -13,6 +13,7 @@ Screenshots (light/dark × normal/large, full screen) go to test-artifacts/panel
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 from browser.lab import JupyterLab, chromium, execute_in_kernel, run_all_cells, wait_for_kernel_idle, write_notebook
+from gateway_server import Reply
 from helpers import API_KEY, ROOT, wait_until
 from playwright.sync_api import sync_playwright
 
@@ -55,9 +57,10 @@ SENTENCES = [
     "Mark where erosion happens with a red pen",
     "Mark where deposition happens with a blue pen",
     "You have ten minutes for this task",
-    "Let's decide on Friday who presents first",
+    "Does that make sense to everyone",
 ]
 TURNS = even_turns(SENTENCES, start_ms=300, word_ms=150, gap_ms=500)
+TURNS[-1] = dataclasses.replace(TURNS[-1], formatted="Does that make sense to everyone?")
 
 CELL = """
 from pathlib import Path
@@ -126,10 +129,23 @@ def contrasts(page: Any) -> dict[str, float]:
             (("text", ".lsk-turn .lsk-text"), ("translation", ".lsk-translation"), ("live", ".lsk-live"))}
 
 
+FRENCH = {  # what the scripted model answers for the last three turns, streamed a word at a time
+    SENTENCES[23]: "Marquez où se produit le dépôt avec un stylo bleu.",
+    SENTENCES[24]: "Vous avez dix minutes pour cette tâche.",
+    SENTENCES[25]: "Oui, ça a du sens pour tout le monde.",  # answers the question: marked, not shown as a translation
+}
+
+
+def french(body: dict[str, Any]) -> str:
+    asked = body["messages"][-1]["content"]
+    return next((answer for source, answer in FRENCH.items() if source in asked), "Bonjour.")
+
+
 @pytest.mark.timeout(150)
-def test_a_class_can_follow_the_panel(serve, tmp_path):
+def test_a_class_can_follow_the_panel(serve, gateway, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     server = serve(turns_script(TURNS, "B"))
+    llm = gateway(*[Reply(gap_s=0.25) for _ in range(3)], respond=french)
     notebook = write_notebook(tmp_path / "panel.ipynb", CELL.format(url=server.url, key=API_KEY))
     flag = tmp_path / "large.txt"
     report: dict[str, Any] = {}
@@ -153,7 +169,7 @@ def test_a_class_can_follow_the_panel(serve, tmp_path):
                                    " && document.querySelector('.lsk-live').textContent.trim()", timeout=30_000)
             page.wait_for_function(f"() => ({NEWEST})().inside", timeout=5_000)
             after_20 = report["after_20"] = newest(page)
-            assert after_20["count"] == 20 and after_20["last"] == SENTENCES[19] + "."  # formatted finals
+            assert after_20["count"] == 20 and after_20["last"] == SENTENCES[19] + "."  # the formatted finals
             assert after_20["scrollHeight"] > 2 * after_20["clientHeight"]  # it did have to scroll
             report["light_normal"] = {"sizes": page.evaluate(SIZES), "contrast": contrasts(page)}
             shot(page, "light_normal")
@@ -169,7 +185,7 @@ def test_a_class_can_follow_the_panel(serve, tmp_path):
             page.wait_for_function("() => document.querySelectorAll('.lsk-turn').length >= 23", timeout=15_000)
             time.sleep(0.5)  # frames after the new rows (the panel sends at most 10 a second)
             held = report["held"] = newest(page)
-            assert held["count"] == 23 and not held["inside"], held
+            assert held["count"] == 23 and not held["inside"], held  # newest below the box: the reader was left alone
             assert abs(held["scrollTop"] - scrolled["scrollTop"]) <= 1, (scrolled, held)
             page.get_by_role("button", name="↓ Newest").click()  # follow again
             page.wait_for_function(f"() => ({NEWEST})().inside", timeout=5_000)
@@ -184,6 +200,30 @@ def test_a_class_can_follow_the_panel(serve, tmp_path):
             report["light_large"] = {"sizes": sizes, "contrast": contrasts(page), "newest": newest(page)}
             assert min(sizes["text"]) >= 28 and min(sizes["translation"]) >= 28 and min(sizes["live"]) >= 28, sizes
             shot(page, "light_large")
+
+            # the language changed from code, to a model that streams: the controls say so, only French shows
+            # under the turns from now on, and a translation being written shows as pending with its draft
+            execute_in_kernel(page, f"session.translation.configure(to='fr', translator='openai', base_url={llm.url!r},"
+                                    " api_key='k', model='m')")
+            page.wait_for_function("() => { const v = [...document.querySelectorAll('.lsk-panel input, .lsk-panel select')]"
+                                   ".map((e) => e.value); return v.includes('fr') && v.includes('openai') && v.includes('m'); }",
+                                   timeout=10_000)
+            page.wait_for_function("() => !document.querySelector('.lsk-translation[data-lang=es]')", timeout=5_000)
+            execute_in_kernel(page, f"speak({end_of(25)})")
+            page.wait_for_function("() => [...document.querySelectorAll('.lsk-pending .lsk-draft')]"
+                                   ".some((e) => e.textContent.split(' ').length >= 3)", timeout=20_000)
+            pending = page.evaluate("() => [...document.querySelectorAll('.lsk-pending')].map((e) => e.textContent)")
+            report["pending"] = pending
+            assert any(line.startswith("fr: ") and line.endswith("… translating") for line in pending), pending
+            shot(page, "light_large_translating")
+            page.wait_for_function("() => document.querySelectorAll('[data-lang=fr]').length === 3"
+                                   " && !document.querySelector('.lsk-pending')", timeout=30_000)
+            landed = page.evaluate("() => [...document.querySelectorAll('[data-lang=fr]')].map((e) => e.className + ' ' + e.textContent)")
+            report["landed"] = landed
+            answers = list(FRENCH.values())
+            assert landed == [f"lsk-translation fr: {answers[0]}", f"lsk-translation fr: {answers[1]}",
+                              f"lsk-unverified fr: {answers[2]} ⚠ unverified"], landed
+            shot(page, "light_large_translated")
 
             # the dark theme: as readable
             page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
