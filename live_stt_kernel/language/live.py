@@ -294,11 +294,12 @@ class LiveTranslation:
         did not change), behind any live turn. Returns the number of requests queued (a turn and
         target already queued with these settings is not queued twice). Returns at once; works after
         the session ended too (the workers start again; `close` ends them)."""
-        settings = self._settings
-        targets = normalise_targets(to) if to is not None else settings.targets
-        if to is not None:
-            settings = Settings(settings.translator, targets, settings.prompt)
+        chosen = normalise_targets(to) if to is not None else None
         with self._lock:
+            settings = self._settings
+            targets = chosen if chosen is not None else settings.targets
+            if chosen is not None:
+                settings = Settings(settings.translator, targets, settings.prompt)
             rows = list(self._settled)
             queued = {(job.slot, id(job.settings.translator), job.settings.prompt) for _, _, job in self._queue}
             count = 0
@@ -431,8 +432,8 @@ class LiveTranslation:
         if latest is None:
             return
         for row in self.settler.update(latest, time.monotonic(), ended=ended):
-            settings = self._settings
             with self._changed:
+                settings = self._settings  # under the lock: a configure() either drops this turn's jobs or made them
                 self._settled.append(row)
                 for target in settings.targets:
                     # bounded: the dispatcher waits here, never the stream
