@@ -2,9 +2,9 @@
 translations, translation controls, and a coach button, in ipywidgets.
 
 Threads: widget callbacks (the kernel's thread) only put a command on a queue. One UI thread owns
-every widget: ``fps`` times a second at most it runs the commands, builds the view from the session's
-snapshots (`view.build_view`) and sends only what changed (`view.changes`), batched with
-``hold_sync``. Nothing here prints or displays from a thread; the coaching report (slow: a model
+every widget but the `Presenter` (see there): ``fps`` times a second at most it runs the commands,
+builds the view from the session's snapshots (`view.build_view`) and sends only what changed
+(`view.changes`), batched with ``hold_sync``. Nothing here prints or displays from a thread; the coaching report (slow: a model
 call) is written by a helper thread and handed back to the UI thread as commands (the text so far
 while the model writes, throttled, then the report).
 
@@ -97,7 +97,6 @@ class LivePanel:
         self._coaching = False
         self._coach_text_at = 0.0  # when the coaching text was last handed to the UI thread
         self._controls_shown: Controls | None = None  # the settings last copied into the controls
-        self._presentation = presentation
         self._failed: dict[str, str] = {}  # command -> why it failed last time (shown until it succeeds)
 
         self.source = w.Dropdown(options=list(SOURCES), value="audio file", description="Source")
@@ -172,13 +171,16 @@ class LivePanel:
 
     @property
     def presentation(self) -> bool:
-        """Large text and no controls: captions for a class (the page's "Full screen" button adds the whole screen)."""
-        return self._presentation
+        """Large text and no controls: captions for a class (the page's "Full screen" button adds the whole
+        screen; its "Show controls" button brings the controls back)."""
+        return self.presenter.large and self.presenter.compact
 
     @presentation.setter
     def presentation(self, on: bool) -> None:
-        self._presentation = bool(on)
-        self.enqueue("presentation", bool(on))
+        # the notebook's thread writes the presenter's traits (as the page does on a click); the UI thread
+        # never touches them, so there is no race with it
+        with self.presenter.hold_sync():
+            self.presenter.large = self.presenter.compact = bool(on)
 
     def enqueue(self, name: str, value: Any = None) -> None:
         """Ask the UI thread to run ``_do_<name>(value)`` (any thread; returns at once)."""
@@ -292,9 +294,6 @@ class LivePanel:
         self._controls_shown = None
         self.turns.children = ()
 
-    def _do_presentation(self, on: bool) -> None:
-        with self.presenter.hold_sync():
-            self.presenter.large = self.presenter.compact = on
 
     def _do_source(self, choice: str) -> None:
         """Show the browser microphone's button when it is the source (the page asks for the microphone

@@ -62,8 +62,10 @@ function render({ model, el }) {
   const large = button("Large text", "Text readable from the back of a room");
   const full = button("Full screen", "The panel alone, on the whole screen (Esc leaves)");
   const newest = button("↓ Newest", "Follow the newest turn again");
+  const controls = button("Show controls", "Bring back the source, translation and coaching controls");
   newest.hidden = true;
-  el.append(large, full, newest);
+  controls.hidden = !model.get("compact");
+  el.append(newest, large, full, controls);
 
   let panel = null;
   let follower = null;
@@ -73,6 +75,7 @@ function render({ model, el }) {
     const on = model.get("large");
     large.setAttribute("aria-pressed", String(on));
     large.classList.toggle("lsk-on", on);
+    controls.hidden = !model.get("compact"); // presentation from code hides the controls: a way back
     if (!panel) return;
     const grew = on && !panel.classList.contains("lsk-large");
     panel.classList.toggle("lsk-large", on);
@@ -142,6 +145,11 @@ function render({ model, el }) {
     apply();
   });
   newest.addEventListener("click", () => follower && follower.jump());
+  controls.addEventListener("click", () => {
+    model.set("compact", false);
+    model.save_changes();
+    apply();
+  });
 
   // ipywidgets renders this view before it is put in the page: look for the panel until it is there
   const attach = () => {

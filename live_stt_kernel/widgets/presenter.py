@@ -6,8 +6,8 @@ Why an anywidget and not more ipywidgets: scrolling and the Fullscreen API happe
 latter only on a click there), and the few lines of JavaScript that do it (``presenter.js``) come with
 the package. The turn rows stay ipywidgets HTML widgets, updated one by one by the panel's UI thread.
 
-Threads: ``large`` and ``compact`` are written by the panel's UI thread (or by the page, on a click);
-``fullscreen`` only by the page.
+Threads: ``large`` and ``compact`` are written by the page (a click) and by `LivePanel.presentation` (the
+notebook's thread), never by the panel's UI thread; ``fullscreen`` only by the page.
 """
 
 from __future__ import annotations

@@ -157,7 +157,7 @@ def test_a_class_can_follow_the_panel(serve, gateway, tmp_path):
             page.goto(lab.url(notebook.name), timeout=30_000)
             wait_for_kernel_idle(page)
             run_all_cells(page)
-            page.wait_for_selector(".lsk-panel .lsk-presenter button", timeout=60_000)
+            page.wait_for_selector(".lsk-panel .lsk-presenter button:not([hidden])", timeout=60_000)
             page.wait_for_function("() => /streaming/.test(document.querySelector('.lsk-status').textContent)",
                                    timeout=30_000)
             wait_for_kernel_idle(page)
@@ -238,6 +238,10 @@ def test_a_class_can_follow_the_panel(serve, gateway, tmp_path):
             execute_in_kernel(page, "panel.presentation = True")
             page.wait_for_selector(".lsk-panel.lsk-large.lsk-compact", timeout=10_000)
             assert not page.locator(".lsk-panel .lsk-controls").first.is_visible()
+            page.get_by_role("button", name="Show controls").click()  # the way back, in the page
+            page.wait_for_selector(".lsk-panel.lsk-large:not(.lsk-compact)", timeout=5_000)
+            assert page.locator(".lsk-panel .lsk-controls").first.is_visible()
+            assert not page.get_by_role("button", name="Show controls").is_visible()
 
             # full screen: the Fullscreen API, and where a page refuses it, the whole window
             page.get_by_role("button", name="Full screen").click()

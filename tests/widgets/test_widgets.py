@@ -289,9 +289,10 @@ def test_presentation_mode_from_code(serve, make_wav):
     panel = LivePanel(session, presentation=True)
     try:
         assert panel.presentation and panel.presenter.large and panel.presenter.compact
-        panel.presentation = False  # from the kernel's thread: the UI thread changes the widgets
-        wait_until(lambda: not panel.presenter.large and not panel.presenter.compact, 5)
-        assert panel.command_threads == ["live-stt-ui"] and not panel.presentation
+        panel.presentation = False  # at once: the page's buttons and this property are the presenter's only writers
+        assert not panel.presenter.large and not panel.presenter.compact and not panel.presentation
+        panel.presenter.large = True  # the page's "Large text" alone is not presentation mode
+        assert not panel.presentation and panel.commands.empty()
         assert panel.presenter in panel.widget.children[2].children  # beside the status line
         assert "lsk-controls" in panel.widget.children[0]._dom_classes
         assert panel.widget.children.index(panel.turns) + 1 == panel.widget.children.index(panel.partial)
