@@ -85,7 +85,7 @@ class LLMTranslator:
         if not text.strip():
             return ""
         messages = translation_messages(text, target=target, prompt=prompt or self.prompt)
-        return clean_reply(self.llm.complete(messages, max_tokens=_budget(text), temperature=self.temperature))
+        return clean_reply(self.llm.complete(messages, max_tokens=_budget(text), temperature=self.temperature), text)
 
     def drafts(self, text: str, *, target: str, prompt: str | None = None) -> Iterator[str]:
         """The reply so far, raw (not cleaned), each time it grows: token by token when the model can

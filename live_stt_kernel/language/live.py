@@ -96,7 +96,7 @@ def translate_one(row: TurnRecord, target: str, settings: Settings, cache: Trans
     drafts = getattr(translator, "drafts", None)
     try:
         if drafts is not None and (on_draft is not None or cancelled is not None):
-            text = _streamed(drafts(row.text, target=target, prompt=settings.prompt), on_draft, cancelled)
+            text = _streamed(drafts(row.text, target=target, prompt=settings.prompt), row.text, on_draft, cancelled)
         else:
             text = translator.translate(row.text, target=target, prompt=settings.prompt)
     except Cancelled:
@@ -108,20 +108,20 @@ def translate_one(row: TurnRecord, target: str, settings: Settings, cache: Trans
                    problem=translation_problem(row.text, text, target) if checks and text else None)
 
 
-def _streamed(drafts: Any, on_draft: Callable[[str], None] | None, cancelled: threading.Event | None) -> str:
-    """Follow a translator's growing drafts to the end (the last is the whole reply), cleaning as it goes."""
+def _streamed(drafts: Any, source: str, on_draft: Callable[[str], None] | None, cancelled: threading.Event | None) -> str:
+    """Follow a translator's growing drafts of ``source`` to the end (the last is the whole reply), cleaning as it goes."""
     raw = ""
     try:
         for raw in drafts:
             if cancelled is not None and cancelled.is_set():
                 raise Cancelled()
             if on_draft is not None:
-                on_draft(clean_draft(raw))
+                on_draft(clean_draft(raw, source))
     finally:
         close = getattr(drafts, "close", None)
         if close is not None:
             close()  # a stream left early: its connection closes, and the local model stops writing
-    return clean_reply(raw)
+    return clean_reply(raw, source)
 
 
 @dataclass(eq=False)

@@ -118,16 +118,24 @@ _QUOTES = [('"', '"'), ("“", "”"), ("«", "»"), ("„", "“"), ("‘", "�
 _LABEL = re.compile(r"^\s*(?:[a-z]{2}(?:-[a-z]{2})?|english|french|spanish|german|italian|portuguese)\s*[:：]\s*", re.IGNORECASE)
 
 
-def clean_reply(reply: str) -> str:
+def _about_translation(source: str | None) -> bool:
+    """Whether the turn itself speaks of translating: then "...translation...:" may be its own words."""
+    return source is not None and re.search(r"\btranslat", source, re.IGNORECASE) is not None
+
+
+def clean_reply(reply: str, source: str | None = None) -> str:
     """The translation inside a model's reply: strips a preamble ("Here is the translation:", "Voici la
     traduction en français de ce texte :", "Aquí está la traducción:", "Hier ist die Übersetzung:", ...),
-    ``<turn>`` tags anywhere, enclosing quotes, a trailing note, and a language label ("FR: ")."""
+    ``<turn>`` tags anywhere, enclosing quotes, a trailing note, and a language label ("FR: "). Given the
+    turn (``source``), a turn that itself speaks of translation keeps what looks like a preamble ("The
+    translation team says: ..." is not one)."""
     text = _TAG.sub(" ", reply.strip())
     text = _NOTE.sub("", text)
+    keep_preamble = _about_translation(source)
     changed = True
     while changed and text:
         changed = False
-        match = _PREAMBLE.match(text)
+        match = None if keep_preamble else _PREAMBLE.match(text)
         if match and text[match.end():].strip():
             text, changed = text[match.end():].strip(), True
         match = _LABEL.match(text)
@@ -142,10 +150,12 @@ def clean_reply(reply: str) -> str:
     return " ".join(text.split())
 
 
-def clean_draft(draft: str) -> str:
+def clean_draft(draft: str, source: str | None = None) -> str:
     """What to show of a reply still being written: `clean_reply`, less a tag being written at its end,
     and nothing while it still looks like the opening of a preamble (its colon has not come yet)."""
     text = _PARTIAL_TAG.sub("", draft)
+    if _about_translation(source):
+        return clean_reply(text, source)
     if ":" not in text and "\n" not in text.strip() and len(text) < 120 and _PREAMBLE_OPENING.match(text):
         return ""
     match = _PREAMBLE.match(_TAG.sub(" ", text).strip())
@@ -160,7 +170,7 @@ _STOP_WORDS = {
     "en": "the and is are was were you your that this it of to in for with have has not what do does we they "
           "be will would can could should there their our my me i he she about make makes sense yes no",
     "fr": "le la les des est et je tu vous nous ils elle une un du de pas que qui pour avec sur dans ce cette "
-          "c'est mais ou très aussi être avoir faire oui non sens à au aux se sa son plus comme il",
+          "c'est mais ou très aussi être avoir faire oui non sens à au aux se sa son plus comme il en ne sont sommes nos vos leur",
     "es": "el la los las es y yo tú usted nosotros ellos una un del de no que qui para con por en este esta "
           "eso pero muy también ser estar hacer sí sentido a al lo se su más como hay",
     "de": "der die das ist und ich du sie wir ein eine nicht zu mit auf für den dem es sind war auch aber "
@@ -177,15 +187,15 @@ _STOP_SETS = {code: frozenset(words.split()) for code, words in _STOP_WORDS.item
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 
 
-def guess_language(text: str) -> str | None:
+def guess_language(text: str, *, min_hits: int = 2) -> str | None:
     """The language among a few common ones (en, fr, es, de, it, pt, nl, ca) whose stop words ``text``
-    uses most, when that is clear (at least two hits and a margin over the next); None when unsure."""
+    uses most, when that is clear (at least ``min_hits`` hits and a margin over the next); None when unsure."""
     words = [w.lower() for w in _WORD.findall(text)]
     if not words:
         return None
     scores = sorted(((sum(w in stop for w in words), code) for code, stop in _STOP_SETS.items()), reverse=True)
     (best, code), (second, _) = scores[0], scores[1]
-    if best >= 2 and best >= second + 1 and best >= 1.5 * second and best >= 0.2 * len(words):
+    if best >= min_hits and best >= second + 1 and best >= 1.5 * second and best >= 0.2 * len(words):
         return code
     return None
 
@@ -217,7 +227,7 @@ def translation_problem(source: str, reply: str, target: str) -> str | None:
         return "empty reply"
     if _TAG.search(out) or "<turn" in out.lower():
         return "still has <turn> tags"
-    if _PREAMBLE.match(reply.strip()) and not _PREAMBLE.match(src):
+    if _PREAMBLE.match(reply.strip()) and not _about_translation(src):
         return "still has a preamble"
     if src.rstrip().endswith("?") and not any(mark in out for mark in _QUESTION_MARKS):
         return "answers the question instead of translating it (the turn asks, the reply does not)"
@@ -227,7 +237,11 @@ def translation_problem(source: str, reply: str, target: str) -> str | None:
     if code != "en" and words >= 3 and out.casefold().strip(" .!?") == src.casefold().strip(" .!?"):
         return f"not translated: the same text, not {name}"
     guessed = guess_language(out)
-    if guessed is not None and guessed != code and (code in _STOP_SETS or guessed == "en"):
+    if guessed == "en" and code != "en":  # the commonest failure: left in English
+        return f"reads as English, not {name}"
+    # another language than the target: flagged only when the guess is surer (close languages share words)
+    guessed = guess_language(out, min_hits=3)
+    if guessed is not None and guessed not in (code, "en") and code in _STOP_SETS:
         return f"reads as {language_name(guessed)}, not {name}"
     if len(out) > 3 * len(src) + 40:
         return f"much longer than the turn ({len(out)} characters for {len(src)})"

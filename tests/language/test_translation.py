@@ -110,6 +110,14 @@ def test_clean_reply(reply, clean):
     assert clean_reply(reply) == clean
 
 
+def test_a_turn_that_speaks_of_translation_keeps_its_words():
+    source = "The translation team says: we are late."
+    line = "L'équipe de traduction dit : nous sommes en retard."
+    assert clean_reply(line, source) == line
+    assert clean_draft("L'équipe de traduction dit", source) == "L'équipe de traduction dit"
+    assert translation_problem(source, line, "fr") is None
+
+
 @pytest.mark.parametrize("draft, shown", [
     ("Voici la tra", ""),  # the opening of a preamble: nothing yet
     ("Voici la traduction en français :", ""),
