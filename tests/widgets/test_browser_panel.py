@@ -187,6 +187,7 @@ def test_a_class_can_follow_the_panel(serve, gateway, tmp_path):
             held = report["held"] = newest(page)
             assert held["count"] == 23 and not held["inside"], held  # newest below the box: the reader was left alone
             assert abs(held["scrollTop"] - scrolled["scrollTop"]) <= 1, (scrolled, held)
+            shot(page, "light_normal_scrolled_up")
             page.get_by_role("button", name="↓ Newest").click()  # follow again
             page.wait_for_function(f"() => ({NEWEST})().inside", timeout=5_000)
 
