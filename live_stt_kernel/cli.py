@@ -227,13 +227,22 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 def report(path: str | Path, args: argparse.Namespace, *, llm_backend: str | None) -> int:
     """Print a coaching report on a saved session and save it beside its turns."""
+    use_llm = not getattr(args, "no_llm", False)
+    writing = use_llm and not args.quiet and sys.stderr.isatty()  # a model takes seconds: show that it is writing
     result = coach(path, backend=llm_backend, base_url=getattr(args, "base_url", None), model=getattr(args, "model", None),
-                   api_key=args.api_key, prompt=_prompt_text(args), use_llm=not getattr(args, "no_llm", False))
+                   api_key=args.api_key, prompt=_prompt_text(args), use_llm=use_llm,
+                   on_text=_writing_progress if writing else None)
+    if writing:
+        print(file=sys.stderr)
     print(result.to_markdown())
     saved = save_report(result, _session_folder(str(path)))
     if not args.quiet:
         print(f"saved: {', '.join(str(p) for p in saved)}", file=sys.stderr)
     return 0
+
+
+def _writing_progress(text: str) -> None:
+    print(f"\rthe model is writing the analysis: {len(text.split())} words", end="", file=sys.stderr, flush=True)
 
 
 def cmd_coach(args: argparse.Namespace) -> int:
