@@ -118,7 +118,8 @@ class LivePanel:
                                  layout=w.Layout(width="44em", height="4em"))
         self.apply_button = w.Button(description="Apply to next turns", icon="check", layout=w.Layout(width="13em"))
         self.retranslate_button = w.Button(description="Re-translate all", icon="refresh", layout=w.Layout(width="13em"))
-        self.coach_button = w.Button(description="Coach", icon="graduation-cap", button_style="info")
+        self.coach_button = w.Button(description="Coach", icon="graduation-cap", button_style="info",
+                                     layout=w.Layout(width="16em"))  # room for "Coaching… 123 words"
         self.report = w.Output(layout=w.Layout(border="1px solid #ddd", padding="4px"))
         self.report.layout.display = "none"
         for widget, name in ((self.status, "status"), (self.partial, "partial"), (self.turns, "turns"),

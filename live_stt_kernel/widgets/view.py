@@ -110,7 +110,8 @@ body[data-jp-theme-light="false"] .lsk-note {{ color: var(--jp-warn-color2, #ffb
 .lsk-panel:fullscreen > *, .lsk-panel.lsk-fullpage > * {{ flex-shrink: 0; }}
 .lsk-panel:fullscreen .lsk-turns, .lsk-panel.lsk-fullpage .lsk-turns {{ flex: 1 1 auto !important;
   max-height: none !important; min-height: 0; }}
-.lsk-panel:fullscreen .lsk-controls, .lsk-panel.lsk-fullpage .lsk-controls, .lsk-panel.lsk-compact .lsk-controls
+.lsk-panel:fullscreen .lsk-controls, .lsk-panel.lsk-fullpage .lsk-controls, .lsk-panel.lsk-compact .lsk-controls,
+.lsk-panel:fullscreen .lsk-report, .lsk-panel.lsk-fullpage .lsk-report, .lsk-panel.lsk-compact .lsk-report
   {{ display: none !important; }}
 .lsk-presenter {{ display: flex; gap: 6px; align-items: center; margin-left: auto; }}
 .lsk-presenter button {{ font: inherit; font-size: 13px; padding: 3px 10px; border-radius: 4px; cursor: pointer;

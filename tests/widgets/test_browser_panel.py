@@ -69,7 +69,7 @@ from live_stt_kernel.widgets import LivePanel
 
 source = QueueSource()
 session = Session(source, url={url!r}, api_key={key!r}, folder=None, translate_to="es", translator="apertium").start()
-panel = LivePanel(session)
+panel = LivePanel(session, coach_options={coach!r})
 
 def speak(until_ms):  # audio up to this point of the script: the replay server answers as far as it reaches
     global sent_ms
@@ -136,8 +136,15 @@ FRENCH = {  # what the scripted model answers for the last three turns, streamed
 }
 
 
+ANALYSIS = ("## What went well\n" + " ".join(["You explained each step of the river lesson in short, clear sentences."] * 6)
+            + "\n\n## What to try next\n" + " ".join(["Pause after each question so that the class can answer."] * 6))
+
+
 def french(body: dict[str, Any]) -> str:
+    """The scripted model: French for the last turns; a coaching analysis when asked to coach."""
     asked = body["messages"][-1]["content"]
+    if "<transcript>" in asked:
+        return ANALYSIS
     return next((answer for source, answer in FRENCH.items() if source in asked), "Bonjour.")
 
 
@@ -145,8 +152,9 @@ def french(body: dict[str, Any]) -> str:
 def test_a_class_can_follow_the_panel(serve, gateway, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     server = serve(turns_script(TURNS, "B"))
-    llm = gateway(*[Reply(gap_s=0.25) for _ in range(3)], respond=french)
-    notebook = write_notebook(tmp_path / "panel.ipynb", CELL.format(url=server.url, key=API_KEY))
+    llm = gateway(*[Reply(gap_s=0.25) for _ in range(3)], Reply(gap_s=0.04), respond=french)  # 3 translations, a report
+    coach = {"backend": "openai", "base_url": llm.url, "api_key": "k", "model": "m"}
+    notebook = write_notebook(tmp_path / "panel.ipynb", CELL.format(url=server.url, key=API_KEY, coach=coach))
     flag = tmp_path / "large.txt"
     report: dict[str, Any] = {}
     began = time.monotonic()
@@ -225,6 +233,24 @@ def test_a_class_can_follow_the_panel(serve, gateway, tmp_path):
             assert landed == [f"lsk-translation fr: {answers[0]}", f"lsk-translation fr: {answers[1]}",
                               f"lsk-unverified fr: {answers[2]} ⚠ unverified"], landed
             shot(page, "light_large_translated")
+
+            # coaching: the analysis streams into the report area while the model writes, then the report
+            execute_in_kernel(page, "panel.presenter.large = False")
+            page.wait_for_function("() => !document.querySelector('.lsk-panel.lsk-large')", timeout=10_000)
+            page.get_by_role("button", name="Coach").click()
+            page.wait_for_function("() => [...document.querySelectorAll('.lsk-panel button')]"
+                                   ".some((b) => Number((b.textContent.match(/Coaching… (\\d+) words/) || [0, 0])[1]) >= 20)",
+                                   timeout=30_000)  # the words so far, on the button
+            page.wait_for_function("() => /The model is writing/.test(document.querySelector('.lsk-report').textContent)",
+                                   timeout=10_000)
+            page.locator(".lsk-report").scroll_into_view_if_needed()
+            report["coaching_progress"] = page.locator(".lsk-report").inner_text()[:300]
+            shot(page, "light_coaching_streams")
+            page.wait_for_function("() => /Speaking coach report/.test(document.querySelector('.lsk-report').textContent)",
+                                   timeout=30_000)
+            assert "The model is writing" not in page.locator(".lsk-report").inner_text()
+            page.get_by_role("button", name="Large text").click()  # back to the projector's size
+            page.wait_for_selector(".lsk-panel.lsk-large", timeout=5_000)
 
             # the dark theme: as readable
             page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
