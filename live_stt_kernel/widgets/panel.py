@@ -242,7 +242,7 @@ class LivePanel:
                         elapsed_s=session.elapsed_s, state=state, reconnects=transcript.reconnects, error=error)
         live = session.translation
         items = live.results if live is not None else []
-        pending = getattr(live, "in_progress", None) if live is not None else None  # the API may not have it yet
+        pending = live.in_progress if live is not None else None  # asked for, not finished: drafts so far
         if live is not None:
             self._show_settings(live)
         view = build_view(transcript, items, status, level_dbfs=session.level_dbfs if session.running else None,
@@ -294,7 +294,6 @@ class LivePanel:
         self.session, self._view = session, None
         self._controls_shown = None
         self.turns.children = ()
-
 
     def _do_source(self, choice: str) -> None:
         """Show the browser microphone's button when it is the source (the page asks for the microphone
