@@ -16,7 +16,6 @@ from live_stt_kernel import QueueSource, Session
 from live_stt_kernel.coaching.report import coach
 from live_stt_kernel.events import SessionBegan, Turn, Word
 from live_stt_kernel.language.backends import as_translator
-from live_stt_kernel.language.live import LiveTranslation
 from live_stt_kernel.language.translation import Translation
 from live_stt_kernel.session import dbfs
 from live_stt_kernel.transcript import Transcript
@@ -300,10 +299,10 @@ def test_presentation_mode_from_code(serve, make_wav):
         panel.close()
 
 
-@pytest.mark.skipif(not coach_streams(coach), reason="coach() has no on_text yet")
 def test_coaching_progress_streams_into_the_panel(serve, make_wav, gateway, tmp_path):
     from gateway_server import Reply
 
+    assert coach_streams(coach)  # the panel passes on_text only to a coach() that takes it
     words = " ".join(f"word{i}" for i in range(40))
     llm = gateway(Reply(gap_s=0.05), respond=lambda body: f"## Analysis\n{words}")
     replay = serve(turns_script(even_turns(TEXTS), "B"))
@@ -322,7 +321,6 @@ def test_coaching_progress_streams_into_the_panel(serve, make_wav, gateway, tmp_
         panel.close()
 
 
-@pytest.mark.skipif(not hasattr(LiveTranslation, "in_progress"), reason="LiveTranslation.in_progress is not there yet")
 def test_a_translation_in_progress_shows_as_pending_until_it_lands(serve, make_wav, gateway):
     from gateway_server import Reply
 
