@@ -116,7 +116,8 @@ function render({ model, el }) {
       panel.replaceWith(placeholder);
       document.body.append(panel);
     } else if (!on && placeholder) {
-      placeholder.replaceWith(panel);
+      if (placeholder.parentNode) placeholder.replaceWith(panel);
+      else panel.remove(); // its cell went away meanwhile (output cleared): so does the panel
       placeholder = null;
     }
     panel.classList.toggle("lsk-fullpage", on);
