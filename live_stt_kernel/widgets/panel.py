@@ -375,6 +375,8 @@ class LivePanel:
         options = dict(self.coach_options)
         if coach_streams(coach) and options.get("use_llm", True):
             options.setdefault("on_text", self._coach_text)
+        if "progress" in inspect.signature(coach).parameters:
+            options.setdefault("progress", False)  # never a display() from the coaching thread: the panel shows it
 
         def work() -> None:  # a model call takes seconds: off the UI thread, result handed back
             try:
