@@ -29,8 +29,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("notebook", "cli"),
     ("__init__",),
 ]
-# slow to import (pandas, pyarrow: ~0.5 s) or native libraries a machine may lack (PortAudio, the models' runtimes)
-HEAVY = {"pandas", "pyarrow", "sounddevice", "faster_whisper", "llama_cpp"}
+# slow to import (pandas, pyarrow: ~0.5 s; IPython, only wanted inside a kernel) or native libraries a machine may
+# lack (PortAudio, the models' runtimes)
+HEAVY = {"pandas", "pyarrow", "IPython", "sounddevice", "faster_whisper", "llama_cpp"}
 
 
 def module_name(path: Path) -> str:

@@ -72,7 +72,7 @@ class Settings:
         return target in self.targets and self.translator is other.translator and self.prompt == other.prompt
 
 
-class Cancelled(Exception):
+class _Cancelled(Exception):
     """A streamed translation stopped because its settings changed (inside this module only)."""
 
 
@@ -82,7 +82,7 @@ def translate_one(row: TurnRecord, target: str, settings: Settings, cache: Trans
     """Translate one turn (or take it from the cache); failures become a `Translation` with ``error``.
 
     A translator that can stream (``drafts``) has each draft so far, cleaned, passed to ``on_draft``;
-    ``cancelled`` stops it between tokens (raises `Cancelled`). A reply from a model is checked by
+    ``cancelled`` stops it between tokens (raises `_Cancelled`). A reply from a model is checked by
     `translation_problem`: a line that is still not a translation keeps its text with ``problem`` set."""
     translator = settings.translator
     key = (row.text, target, translator.backend, translator.model, settings.prompt or "")
@@ -99,7 +99,7 @@ def translate_one(row: TurnRecord, target: str, settings: Settings, cache: Trans
             text = _streamed(drafts(row.text, target=target, prompt=settings.prompt), row.text, on_draft, cancelled)
         else:
             text = translator.translate(row.text, target=target, prompt=settings.prompt)
-    except Cancelled:
+    except _Cancelled:
         raise
     except Exception as exc:  # kept with the turn, shown to the user; the turn itself is never lost
         return replace(base, error=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - started)
@@ -114,7 +114,7 @@ def _streamed(drafts: Any, source: str, on_draft: Callable[[str], None] | None, 
     try:
         for raw in drafts:
             if cancelled is not None and cancelled.is_set():
-                raise Cancelled()
+                raise _Cancelled()
             if on_draft is not None:
                 on_draft(clean_draft(raw, source))
     finally:
@@ -476,7 +476,7 @@ class LiveTranslation:
 
         try:
             result = translate_one(job.row, job.target, job.settings, self.cache, on_draft=draft, cancelled=job.cancelled)
-        except Cancelled:
+        except _Cancelled:
             return
         with self._lock:
             self._done.append(result)

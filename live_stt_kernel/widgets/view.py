@@ -96,6 +96,8 @@ STYLESHEET = f"""
   border: 2px dashed var(--jp-brand-color1, #1976d2); border-radius: 6px;
   background: var(--jp-layout-color2, #eee); color: var(--jp-content-font-color0, #111); }}
 .lsk-live:empty::before {{ content: "\\00a0"; }}
+.lsk-tentative {{ color: var(--jp-content-font-color2, #555); }}
+.lsk-panel.lsk-large .lsk-tentative {{ display: none; }}
 body[data-jp-theme-light="false"] .lsk-lang {{ color: var(--jp-brand-color2, #64b5f6); }}
 body[data-jp-theme-light="false"] .lsk-translation, body[data-jp-theme-light="false"] .lsk-pending,
 body[data-jp-theme-light="false"] .lsk-live {{ border-color: var(--jp-brand-color2, #64b5f6); }}
@@ -169,6 +171,14 @@ def turn_html(row: TurnRecord, translations: Mapping[str, Translation], pending:
     return head + "".join(translation_lines(translations, pending, targets=targets, show_all=show_all)) + "</div>"
 
 
+def live_words(settled: str, tentative: str) -> str:
+    """The live line's words as HTML: those the server will not change, then its tentative guess in a span that is
+    lighter, and hidden in large text, so captions on a projector do not flicker through first guesses ("the lord
+    and wellcome") but wait for words two decodes agree on."""
+    guess = f'<span class="lsk-tentative">{html.escape(tentative)}</span>' if tentative else ""
+    return " ".join(part for part in (html.escape(settled), guess) if part)
+
+
 def live_html(partial: str) -> str:
     """The live line (already escaped text) in its box: tentative words, visibly not a finished turn."""
     return f'<div class="lsk-live">{partial}</div>'
@@ -199,7 +209,7 @@ def build_view(transcript: Transcript, translations: Iterable[Translation], stat
     rows = transcript.rows[-max_rows:]
     turns = tuple(TurnView(row.key, turn_html(row, by_turn.get(row.key, {}), drafts.get(row.key),
                                               targets=targets, show_all=show_all)) for row in rows)
-    return PanelView(status=status_line(status), partial=html.escape(transcript.partial), turns=turns,
+    return PanelView(status=status_line(status), partial=live_words(*transcript.partial_parts), turns=turns,
                      level=level_of(level_dbfs), hidden_rows=len(transcript.rows) - len(rows))
 
 
@@ -248,4 +258,4 @@ def changes(before: PanelView | None, after: PanelView, *, level_step: float = 0
 
 
 __all__ = ["LARGE_TEXT_PX", "MAX_ROWS", "STYLESHEET", "Changes", "PanelView", "Status", "TurnView", "build_view", "changes",
-           "level_of", "live_html", "status_line", "translation_lines", "turn_html"]
+           "level_of", "live_html", "live_words", "status_line", "translation_lines", "turn_html"]

@@ -360,3 +360,11 @@ def test_a_prompt_apertium_cannot_use_is_refused_on_the_status_line(serve, make_
         wait_until(lambda: "failed" not in panel.status.value, 10)
     finally:
         panel.close()
+
+
+def test_the_live_line_shows_settled_words_steady_and_the_guess_lighter_hidden_in_large_text():
+    words = (Word(text="hello", start_ms=0, end_ms=300, is_final=True), Word(text="<and>", start_ms=300, end_ms=500, is_final=False))
+    state = transcript(turn(0, "a b")).apply(Turn(turn_order=1, transcript="hello", words=words))
+    view = build_view(state, [], STATUS)
+    assert view.partial == 'hello <span class="lsk-tentative">&lt;and&gt;</span>'
+    assert ".lsk-panel.lsk-large .lsk-tentative { display: none; }" in STYLESHEET
