@@ -43,11 +43,14 @@ PANEL_TEXT = """() => {
              text: row.querySelector('.lsk-text').textContent.trim(),
              translations: [...row.querySelectorAll('.lsk-translation')].map((e) => e.textContent.trim()) })) };
 }"""
-LIVE_LINES = """() => {  // every text the live line shows, from now on
+LIVE_LINES = """() => {  // every text the live line shows from now on, and how many turns were translated then
   window.__liveLines = [];
+  window.__liveLinesAfter = [];
   const line = document.querySelector('.lsk-partial');
-  new MutationObserver(() => window.__liveLines.push(line.textContent.trim()))
-    .observe(line, { subtree: true, childList: true, characterData: true });
+  new MutationObserver(() => {
+    window.__liveLines.push(line.textContent.trim());
+    window.__liveLinesAfter.push(document.querySelectorAll('.lsk-turn .lsk-translation').length);
+  }).observe(line, { subtree: true, childList: true, characterData: true });
 }"""
 CELL_OUTPUTS = """() => window.jupyterapp.shell.currentWidget.content.widgets
   .filter((cell) => cell.model.type === 'code').map((cell) => cell.model.outputs.toJSON())"""
@@ -84,9 +87,8 @@ def test_the_quickstart_shows_live_words_and_translations_in_jupyterlab(tmp_path
             first_translated = panel(page)
             lines_before_first_turn = page.evaluate("() => window.__liveLines")
             shot(page, "quickstart_first_translation")
-            page.wait_for_function("() => document.querySelector('.lsk-partial').textContent.trim()"
-                                   " && document.querySelectorAll('.lsk-turn .lsk-translation').length >= 2",
-                                   timeout=30_000)  # translated turns and the next one being spoken
+            page.wait_for_function("() => document.querySelectorAll('.lsk-turn .lsk-translation').length >= 2",
+                                   timeout=30_000)  # translated turns (the next one may be being spoken)
             both = panel(page)
             shot(page, "quickstart_streaming")  # the README's picture of the panel
             page.wait_for_function("() => /stopped/.test(document.querySelector('.lsk-status').textContent)",
@@ -96,6 +98,7 @@ def test_the_quickstart_shows_live_words_and_translations_in_jupyterlab(tmp_path
                                    timeout=15_000)
             done = panel(page)
             live_lines = page.evaluate("() => window.__liveLines")
+            translated_then = page.evaluate("() => window.__liveLinesAfter")
             shot(page, "quickstart_done")
             outputs = page.evaluate(CELL_OUTPUTS)
         finally:
@@ -117,7 +120,10 @@ def test_the_quickstart_shows_live_words_and_translations_in_jupyterlab(tmp_path
     assert "streaming" in first_translated["status"], first_translated
     assert first_translated["turns"][0]["text"] == SAMPLE_SENTENCES[0]
     assert first_translated["turns"][0]["translations"][0].startswith("es: Hola")
-    assert "streaming" in both["status"] and both["partial"] and len(both["turns"]) == 2, both
+    assert "streaming" in both["status"] and len(both["turns"]) == 2, both
+    # words were live under translated turns: the next sentence spoken while the earlier ones stayed on screen (how
+    # long a given partial is on screen depends on the machine's load, so every live line of the run counts)
+    assert any(line and after >= 1 for line, after in zip(live_lines, translated_then, strict=True)), live_lines
     # at the end: the three sentences, each translated, the live line empty, and the same turns on disk
     saved = load_session(next((tmp_path / "sessions").iterdir()))
     assert [t["text"] for t in done["turns"]] == saved["text"].tolist()
