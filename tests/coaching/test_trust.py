@@ -7,6 +7,7 @@ import itertools
 import json
 import xml.etree.ElementTree as ET
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from helpers import conversation, timed_turn
@@ -320,15 +321,16 @@ def test_a_model_that_cannot_stream_calls_on_text_once():
 
 
 def test_in_a_notebook_the_streamed_text_shows_in_the_cell_then_clears():
-    from ipykernel.inprocess.manager import InProcessKernelManager
+    from jupyter_client.manager import KernelManager
 
-    manager = InProcessKernelManager()
+    manager = KernelManager(kernel_name="python3")  # a real kernel process (an in-process one would stay this process's IPython)
     manager.start_kernel()
     client = manager.client()
     client.start_channels()
     try:
+        client.wait_for_ready(timeout=120)
         client.execute(
-            "import time\n"
+            f"import sys, time\nsys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parents[1])!r}]\n"
             "from meeting import cut_meeting\n"
             "from live_stt_kernel.coaching.report import coach\n"
             "class Slow:\n"
