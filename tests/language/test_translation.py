@@ -387,9 +387,12 @@ class Slow:
     def __init__(self, delay_s: float, model: str = "none"):
         self.delay_s, self.model = delay_s, model
         self.calls: list[tuple[str, str]] = []
+        self.started: list[tuple[str, str]] = []
         self.lock = threading.Lock()
 
     def translate(self, text: str, *, target: str, prompt: str | None = None) -> str:
+        with self.lock:
+            self.started.append((text, target))
         time.sleep(self.delay_s)
         with self.lock:
             self.calls.append((text, target))
@@ -466,14 +469,15 @@ def test_changing_the_language_drops_queued_work_for_the_old_one():
 
 
 def test_a_turn_waiting_for_its_live_translation_is_asked_again_in_the_new_language():
-    slow = Slow(0.3)
+    slow = Slow(1.0)  # long enough to see the first one running on a loaded machine
     live = LiveTranslation(slow, to="fr", workers=1, expect_formatted=False)
     texts = turns(3)
     fed(live, texts)
-    wait_until(lambda: live.pending == 3 and len(live.in_progress) == 3, 2)
+    wait_until(lambda: live.pending == 3 and len(live.in_progress) == 3 and slow.started, 10)
     assert set(live.in_progress.values()) == {""}  # queued, or running without a draft (this one cannot stream)
+    assert slow.started == [(texts[0], "fr")]
     live.configure(to="de")
-    assert live.wait(5)
+    assert live.wait(30)
     targets = {(t.source, t.target) for t in live.results}
     assert (texts[0], "fr") in targets  # it was running: finished as asked
     assert (texts[1], "de") in targets and (texts[2], "de") in targets and (texts[2], "fr") not in targets
