@@ -86,20 +86,22 @@ class WhisperRecognizer:
             vad_filter=False,
             initial_prompt=prompt,
         )
-        pieces: list[RecognizedWord] = []
+        words: list[RecognizedWord] = []
         for segment in segments:
             if segment.no_speech_prob > NO_SPEECH_PROB and segment.avg_logprob < MIN_AVG_LOGPROB:
                 continue
-            pieces += [RecognizedWord(w.word, round(w.start * 1000), round(w.end * 1000), float(w.probability))
-                       for w in segment.words or ()]
-        return join_pieces(pieces)
+            words += join_pieces([RecognizedWord(w.word, round(w.start * 1000), round(w.end * 1000), float(w.probability))
+                                  for w in segment.words or ()])
+        return words
 
 
 def join_pieces(pieces: Sequence[RecognizedWord]) -> list[RecognizedWord]:
-    """Whisper's word pieces as words: a piece that does not start with a space continues the word before it.
+    """One segment's word pieces as words: a piece that does not start with a space and starts with punctuation or a
+    digit (or follows a hyphen) continues the word before it.
 
-    Whisper splits some words at punctuation it treats as leading ("ill" "-disposed", "cold" "-hearted"); written
-    with a space between them they read as two words on screen and in the word error rate. The joined word spans
+    Whisper splits some words at punctuation it treats as leading ("ill" "-disposed", "cold" "-hearted", "1" ",000");
+    written with a space between them they read as two words on screen and in the word error rate. Letters right after
+    a piece are left alone: in languages written without spaces every piece starts without one. The joined word spans
     both pieces and is as confident as its least confident piece.
     """
     words: list[RecognizedWord] = []
@@ -107,7 +109,7 @@ def join_pieces(pieces: Sequence[RecognizedWord]) -> list[RecognizedWord]:
         text = piece.text.strip()
         if not text:
             continue
-        if words and not piece.text[:1].isspace():
+        if words and not piece.text[:1].isspace() and (not text[0].isalpha() or words[-1].text.endswith("-")):
             last = words[-1]
             words[-1] = RecognizedWord(last.text + text, last.start_ms, max(last.end_ms, piece.end_ms),
                                        min(last.confidence, piece.confidence))

@@ -89,7 +89,8 @@ class TurnDetector:
 
     def _request(self, kind: str) -> Decode:
         assert self.turn_start_ms is not None
-        start, end = self.turn_start_ms, self.now_ms - max(0, self.silence_ms - self.settings.pre_roll_ms)
+        start = self.turn_start_ms
+        end = max(start, self.now_ms - max(0, self.silence_ms - self.settings.pre_roll_ms))
         lo, hi = ((t - self.base_ms) * BYTES_PER_MS for t in (start, end))
         return Decode(self.turn_order, start, end, kind, bytes(self.audio[max(0, lo) : max(0, hi)]))
 
@@ -121,6 +122,7 @@ class TurnDetector:
             else:
                 self._forget_before(self.now_ms - s.pre_roll_ms - s.min_speech_ms)
             return []
+        speech_before = self.speech_ms > 0
         self.speech_ms += FRAME_MS if speech else 0
         if speech:
             if self.silence_ms >= s.min_cut_pause_ms:
@@ -131,7 +133,8 @@ class TurnDetector:
         if self.silence_ms >= s.max_turn_silence:
             request = self._request(FINAL)
             self.end_turn()
-            return [request]
+            # a turn opened by a cut inside a pause that went on: nothing was said in it, nothing to decode
+            return [request] if speech_before else []
         if self.now_ms - self.turn_start_ms >= s.max_turn_ms:
             cut = self._cut_at()
             if cut is not None:
@@ -174,7 +177,7 @@ class TurnDetector:
         request = Decode(self.turn_order, self.turn_start_ms, cut_ms, FINAL, bytes(self.audio[max(0, lo) : max(0, hi)]))
         self.turn_order += 1
         self.turn_start_ms = cut_ms
-        self.speech_ms = self.now_ms - cut_ms
+        self.speech_ms = max(0, self.now_ms - cut_ms - self.silence_ms)  # a cut in the pause going on: none yet
         self.pauses = [p for p in self.pauses if p[0] >= cut_ms]
         self.last_partial_ms, self.checked, self.due = self.now_ms, False, False
         self._forget_before(cut_ms - self.settings.pre_roll_ms)

@@ -144,3 +144,18 @@ def test_whisper_pieces_without_a_leading_space_continue_the_word_before():
     assert [w.text for w in words] == ["Unless", "cold-hearted", "it's", "1,000."]
     assert (words[1].start_ms, words[1].end_ms, words[1].confidence) == (300, 900, 0.6)
     assert join_pieces([RecognizedWord("-dashed", 0, 100, 0.5)])[0].text == "-dashed"  # nothing to join to
+    # languages written without spaces: pieces of letters stay words of their own
+    japanese = join_pieces([RecognizedWord("こんにちは", 0, 500, 0.9), RecognizedWord("世界", 500, 900, 0.9)])
+    assert [w.text for w in japanese] == ["こんにちは", "世界"]
+    assert [w.text for w in join_pieces([RecognizedWord(" well-", 0, 300, 0.9), RecognizedWord("known", 300, 600, 0.9)])] == ["well-known"]
+
+
+def test_a_turn_that_reaches_the_cap_during_a_pause_is_cut_there_and_the_silence_makes_no_turn():
+    detector = TurnDetector(is_speech=energy_vad, settings=TurnSettings(max_turn_ms=3000))
+    requests = feed(detector, audio(("speech", 2950), ("silence", 1500), ("speech", 1000), ("silence", 1000)))
+    finals = [r for r in requests if r.kind == FINAL]
+    # the first is cut in the pause it reached the cap in; the silence after the cut is no turn; then the next words
+    assert len(finals) == 2 and 2950 < finals[0].end_ms < 3100, finals
+    assert finals[1].start_ms > 4000 and all(f.end_ms > f.start_ms for f in finals)
+    assert all(len(f.pcm) == (f.end_ms - f.start_ms) * 32 for f in finals)
+    assert [r for r in requests if r.end_ms < r.start_ms] == []
