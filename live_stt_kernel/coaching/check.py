@@ -30,7 +30,18 @@ a metric's name is 0) with a metric's unit or name must match the computed value
 
 A number after an advice word (aim, target, toward(s), to, under, below, over, above, fewer/less/more
 than, at most, at least, up to, between, within, goal, ideal, keep) is a target, not a claim, and is not
-checked. "about", "around", "roughly", "nearly" and "~" widen the tolerance to 5 % (counts: ±1).
+checked.
+
+**A count only when it is one.** Removing a true statement is worse than keeping one that cannot be
+checked, so a number next to a metric's name is checked as that metric's count only when it clearly is
+the count: not after an ordinal or a reference word ("your first two turns", "the three questions",
+"each turn", "in two turns", "a single turn"), not before a superlative ("your two longest turns") or a
+qualifier that picks a part ("3 fillers in your answer", "2 questions that…", "2 fillers per minute"; "in
+total", "overall" and "altogether" keep it a count), and not in a sentence about one part of the talk
+("turn 2", "in your first turn", "one of your turns"): there a count (also ``"um" … N times``) is that
+part's, which the metrics do not hold. "one" (or 1) with a singular name is a count only after a
+counting word ("you asked one question", "there was one long sentence", "only one filler"); "One
+question stood out" is a reference. "about", "around", "roughly", "nearly" and "~" widen the tolerance to 5 % (counts: ±1).
 "N fillers per 100 words" is a rate.
 
 **Pace claims about turns.** A sentence that calls turns slow(er) or fast(er) (also "rushed", "quicker")
@@ -152,6 +163,23 @@ _PACE_TOPIC = re.compile(r"(?i)\b(?:pace|paced|speed|spoke|speak|speaking|talk(?
                          r"words per minute|rate)\b")
 _TURN_TOPIC = re.compile(r"(?i)\b(?:turns?|#\d+|segments?|parts?|moments?|sections?|passages?)\b")
 _NEGATION = re.compile(r"(?i)\b(?:no|none|not|never|nor|without)\b|n't\b")
+# a count of a part of the talk, not the metric's: "your first two turns", "in two turns", "a single turn"
+_REFERENCE_BEFORE = re.compile(r"(?i)\b(?:first|second|third|fourth|fifth|last|next|previous|final|opening|closing|"
+                               r"these|those|the|a|an|each|every|both|other|same|top|in|during|single|\d+(?:st|nd|rd|th))"
+                               r"\s*$")
+_SUPERLATIVE = re.compile(r"(?i)\b(?:\w+est|other|remaining|same|first|last|next|previous|final|opening|closing)\b")
+_PART_AFTER = re.compile(r"(?i)^\s*(?:where|when|whenever|in which|that|which|who|with|without|in|during|from|after|"
+                         r"before|at|on|inside|within|per|while|each|apiece|of)\b")
+_TOTAL_AFTER = re.compile(r"(?i)^\s*(?:in total|in all|overall|altogether|total|in (?:the|this|your) (?:whole|entire)\b|"
+                          r"across (?:all|the whole|the entire|your whole)\b|(?:in|during|from|across|of) (?:the|this|"
+                          r"your) (?:talk|conversation|meeting|session|transcript|recording|presentation|call)\b)")
+_COUNTING_BEFORE = re.compile(r"(?i)\b(?:used|use|asked|ask|had|have|has|made|make|said|say|gave|included?|contain(?:ed|s)?|"
+                              r"counted|(?:there|it) (?:was|is|were)|only|just|exactly|total(?:led|ed)?(?: of)?)\s*"
+                              r"(?:about|around|roughly|nearly|approximately|~)?\s*$")
+_NARROWED = re.compile(r"(?i)\b(?:in|during|within|of|for)\s+(?:(?:a|an|one|the|your|that|this|each|every|single|same|"
+                       r"first|second|third|last|final|next|previous|opening|closing|another|one of your|\w+est|"
+                       r"two|three|four|five|\d+)\s+){1,3}(?:turns?|sentences?|answers?|moments?|parts?|sections?|"
+                       r"passages?|segments?|minutes?|half|halves|places?|spots?)\b")
 _THAN_OVERALL = re.compile(r"(?i)\bthan (?:the |your )?(?:average|overall|rest|others?|mean|usual|typical)")
 
 
@@ -288,6 +316,21 @@ def _is_suggestion(before_in_line: str, before_in_sentence: str) -> bool:
         or _CUE_SAY_OK.search(before_in_sentence))) or bool(_CUE_REWRITE.search(before_in_sentence))
 
 
+def _is_count(text: str, match: re.Match[str], noun: str) -> bool:
+    """Whether ``match`` (a number, then up to two words and a metric's ``noun``) states that metric's count,
+    rather than pointing at some of them ("your first two turns", "One question stood out")."""
+    before, token = text[:match.start("num")], match.group("num").lower()
+    if token == "single" or _REFERENCE_BEFORE.search(before):
+        return False
+    if _SUPERLATIVE.search(match.group()[match.end("num") - match.start():]):
+        return False
+    after = text[match.end():]
+    if _PART_AFTER.match(after) and not _TOTAL_AFTER.match(after):
+        return False
+    singular = not re.search(r"(?i)(?:s|ing|words|phrases)$", noun) and token in ("one", "1")
+    return not singular or bool(_COUNTING_BEFORE.search(before))
+
+
 def _check_numbers(sentence: str, quotes: list[str], facts: _Facts) -> list[tuple[str, str, str]]:
     """(kind, claim, reason) for each number in ``sentence`` (quotes as placeholders) that the metrics
     contradict."""
@@ -296,6 +339,7 @@ def _check_numbers(sentence: str, quotes: list[str], facts: _Facts) -> list[tupl
     text = _PLACEHOLDER.sub(" ", sentence)
     refs = [int(n) for r in _TURN_REF.finditer(text) for n in _TURN_NUMBERS.findall(r.group())]
     about_turns = bool(_TURN_TOPIC.search(text))
+    narrowed = bool(refs or _NARROWED.search(text))  # counts here are a part's: "in turn 2 you said "um" twice"
     seen: set[tuple[int, int]] = set()
 
     def judge(match: re.Match[str], values: set[float] | set[int], what: str, *, count: bool = False,
@@ -343,16 +387,17 @@ def _check_numbers(sentence: str, quotes: list[str], facts: _Facts) -> list[tupl
                 rate = m.filler_rate if key == "fillers" else m.hedge_rate
                 judge(match, {round(rate, 1)}, f"the computed rate is {rate:.1f} {key} per 100 words")
                 continue
-            judge(match, facts.counts(key), facts.say(key), count=True)
+            if not narrowed and _is_count(text, match, match.group().split()[-1]):
+                judge(match, facts.counts(key), facts.say(key), count=True)
     for match in _NAME_FIRST.finditer(text):
         name = match.group("name").lower()
         key = next(v for k, v in _NAME_KEYS.items() if name.startswith(k))
         if key == "pace":
             judge(match, facts.paces(refs, about_turns=about_turns), pace_is, slack=1.0)
-        else:
+        elif not narrowed:
             judge(match, facts.counts(key), facts.say(key), count=True)
-    # "um" ... 3 times: that term's count
-    for k, quote in enumerate(quotes):
+    # "um" ... 3 times: that term's count (not in a sentence about one part of the talk)
+    for k, quote in enumerate(quotes if not narrowed else ()):
         term = _plain(quote)
         if term not in facts.terms:
             continue

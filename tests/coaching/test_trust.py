@@ -215,6 +215,43 @@ def test_numbers_next_to_a_metric_must_match_it(sentence, ok):
         assert checked.text == "**Overall**:" and checked.problems[0].kind == "number"
 
 
+# A number that points at some of them is not their count: these true statements must stay (the meeting
+# counts 3 fillers, 4 hedges and 6 turns, so each number here differs from the count it sits next to).
+@pytest.mark.parametrize("sentence", [
+    'One filler stood out: "you know".',
+    "Your first two fillers were the same.",
+    "Your first three turns were clear.",
+    "In a single turn you said um and uh.",
+    "In five turns you hedged.",
+    "In turn 2 you used 2 fillers.",
+    'In your last turn you said "you know" twice.',
+    "One of your turns had 2 hedges.",
+    "Two of your turns were long.",
+    "Each turn was clear.",
+    "The two fillers in your answer were easy to miss.",
+    "Your three longest turns were clear.",
+    "You used 2 hedges in the opening.",
+    "You used about 1 filler per minute.",
+    "The next three turns were calmer.",
+])
+def test_a_number_that_is_a_reference_not_a_count_is_kept(sentence):
+    checked = check(f"- {sentence}")
+    assert checked.problems == () and checked.text == f"- {sentence}"
+
+
+def test_a_reference_is_kept_where_the_count_differs_and_a_count_is_still_checked():
+    records = conversation("Does it work? Can we ship it today?", "Is it done? Yes it is done now.",
+                           "We shipped it on time.", "Then we tested it again.", "Everyone was happy.")
+    m = compute_metrics(records)
+    assert (len(m.questions), m.turns) == (3, 5)
+    for sentence in ('One question stood out: "Can we ship it today?"', "Your first two turns were clear.",
+                     "In a single turn you asked two questions."):
+        assert check_analysis(sentence, m, records).problems == (), sentence
+    for sentence, claim in (("You asked 2 questions in total.", "2 questions"), ("You asked one question.", "one question"),
+                            ("There were 7 turns.", "7 turns"), ("Questions: 5.", "Questions: 5")):
+        assert [p.claim for p in check_analysis(sentence, m, records).problems] == [claim], sentence
+
+
 @pytest.mark.parametrize("sentence, ok", [
     ("Some turns were slower than the others.", False),  # every measured turn is at 150 wpm
     ("A few turns were slow.", False),
