@@ -6,7 +6,9 @@ every widget but the `Presenter` (see there): ``fps`` times a second at most it 
 builds the view from the session's snapshots (`view.build_view`) and sends only what changed
 (`view.changes`), batched with ``hold_sync``. Nothing here prints or displays from a thread; the coaching report (slow: a model
 call) is written by a helper thread and handed back to the UI thread as commands (the text so far
-while the model writes, throttled, then the report).
+while the model writes, throttled, then the report). `LivePanel.close` ends both threads: the coaching
+thread stops at the model's next piece (its ``on_text`` raises, and ``coach`` drops the stream), and
+nothing is queued once the panel is closed.
 
 Presentation (for a class): the turn list follows the newest turn like a chat, "Large text" and
 "Full screen" act in the page (see `presenter.Presenter`); ``LivePanel(session, presentation=True)``
@@ -33,7 +35,6 @@ import ipywidgets as w
 
 from ..audio.sources import MicSource, QueueSource, WavSource
 from ..coaching.report import coach
-from ..errors import ConfigurationError
 from ..language.backends import TRANSLATORS, as_translator
 from ..samples import sample_wav
 from ..session import Session
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 SOURCES = {"audio file": "file", "kernel microphone": "mic", "browser microphone": "browser"}
 IDLE_S = 1.0  # with nothing streaming the UI thread looks for news once a second (a click wakes it at once)
 COACH_TEXT_EVERY_S = 0.25  # the coaching text streams into the panel at most 4 times a second
+CLOSE_UI_S = 2.0  # close() waits this long for the UI thread
+CLOSE_COACH_S = 5.0  # and this long for the coaching thread (it stops at the model's next piece)
 Command = tuple[str, Any]
 Controls = tuple[str, str, str, str]  # target(s), backend, model, prompt: as the translation controls show them
 
@@ -55,6 +58,11 @@ def translation_settings(live: Any) -> Controls:
     translator = live.translator
     return (", ".join(live.targets), str(getattr(translator, "backend", "")), str(getattr(translator, "model", "") or ""),
             live.prompt or "")
+
+
+class _PanelClosed(Exception):
+    """Raised by the coaching thread's ``on_text`` once the panel is closed: ``coach`` then drops the
+    model's stream and the thread ends without a report."""
 
 
 def coach_streams(function: Callable[..., Any]) -> bool:
@@ -93,6 +101,8 @@ class LivePanel:
         self.command_threads: list[str] = []  # where commands ran (the UI thread, by design)
         self._view: PanelView | None = None
         self._closed = threading.Event()
+        self._enqueue_lock = threading.Lock()  # nothing is queued once close() has set _closed
+        self._coach_thread: threading.Thread | None = None
         self._wake = threading.Event()  # a command is waiting
         self._coaching = False
         self._coach_text_at = 0.0  # when the coaching text was last handed to the UI thread
@@ -184,15 +194,32 @@ class LivePanel:
             self.presenter.large = self.presenter.compact = bool(on)
 
     def enqueue(self, name: str, value: Any = None) -> None:
-        """Ask the UI thread to run ``_do_<name>(value)`` (any thread; returns at once)."""
-        self.commands.put((name, value))
+        """Ask the UI thread to run ``_do_<name>(value)`` (any thread; returns at once). Nothing once the
+        panel is closed."""
+        with self._enqueue_lock:
+            if self._closed.is_set():
+                return
+            self.commands.put((name, value))
         self._wake.set()
 
+    @property
+    def closed(self) -> bool:
+        """Whether `close` was called."""
+        return self._closed.is_set()
+
     def close(self) -> None:
-        """Stop the UI thread (waits up to 2 s for it); the widgets stay but no longer update."""
-        self._closed.set()
+        """Stop the UI thread (waits up to `CLOSE_UI_S` for it) and a coaching report being written (it
+        stops at the model's next piece; waits up to `CLOSE_COACH_S`); the widgets stay but no longer
+        update."""
+        with self._enqueue_lock:
+            self._closed.set()
         self._wake.set()
-        self._thread.join(timeout=2)
+        self._thread.join(timeout=CLOSE_UI_S)
+        coaching = self._coach_thread
+        if coaching is not None:
+            coaching.join(timeout=CLOSE_COACH_S)
+            if coaching.is_alive():  # a model silent for that long: it ends at its next piece or its timeout
+                log.warning("the coaching thread is still waiting for the model %.0f s after close()", CLOSE_COACH_S)
 
     # --- the UI thread --------------------------------------------------------------------------
 
@@ -349,11 +376,7 @@ class LivePanel:
         if prompt != before[3]:
             options["prompt"] = prompt.strip() or None
             options["default_prompt"] = not prompt.strip()
-        translator = options.get("translator", live.translator)
-        if translator.backend == "apertium" and options.get("prompt", live.prompt):
-            raise ConfigurationError("Apertium translates by rules and cannot follow a prompt: choose an LLM backend "
-                                     "(local, gateway or openai) for this prompt, or clear it")
-        if options:
+        if options:  # a prompt Apertium cannot follow raises ConfigurationError (NO_PROMPT) and changes nothing
             live.configure(**options)
         self._controls_shown = None  # the next frame shows the settings as they now are
 
@@ -381,14 +404,20 @@ class LivePanel:
         def work() -> None:  # a model call takes seconds: off the UI thread, result handed back
             try:
                 self.enqueue("report", coach(frame, **options))
+            except _PanelClosed:
+                return  # the panel was closed while the model wrote: nobody is waiting for the report
             except Exception as exc:
                 self.enqueue("report", exc)
 
-        threading.Thread(target=work, name="live-stt-coach", daemon=True).start()
+        self._coach_thread = threading.Thread(target=work, name="live-stt-coach", daemon=True)
+        self._coach_thread.start()
 
     def _coach_text(self, text: str) -> None:
         """``coach``'s ``on_text``: the text so far, on the coaching thread; handed to the UI thread at
-        most every `COACH_TEXT_EVERY_S` (each call carries the whole text, so skipping some loses nothing)."""
+        most every `COACH_TEXT_EVERY_S` (each call carries the whole text, so skipping some loses nothing).
+        Once the panel is closed it raises `_PanelClosed`, which ends the model's stream and the thread."""
+        if self._closed.is_set():
+            raise _PanelClosed("the panel was closed")
         now = time.monotonic()
         if now - self._coach_text_at >= COACH_TEXT_EVERY_S:
             self._coach_text_at = now

@@ -321,6 +321,32 @@ def test_coaching_progress_streams_into_the_panel(serve, make_wav, gateway, tmp_
         panel.close()
 
 
+def test_closing_the_panel_stops_the_coaching_thread_and_queues_nothing_more(serve, make_wav, gateway):
+    from gateway_server import Reply
+
+    words = " ".join(f"word{i}" for i in range(400))
+    llm = gateway(Reply(gap_s=0.1), respond=lambda body: f"## Analysis\n{words}")  # 40 s of writing
+    replay = serve(turns_script(even_turns(TEXTS), "B"))
+    session = Session(make_wav(6.0), url=replay.url, api_key=API_KEY, folder=None, realtime=False).start()
+    panel = LivePanel(session, coach_options={"backend": "openai", "base_url": llm.url, "api_key": "k"})
+    try:
+        session.wait(timeout=30)
+        panel.coach_button.click()
+        wait_until(lambda: panel.coach_button.description.startswith("Coaching… "), 30, what="the model writing")
+        coaching = next(t for t in threading.enumerate() if t.name == "live-stt-coach")
+        started = time.monotonic()
+        panel.close()
+        assert not coaching.is_alive() and time.monotonic() - started < 3  # stopped at the model's next piece
+        left = panel.commands.qsize()  # queued before close(), if the UI thread had not run it yet
+        time.sleep(0.5)  # the model would have written five more pieces by now
+        assert panel.closed and panel.commands.qsize() == left  # nothing queued for a UI thread that is gone
+        panel.enqueue("coach")  # nor from a click
+        assert panel.commands.qsize() == left
+        assert "word399" not in str(panel.report.outputs) and panel.coach_button.description != "Coach"
+    finally:
+        panel.close()
+
+
 def test_a_translation_in_progress_shows_as_pending_until_it_lands(serve, make_wav, gateway):
     from gateway_server import Reply
 
