@@ -19,7 +19,13 @@ Settings (targets, translator, prompt) are read when a turn settles: a change ap
 `retranslate` applies it to the earlier ones. A change also drops the queued work it makes obsolete (a
 language no longer wanted, another translator or prompt), and stops such work that is streaming: a turn
 that was waiting for its live translation is queued again with the new settings; an obsolete backlog is
-simply dropped. So a new language starts at once, and `close` is never held by work nobody wants.
+simply dropped. So a new language starts at once, and `close` is never held by work nobody wants: a
+stream of ours is cut within ~50 ms, even while it still waits for its first token (`llm.stopped_by`).
+A change of settings waits for no free slot: a turn still being queued takes the settings of the moment.
+
+Errors. A worker never dies of one: whatever goes wrong with a job is logged and recorded as that
+turn's failed `Translation` (``error``); a ``translations.jsonl`` that cannot be written is logged, and
+the translations are still kept and shown.
 
 Streaming. With a translator that can stream (`LLMTranslator` over a model with ``stream``), the draft
 of each running translation grows in `in_progress` as tokens arrive (cleaned as it goes, see
@@ -31,6 +37,7 @@ starts them again.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import json
@@ -49,6 +56,7 @@ from ..store import TRANSLATIONS_FILE, read_jsonl
 from ..transcript import Transcript, TurnRecord, TurnSettler
 from .apertium import NO_PROMPT
 from .backends import Translator, accepts_prompt, as_translator
+from .llm import stopped_by
 from .translation import Translation, TranslationCache, clean_draft, clean_reply, language_code, prompt_id, translation_problem
 
 log = logging.getLogger(__name__)
@@ -102,6 +110,8 @@ def translate_one(row: TurnRecord, target: str, settings: Settings, cache: Trans
     except _Cancelled:
         raise
     except Exception as exc:  # kept with the turn, shown to the user; the turn itself is never lost
+        if cancelled is not None and cancelled.is_set():
+            raise _Cancelled() from exc  # the stream was cut because nobody wants it any more
         return replace(base, error=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - started)
     cache.put(key, text)
     return replace(base, text=text, seconds=time.perf_counter() - started,
@@ -112,11 +122,14 @@ def _streamed(drafts: Any, source: str, on_draft: Callable[[str], None] | None, 
     """Follow a translator's growing drafts of ``source`` to the end (the last is the whole reply), cleaning as it goes."""
     raw = ""
     try:
-        for raw in drafts:
-            if cancelled is not None and cancelled.is_set():
-                raise _Cancelled()
-            if on_draft is not None:
-                on_draft(clean_draft(raw, source))
+        # a stream of ours (`LLM.stream`) read inside `stopped_by` is cut as soon as ``cancelled`` is set,
+        # even while it waits for its first token; a translator of the user's stops at its next draft
+        with stopped_by(cancelled) if cancelled is not None else contextlib.nullcontext():
+            for raw in drafts:
+                if cancelled is not None and cancelled.is_set():
+                    raise _Cancelled()
+                if on_draft is not None:
+                    on_draft(clean_draft(raw, source))
     finally:
         close = getattr(drafts, "close", None)
         if close is not None:
@@ -148,7 +161,10 @@ class LiveTranslation:
     live turns queued at most (the dispatcher waits beyond that, never the stream; a backlog holds at most
     one job per turn and target); ``folder``: where ``translations.jsonl`` is appended;
     ``expect_formatted``: whether a turn's formatted final is worth waiting for; ``owns_translator``:
-    close the translator (e.g. Apertium's pipelines) with `close`, because this object made it.
+    close the translator (e.g. Apertium's pipelines) with `close`, because this object made it (a
+    translator made by `configure` from a backend name is owned too; one that `configure` replaces is
+    closed as soon as no queued or running work uses it, and `close` closes them once the workers are
+    done with them, even when it returns before they are).
     ``fifo=True`` serves everything in arrival order with no priority and drops nothing (the old
     behaviour, kept to measure against).
     """
@@ -192,6 +208,12 @@ class LiveTranslation:
         self._threads: list[threading.Thread] = []
         self._closing = False
         self._dispatcher: threading.Thread | None = None
+        self._dispatch_stop = threading.Event()  # the running dispatcher's own (each has its own)
+        self._settling = threading.Lock()  # one dispatcher at a time reads the inbox's snapshots into the settler
+        self._latest: Transcript | None = None  # the newest snapshot fed, and whether the session ended
+        self._ended = False
+        self._retired: list[Translator] = []  # owned translators replaced by configure(), closed once unused
+        self._close_owned = False  # close(): the last worker out closes the owned translators
 
     def __repr__(self) -> str:
         s = self._settings
@@ -231,13 +253,16 @@ class LiveTranslation:
             owns = not isinstance(translator, Translator)
         new = _checked(Settings(chosen, normalise_targets(to) if to is not None else s.targets,
                                 None if default_prompt else prompt if prompt is not None else s.prompt))
-        self.owns_translator = owns
         if chosen is not s.translator and self._dispatcher is not None:
             _warm_up(chosen)
         with self._lock:
-            self._settings = new
+            old, self._settings = self._settings, new
+            if chosen is not old.translator and self.owns_translator:
+                self._retired.append(old.translator)  # ours: closed once no work uses it (`_close_retired`)
+            self.owns_translator = owns
             if not self.fifo:
                 self._drop_obsolete(new)
+        self._close_retired()
 
     def on_translation(self, listener: TranslationListener) -> TranslationListener:
         """Call ``listener(translation)`` on a worker thread as each one finishes; keep it quick."""
@@ -252,7 +277,11 @@ class LiveTranslation:
             self._ensure_workers()
             if self._dispatcher is not None:
                 return self
-            self._dispatcher = threading.Thread(target=self._dispatch, name="live-stt-translate-dispatch", daemon=True)
+            # its own stop event: one that close() gave up joining ends at its next look, and never takes
+            # this one's work (both settle under `_settling`, from the same `_latest` snapshot)
+            self._dispatch_stop = stop = threading.Event()
+            self._dispatcher = threading.Thread(target=self._dispatch, args=(stop,), name="live-stt-translate-dispatch",
+                                                daemon=True)
             self._dispatcher.start()
         _warm_up(self.translator)
         return self
@@ -264,22 +293,24 @@ class LiveTranslation:
         finished = self.wait(timeout)
         with self._lock:
             dispatcher, self._dispatcher = self._dispatcher, None
+            self._dispatch_stop.set()
             threads = list(self._threads)
             self._closing = True
+            self._close_owned = True  # by the last worker out, or below if none is left
             self._changed.notify_all()
         if dispatcher is not None:
-            self._inbox.put(None)
+            self._inbox.put(None)  # wakes it; it ends, having settled what it had (see `_dispatch`)
             dispatcher.join(timeout=5)
         if finished:
             for thread in threads:
                 thread.join(timeout=5)
         with self._lock:
+            idle = not self._running and not any(t.is_alive() for t in self._threads)
             if finished and self._file is not None:
                 self._file.close()
                 self._file = None
-        close_translator = getattr(self.translator, "close", None)
-        if self.owns_translator and finished and close_translator is not None:
-            close_translator()  # e.g. Apertium's pipelines; a later retranslate() starts them again
+            owned = self._owned_to_close() if idle else []
+        _close_all(owned)  # e.g. Apertium's pipelines; a later retranslate() starts them again
         return finished
 
     # --- feeding (session worker) ---------------------------------------------------------------
@@ -367,6 +398,24 @@ class LiveTranslation:
             self._threads.append(thread)
             thread.start()
 
+    def _owned_to_close(self) -> list[Translator]:
+        """The translators to close now that no worker uses them (lock held): every retired one, and the
+        current one if ours; each handed out once."""
+        if not self._close_owned:
+            return []
+        self._close_owned = False
+        owned, self._retired = self._retired, []
+        return [*owned, self._settings.translator] if self.owns_translator else owned
+
+    def _close_retired(self) -> None:
+        """Close the replaced translators of ours that no queued or running job uses any more."""
+        with self._lock:
+            busy = {id(job.settings.translator) for job in self._running}
+            busy |= {id(job.settings.translator) for _, _, job in self._queue}
+            unused = [t for t in self._retired if id(t) not in busy and t is not self._settings.translator]
+            self._retired = [t for t in self._retired if not any(t is u for u in unused)]
+        _close_all(unused)
+
     def _drop_obsolete(self, settings: Settings) -> None:
         """Drop queued work these settings would not ask for, stop such work that is streaming, and ask
         again, with these settings, for the live turns that were waiting."""
@@ -382,7 +431,8 @@ class LiveTranslation:
                 again[job.slot[0]] = job.row
         for job in self._running:
             if not settings.makes(job.target, job.settings) and getattr(job.settings.translator, "drafts", None):
-                job.cancelled.set()  # the worker stops it at the next token and lets go of it
+                job.cancelled.set()  # its stream is cut within ~50 ms (see `_streamed`), and the worker lets go of it
+                self._drafts.pop(job.slot, None)  # its draft was in the old settings
                 if job.priority == LIVE:
                     again[job.slot[0]] = job.row
         heapq.heapify(kept)
@@ -412,58 +462,98 @@ class LiveTranslation:
 
     # --- the threads ----------------------------------------------------------------------------
 
-    def _dispatch(self) -> None:
-        latest: Transcript | None = None
-        ended = False
+    def _dispatch(self, stop: threading.Event) -> None:
+        """Settle turns from the fed snapshots; once ``stop`` (this dispatcher's own) is set, it ends at the
+        next ``None`` or as soon as the inbox is empty, having settled everything fed before."""
         while True:
             try:
                 item = self._inbox.get(timeout=0.2)
             except queue.Empty:  # a tick: turns that never get a formatted final settle after a grace time
-                self._settle(latest, ended)
+                if stop.is_set():
+                    return
+                self._settle_safely(stop)
                 continue
-            if item is None:
+            try:
+                if item is None:  # close()'s wake-up call (for this dispatcher, or an older one still ending)
+                    if stop.is_set():
+                        return
+                    continue
+                with self._settling:
+                    self._latest, self._ended = item[0], self._ended or item[1]
+                self._settle_safely(stop)
+            finally:
                 self._inbox.task_done()
-                return
-            latest, ended = item[0], ended or item[1]
-            self._settle(latest, ended)
-            self._inbox.task_done()
 
-    def _settle(self, latest: Transcript | None, ended: bool) -> None:
-        if latest is None:
-            return
-        for row in self.settler.update(latest, time.monotonic(), ended=ended):
-            with self._changed:
-                settings = self._settings  # under the lock: a configure() either drops this turn's jobs or made them
-                self._settled.append(row)
-                for target in settings.targets:
-                    # bounded: the dispatcher waits here, never the stream
-                    while sum(1 for p, _, _ in self._queue if p == LIVE) >= self.max_pending:
-                        self._changed.wait(0.2)
-                    self._enqueue(_Job(row, target, settings, LIVE))
-                self._ensure_workers()
+    def _settle_safely(self, stop: threading.Event) -> None:
+        try:
+            self._settle(stop)
+        except Exception:  # a dispatcher that died would leave wait() to its timeout
+            log.exception("settling turns for translation failed")
+
+    def _settle(self, stop: threading.Event) -> None:
+        with self._settling:
+            if self._latest is None:
+                return
+            for row in self.settler.update(self._latest, time.monotonic(), ended=self._ended):
+                with self._changed:
+                    self._settled.append(row)
+                    self._ask_live(row, stop)
+                    self._ensure_workers()
+
+    def _ask_live(self, row: TurnRecord, stop: threading.Event) -> None:
+        """Queue ``row``'s live translations (lock held), with the settings of the moment each is queued:
+        a configure() during a wait for a free slot applies to the targets not queued yet (and drops or
+        asks again for those queued before it, see `_drop_obsolete`)."""
+        asked: set[tuple[str, int, str | None]] = set()
+        while True:
+            settings = self._settings
+            busy = {job.target for _, _, job in self._queue if job.row.key == row.key and job.priority == LIVE
+                    and settings.makes(job.target, job.settings)}
+            busy |= {job.target for job in self._running if job.row.key == row.key and settings.makes(job.target, job.settings)}
+            todo = [t for t in settings.targets
+                    if t not in busy and (t, id(settings.translator), settings.prompt) not in asked]
+            if not todo:
+                return
+            # bounded: the dispatcher waits here, never the stream; once told to stop it queues the rest at once
+            if sum(1 for p, _, _ in self._queue if p == LIVE) >= self.max_pending and not stop.is_set():
+                self._changed.wait(0.2)
+                continue
+            self._enqueue(_Job(row, todo[0], settings, LIVE))
+            asked.add((todo[0], id(settings.translator), settings.prompt))
 
     def _serve(self) -> None:
         me = threading.current_thread()
         while True:
+            owned: list[Translator] = []
             with self._changed:
                 job = self._take()
                 while job is None:
                     if self._closing and not self._queue:
                         if me in self._threads:
                             self._threads.remove(me)
-                        if not self._threads and not self._running and self._file is not None:
-                            self._file.close()  # the last one out, after close() gave up waiting
-                            self._file = None
-                        return
+                        if not self._threads and not self._running:  # the last one out, after close() gave up waiting
+                            if self._file is not None:
+                                self._file.close()
+                                self._file = None
+                            owned = self._owned_to_close()
+                        break
                     self._changed.wait(0.5)
                     job = self._take()
+            if job is None:
+                _close_all(owned)
+                return
             try:
                 self._work(job)
+            except Exception as exc:  # never lose the worker: the job is recorded as failed, and the rest go on
+                log.exception("translating turn %s into %s failed", job.row.turn_order, job.target)
+                self._record(_failed(job, exc))
             finally:
                 with self._changed:
                     self._running.discard(job)
                     self._forget(job)
                     self._changed.notify_all()
+            if self._retired:
+                self._close_retired()
 
     def _work(self, job: _Job) -> None:
         if job.cancelled.is_set():
@@ -478,19 +568,45 @@ class LiveTranslation:
             result = translate_one(job.row, job.target, job.settings, self.cache, on_draft=draft, cancelled=job.cancelled)
         except _Cancelled:
             return
+        self._record(result)
+
+    def _record(self, result: Translation) -> None:
+        """Keep a finished translation, save it, and tell the listeners. A file that cannot be written is
+        logged, not fatal: the translation is still kept (and shown)."""
         with self._lock:
             self._done.append(result)
-            if self._file is None and self.folder is not None:
-                self.folder.mkdir(parents=True, exist_ok=True)
-                self._file = open(self.folder / TRANSLATIONS_FILE, "a", encoding="utf-8")  # noqa: SIM115 (closed by close())
-            if self._file is not None:
-                self._file.write(jsonl_line(result))
-                self._file.flush()
+            try:
+                if self._file is None and self.folder is not None:
+                    self.folder.mkdir(parents=True, exist_ok=True)
+                    self._file = open(self.folder / TRANSLATIONS_FILE, "a", encoding="utf-8")  # noqa: SIM115 (closed by close())
+                if self._file is not None:
+                    self._file.write(jsonl_line(result))
+                    self._file.flush()
+            except (OSError, ValueError):
+                log.exception("could not save a translation in %s", self.folder)
         for listener in self._listeners:
             try:
                 listener(result)
             except Exception:
                 log.exception("translation listener %r failed", listener)
+
+
+def _failed(job: _Job, exc: BaseException) -> Translation:
+    translator = job.settings.translator
+    return Translation(session_id=job.row.session_id, turn_order=job.row.turn_order, target=job.target,
+                       source=job.row.text, text=None, backend=str(getattr(translator, "backend", "?")),
+                       model=str(getattr(translator, "model", "?")), prompt=prompt_id(job.settings.prompt),
+                       error=f"{type(exc).__name__}: {exc}")
+
+
+def _close_all(translators: Iterable[Translator]) -> None:
+    for translator in translators:
+        close = getattr(translator, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                log.exception("closing translator %r failed", translator)
 
 
 def _checked(settings: Settings) -> Settings:

@@ -32,9 +32,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlunparse
 
 import requests
 import urllib3
@@ -226,6 +227,27 @@ class _HTTPStatus(Exception):
 
 
 _sending = threading.local()  # .deadline: the `_Deadline` of the request this thread is sending, if any
+_stopping = threading.local()  # .event: what stops the streams this thread reads (see `stopped_by`)
+_STOP_POLL_S = 0.05  # how often a stream's watcher looks at its stop event
+
+
+@contextmanager
+def stopped_by(event: threading.Event) -> Iterator[None]:
+    """Streams read by this thread inside the block stop soon (within ~50 ms) after ``event`` is set, from
+    any thread: waiting for an answer, for the first token or for the next, their connection is cut and
+    they raise `LLMUnavailable` ("stopped"), with no retry. (A generator cannot be closed from another
+    thread while it runs; this is how a caller gives up on one that is blocked.)"""
+    previous = getattr(_stopping, "event", None)
+    _stopping.event = event
+    try:
+        yield
+    finally:
+        _stopping.event = previous
+
+
+def _stop_event() -> threading.Event | None:
+    event: threading.Event | None = getattr(_stopping, "event", None)
+    return event
 
 
 class _Deadline:
@@ -235,9 +257,11 @@ class _Deadline:
     received.) `complete` never calls `progress`, so its deadline is for the whole request; a stream
     calls it at each event, so only a stall is cut, not a long answer that keeps coming."""
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, stop: threading.Event | None = None):
         self.seconds = seconds
+        self.stop = stop  # set from another thread: cut as if the time were up (``stopped`` says which)
         self.expired = False
+        self.stopped = False
         self._connection: HTTPConnection | None = None
         self._socket: socket.socket | None = None
         self._done = False
@@ -278,10 +302,13 @@ class _Deadline:
         with self._changed:
             while not self._done:
                 remaining = self._until - time.monotonic()
+                if self.stop is not None and self.stop.is_set():
+                    self.expired = self.stopped = True
+                    break
                 if remaining <= 0:
                     self.expired = True
                     break
-                self._changed.wait(remaining)
+                self._changed.wait(remaining if self.stop is None else min(remaining, _STOP_POLL_S))
             sock = None
             if self.expired and self._connection is not None:
                 sock = self._connection.sock or self._socket
@@ -351,6 +378,17 @@ def _read_capped(response: requests.Response, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def _host(netloc: str) -> str:
+    return netloc.rpartition("@")[2]  # "user:token@host:port" -> "host:port"
+
+
+def redacted_url(url: str) -> str:
+    """``url`` fit to print: without the user and password (``user:token@``), the query (``?key=...``)
+    and the fragment, any of which may carry a secret."""
+    parsed = urlparse(url)
+    return urlunparse((parsed.scheme, _host(parsed.netloc), parsed.path, "", "", ""))
+
+
 class HTTPBackend:
     """POST JSON with retries; subclasses say where, with which body, and how to read the answer."""
 
@@ -381,7 +419,7 @@ class HTTPBackend:
 
     def __repr__(self) -> str:
         key = "set" if self._api_key else "none"
-        return f"<{type(self).__name__} {self.base_url} model={self.model!r} key={key}>"
+        return f"<{type(self).__name__} {redacted_url(self.base_url)} model={self.model!r} key={key}>"
 
     def _headers(self) -> dict[str, str]:
         return {"Content-Type": "application/json"}
@@ -437,9 +475,12 @@ class HTTPBackend:
         bounds each wait for the next event (lack of progress), not the whole answer. A server that
         answers with one whole JSON body instead of a stream yields that body once."""
         url = self.base_url + path
+        stop = _stop_event()
         for attempt in range(1, self.retry.attempts + 1):
             if self.limiter is not None:
                 self.limiter.acquire()
+            if stop is not None and stop.is_set():
+                raise self._stopped()
             wait: float | None = None
             kind: type[LLMError]
             status: int | None = None
@@ -459,7 +500,7 @@ class HTTPBackend:
                 kind, detail, hint = LLMUnavailable, f"{verb} {self._where()} ({type(exc).__name__})", ""
             if seen:
                 raise self._fail(kind, status, f"the stream stopped after {seen} events: {detail}")
-            self._after_failure(attempt, kind, status, detail, hint, wait)
+            self._after_failure(attempt, kind, status, detail, hint, wait, stop)
 
     def _judge(self, code: int, headers: Mapping[str, str], data: bytes) -> tuple[type[LLMError], str, str, float | None]:
         """An HTTP failure read: (kind, detail, hint, the server's wait) for the retry loop; a refusal is raised at once."""
@@ -472,20 +513,25 @@ class HTTPBackend:
         raise self._refusal(code, error_message(text))
 
     def _after_failure(self, attempt: int, kind: type[LLMError], status: int | None, detail: str, hint: str,
-                       wait: float | None) -> None:
-        """Raise if this was the last attempt (or the server asks for too long a wait), else sleep before the next."""
+                       wait: float | None, stop: threading.Event | None = None) -> None:
+        """Raise if this was the last attempt (or the server asks for too long a wait), else sleep before
+        the next (a ``stop`` event set meanwhile ends the sleep at once)."""
         if wait is not None and wait > self.retry.max_wait_s:
             raise self._fail(kind, status, f"{detail} (the server asks to wait {wait:.0f} s; not retrying)", hint)
         if attempt == self.retry.attempts:
             tries = f" (after {attempt} attempts)" if attempt > 1 else ""
             raise self._fail(kind, status, detail + tries, hint)
-        time.sleep(wait if wait is not None else self.retry.delay(attempt, self._rng))
+        pause = wait if wait is not None else self.retry.delay(attempt, self._rng)
+        if stop is not None:
+            stop.wait(pause)
+        else:
+            time.sleep(pause)
 
     def _stream_exchange(self, url: str, body: Mapping[str, Any]) -> Iterator[Any]:
         """One streamed request: the JSON of each event as it arrives. Raises `_HTTPStatus` for an
         answer that is not a success, `requests.Timeout` when ``timeout`` passes without an event,
         another `requests.RequestException` when the connection fails, `LLMUnavailable` for junk."""
-        with _Deadline(self.timeout) as deadline:
+        with _Deadline(self.timeout, _stop_event()) as deadline:
             try:
                 with self._session().post(url, json=body, headers=self._headers(), timeout=self.timeout,
                                           stream=True) as response:
@@ -503,6 +549,8 @@ class HTTPBackend:
                         except (urllib3.exceptions.HTTPError, OSError) as exc:
                             raise requests.ConnectionError(str(exc)) from None
                         if not chunk:
+                            if deadline.stopped:
+                                raise self._stopped()
                             if deadline.expired:  # the watcher cut it
                                 raise requests.Timeout()
                             return  # the end without [DONE]: what came is the answer
@@ -523,9 +571,14 @@ class HTTPBackend:
                                 raise self._fail(LLMUnavailable, 200, f"a stream event that is not JSON: {payload[:80]!r}") from None
                             yield event
             except requests.RequestException:
+                if deadline.stopped:
+                    raise self._stopped() from None
                 if deadline.expired:
                     raise requests.Timeout() from None
                 raise
+
+    def _stopped(self) -> LLMError:
+        return self._fail(LLMUnavailable, None, f"the stream from {self._where()} was stopped by its caller")
 
     def _whole_json(self, response: requests.Response) -> Any:
         data = _read_capped(response, MAX_REPLY_BYTES)
@@ -567,7 +620,7 @@ class HTTPBackend:
 
     def _where(self) -> str:
         parsed = urlparse(self.base_url)
-        return f"{parsed.scheme}://{parsed.netloc}"
+        return f"{parsed.scheme}://{_host(parsed.netloc)}"
 
 
 class OpenAICompatible(HTTPBackend):
@@ -680,5 +733,7 @@ __all__ = [
     "RetryPolicy",
     "SSEDecoder",
     "error_message",
+    "redacted_url",
     "server_wait",
+    "stopped_by",
 ]

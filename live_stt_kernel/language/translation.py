@@ -115,12 +115,20 @@ _TAG = re.compile(r"</?\s*(?:turn|translation|text)\s*>", re.IGNORECASE)
 _PARTIAL_TAG = re.compile(r"<\s*/?\s*[a-z]{0,11}\s*$", re.IGNORECASE)  # "<tu" at the end of a draft
 _NOTE = re.compile(r"\n\s*\(?(?:note|remarque|nota|hinweis|anmerkung|n\.b\.)\s*:.*$", re.IGNORECASE | re.DOTALL)
 _QUOTES = [('"', '"'), ("“", "”"), ("«", "»"), ("„", "“"), ("‘", "’"), ("'", "'"), ("「", "」")]
-_LABEL = re.compile(r"^\s*(?:[a-z]{2}(?:-[a-z]{2})?|english|french|spanish|german|italian|portuguese)\s*[:：]\s*", re.IGNORECASE)
+# a language label before the line ("FR: ", "fr-CA: ", "French: "): only a known code, all upper or all lower
+# case ("OK : commençons." and "No: ..." keep their words), or a language's English name
+_CODES = "|".join(sorted(LANGUAGES, key=len, reverse=True))
+_LABEL = re.compile(
+    r"^\s*(?:(?:" + _CODES + r")(?:-[A-Za-z]{2})?|(?:" + _CODES.upper() + r")(?:-[A-Za-z]{2})?|(?i:"
+    + "|".join(name.lower() for name in LANGUAGES.values()) + r"))\s*[:：]\s*")
+# the stem of a word for translating, in the languages a turn may be spoken in ("translate", "traducción", ...)
+_TRANSLATION_STEM = re.compile(r"\b(?:translat|traduc|tradu[çc]|[üu]bersetz|uebersetz|vertal|[öo]vers[äa]tt|overs[æa]tt|"
+                               r"t[łl]umacz|перев[оe]д)", re.IGNORECASE)
 
 
 def _about_translation(source: str | None) -> bool:
     """Whether the turn itself speaks of translating: then "...translation...:" may be its own words."""
-    return source is not None and re.search(r"\btranslat", source, re.IGNORECASE) is not None
+    return source is not None and _TRANSLATION_STEM.search(source) is not None
 
 
 def clean_reply(reply: str, source: str | None = None) -> str:
@@ -158,64 +166,114 @@ def clean_draft(draft: str, source: str | None = None) -> str:
         return clean_reply(text, source)
     if ":" not in text and "\n" not in text.strip() and len(text) < 120 and _PREAMBLE_OPENING.match(text):
         return ""
-    match = _PREAMBLE.match(_TAG.sub(" ", text).strip())
-    if match and not _TAG.sub(" ", text).strip()[match.end():].strip():
+    untagged = _TAG.sub(" ", text).strip()
+    match = _PREAMBLE.match(untagged)
+    if match and not untagged[match.end():].strip():
         return ""  # a whole preamble, and nothing after it yet
     return clean_reply(text)
 
 
 # A small stop-word guess, enough to tell a reply in English (or in another language) from one in the
-# target: a line that is still English is not a translation into French.
+# target: a line that is still English is not a translation into French. A word that is a common word in
+# more than one of these languages ("in", "no", "me", "will", "was", "de", "la", "por") tells nothing and is
+# dropped from every set (see `_STOP_SETS`), so each set holds only words of its own language.
 _STOP_WORDS = {
-    "en": "the and is are was were you your that this it of to in for with have has not what do does we they "
+    "en": "the and is are was were you your that this it of to in for with have has not what do does we they as "
           "be will would can could should there their our my me i he she about make makes sense yes no",
     "fr": "le la les des est et je tu vous nous ils elle une un du de pas que qui pour avec sur dans ce cette "
-          "c'est mais ou très aussi être avoir faire oui non sens à au aux se sa son plus comme il en ne sont sommes nos vos leur",
-    "es": "el la los las es y yo tú usted nosotros ellos una un del de no que qui para con por en este esta "
-          "eso pero muy también ser estar hacer sí sentido a al lo se su más como hay",
+          "c'est mais ou très aussi être avoir faire oui non sens à au aux se sa son plus comme il en ne sont sommes "
+          "nos vos leur me",
+    "es": "el la los las es y yo tú usted nosotros ellos una un del de no que para con por en este esta "
+          "eso pero muy también ser estar hacer sí sentido a al lo se su más como hay me mi",
     "de": "der die das ist und ich du sie wir ein eine nicht zu mit auf für den dem es sind war auch aber "
-          "sehr ja nein sinn macht wird im zum zur dieser diese dass wie wir",
+          "sehr ja nein sinn macht wird im zum zur dieser diese dass wie in will was",
     "it": "il lo la gli le è e io tu lui lei noi una uno di del che non per con su questo questa ma anche "
-          "molto sì senso",
+          "molto sì senso i in no mi sono come qui",
     "pt": "o a os as é e eu você nós eles uma um do da de não que para com em este esta isso mas muito "
-          "também sim sentido",
-    "nl": "de het een is en ik je jij wij zij niet van dat die voor met op dit maar ook zeer ja nee zin",
+          "também sim sentido no na me ele por estar ser como se",
+    "nl": "de het een is en ik je jij wij zij niet van dat die voor met op dit maar ook zeer ja nee zin in",
     "ca": "el la els les és i jo tu nosaltres ells una un del de no que per amb en aquest aquesta però molt "
           "també sí sentit",
 }
-_STOP_SETS = {code: frozenset(words.split()) for code, words in _STOP_WORDS.items()}
+_SPLIT = {code: frozenset(words.split()) for code, words in _STOP_WORDS.items()}
+_SHARED = frozenset(word for code, words in _SPLIT.items() for word in words
+                    if any(word in other for other_code, other in _SPLIT.items() if other_code != code))
+_STOP_SETS = {code: words - _SHARED for code, words in _SPLIT.items()}
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 
 
-def guess_language(text: str, *, min_hits: int = 2) -> str | None:
-    """The language among a few common ones (en, fr, es, de, it, pt, nl, ca) whose stop words ``text``
-    uses most, when that is clear (at least ``min_hits`` hits and a margin over the next); None when unsure."""
+def _stop_scores(text: str) -> tuple[int, dict[str, int]]:
+    """How many words ``text`` has, and how many of them are each language's own stop words."""
     words = [w.lower() for w in _WORD.findall(text)]
-    if not words:
+    return len(words), {code: sum(w in stop for w in words) for code, stop in _STOP_SETS.items()}
+
+
+def guess_language(text: str, *, min_hits: int = 2) -> str | None:
+    """The language among a few common ones (en, fr, es, de, it, pt, nl, ca) whose own stop words ``text``
+    uses most, when that is clear (at least ``min_hits`` hits and a margin over the next); None when unsure."""
+    count, by_code = _stop_scores(text)
+    if not count:
         return None
-    scores = sorted(((sum(w in stop for w in words), code) for code, stop in _STOP_SETS.items()), reverse=True)
+    scores = sorted(((score, code) for code, score in by_code.items()), reverse=True)
     (best, code), (second, _) = scores[0], scores[1]
-    if best >= min_hits and best >= second + 1 and best >= 1.5 * second and best >= 0.2 * len(words):
+    if best >= min_hits and best >= second + 1 and best >= 1.5 * second and best >= 0.2 * count:
         return code
     return None
 
 
-_ANSWER_WORDS = re.compile(
-    r"^\s*(?:yes|no|yeah|yep|nope|sure|of course|oui|non|si|ja|nein|doch|sí|si|no|claro|sim|não|nee|sì|certo|"
-    r"bien sûr|natürlich|genau|exactement|exacto|exactly|absolutely|absolument|certainement|d'accord)\b[\s,.!]",
-    re.IGNORECASE)
+def _wrong_language(reply: str, code: str) -> str | None:
+    """The language ``reply`` clearly reads as when it is not ``code``: at least 3 of that language's own
+    stop words, a quarter of the words, twice the target's own score plus 2, and a clear winner over the
+    rest (`guess_language`). A target without a stop-word set is checked against English only."""
+    count, scores = _stop_scores(reply)
+    guessed = guess_language(reply, min_hits=3)
+    if guessed is None or guessed == code or (code not in _STOP_SETS and guessed != "en"):
+        return None
+    other, own = scores[guessed], scores.get(code, 0)
+    if other >= 3 and other >= 0.25 * count and other >= 2 * own + 2:
+        return guessed
+    return None
+
+
+# Yes and no in each language, as a reply opens when it answers: a bare "Ja." or "Oui, ..." (a yes/no word
+# then a comma, a full stop or an exclamation mark), never "No sé." nor "Si llueve, ...".
+_YES_NO = {
+    "en": "yes|no|yeah|yep|nope", "fr": "oui|non", "es": "sí|si|no", "de": "ja|nein|doch", "it": "sì|si|no",
+    "pt": "sim|não|nao", "nl": "ja|nee", "ca": "sí|si|no", "sv": "ja|nej", "da": "ja|nej", "no": "ja|nei",
+    "pl": "tak|nie", "cs": "ano|ne", "ro": "da|nu", "ru": "да|нет", "uk": "так|ні", "el": "ναι|όχι",
+    "ja": "はい|いいえ|ええ", "zh": "是的|是|对|不是|不", "ko": "네|예|아니요|아니오", "tr": "evet|hayır",
+    "fi": "kyllä|ei", "hu": "igen|nem", "id": "ya|tidak", "vi": "vâng|có|không", "eo": "jes|ne",
+}
+_ANSWER_OPENINGS = {
+    code: re.compile(r"^\s*[¡¿«\"“„]?\s*(?:" + words + r")\s*(?:[,.!，。！、]|$)", re.IGNORECASE)
+    for code, words in _YES_NO.items()}
 _QUESTION_MARKS = "?？؟;"  # ";" is the Greek question mark
 _CJK = {"zh", "ja", "ko", "th"}
+
+
+def _answers(source: str, reply: str, code: str) -> bool:
+    """Whether ``reply`` is clearly an answer to ``source`` rather than its translation: the turn asks a
+    question, the reply is not a question, and it opens with a yes/no word of the target language (or of
+    English) followed by a comma, a full stop or an exclamation mark, or is that word alone, while the
+    turn does not open with one itself. Anything less is not called an answer: a false flag hides a
+    good translation, which is worse than missing a bad one."""
+    if not source.rstrip().endswith(("?", "？", "؟")) or any(mark in reply for mark in _QUESTION_MARKS):
+        return False
+    openings = [_ANSWER_OPENINGS[c] for c in dict.fromkeys((code.split("-")[0], "en")) if c in _ANSWER_OPENINGS]
+    return (any(opening.match(reply) for opening in openings)
+            and not any(opening.match(source) for opening in openings))
 
 
 def translation_problem(source: str, reply: str, target: str) -> str | None:
     """Why ``reply`` (already cleaned) is still not a translation of ``source`` into ``target``, or None.
 
-    Pure and cheap; it catches what a small model gets wrong and says it plainly:
+    Pure and cheap; it catches what a small model gets wrong and says it plainly, and it is conservative
+    (a flagged line is hidden, so a false flag costs a good translation):
     - it still has a preamble or ``<turn>`` tags;
-    - it answers instead of translating: the turn asks a question and the reply does not, or the reply
-      opens with a yes/no word ("Oui,", "Ja,", "Sí,") the turn did not have;
-    - it is in the wrong language: it reads as English (or as another language) by `guess_language`;
+    - it answers instead of translating: the turn asks a question and the reply, not a question itself,
+      opens with a yes/no word ("Ja, ...", "Oui.", "Sí, ...") - see `_answers`;
+    - it is in the wrong language: it clearly reads as English (or as another language), by each
+      language's own stop words, with a margin over the target's;
     - it is wildly longer or shorter than the turn, or the turn itself untranslated.
     """
     code = language_code(target)
@@ -229,27 +287,19 @@ def translation_problem(source: str, reply: str, target: str) -> str | None:
         return "still has <turn> tags"
     if _PREAMBLE.match(reply.strip()) and not _about_translation(src):
         return "still has a preamble"
-    if src.rstrip().endswith("?") and not any(mark in out for mark in _QUESTION_MARKS):
-        return "answers the question instead of translating it (the turn asks, the reply does not)"
-    if _ANSWER_WORDS.match(out + " ") and not _ANSWER_WORDS.match(src + " "):
-        return "answers the turn instead of translating it (opens with a yes/no word the turn does not have)"
+    if _answers(src, out, code):
+        return "answers the question instead of translating it (the reply opens with a yes/no answer)"
     words = len(src.split())
     if code != "en" and words >= 3 and out.casefold().strip(" .!?") == src.casefold().strip(" .!?"):
         return f"not translated: the same text, not {name}"
-    guessed = guess_language(out)
-    if guessed == "en" and code != "en":  # the commonest failure: left in English
-        return f"reads as English, not {name}"
-    # another language than the target: flagged only when the guess is surer (close languages share words)
-    guessed = guess_language(out, min_hits=3)
-    if guessed is not None and guessed not in (code, "en") and code in _STOP_SETS:
-        return f"reads as {language_name(guessed)}, not {name}"
+    wrong = _wrong_language(out, code)
+    if wrong is not None:
+        return f"reads as {language_name(wrong)}, not {name}"
     if len(out) > 3 * len(src) + 40:
         return f"much longer than the turn ({len(out)} characters for {len(src)})"
     if code not in _CJK and len(src) >= 24 and len(out) < len(src) / 4:
         return f"much shorter than the turn ({len(out)} characters for {len(src)})"
     return None
-
-
 
 
 def prompt_id(prompt: str | None) -> str:

@@ -21,7 +21,17 @@ from live_stt_kernel.errors import (
     LLMUnavailable,
 )
 from live_stt_kernel.language.backends import LocalModel, choose_backend, resolve_llm, resolve_translator
-from live_stt_kernel.language.llm import LeMUR, LLMGateway, OpenAICompatible, RateLimiter, RetryPolicy, error_message, server_wait
+from live_stt_kernel.language.llm import (
+    LeMUR,
+    LLMGateway,
+    OpenAICompatible,
+    RateLimiter,
+    RetryPolicy,
+    error_message,
+    redacted_url,
+    server_wait,
+    stopped_by,
+)
 
 KEY = "sk-secret-0123456789abcdef"
 FAST = RetryPolicy(attempts=3, base_s=0.01, max_s=0.05)
@@ -285,6 +295,51 @@ def test_a_stalled_stream_fails_after_the_timeout_without_a_retry(gateway):
         for part in llm.stream(HELLO):
             seen.append(part)
     assert seen == ["uno"] and time.monotonic() - started < 1.5 and len(server.requests) == 1
+
+
+def stop_later(event: threading.Event, after_s: float) -> threading.Thread:
+    thread = threading.Thread(target=lambda: (time.sleep(after_s), event.set()), daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("reply", [Reply(delay_s=5.0), Reply(gap_s=5.0)])  # no answer yet; one piece, then a stall
+def test_a_stream_waiting_for_its_next_event_stops_soon_after_its_stop_event(gateway, reply):
+    server = gateway(reply, respond=lambda body: "uno dos")
+    llm = OpenAICompatible(server.url + "/v1", model="m", timeout=30, retry=FAST)
+    stop, seen = threading.Event(), []
+    stopper = stop_later(stop, 0.3)  # from another thread, as a live translation cancels its work
+    started = time.monotonic()
+    with stopped_by(stop), pytest.raises(LLMUnavailable, match="stopped by its caller"):
+        for part in llm.stream(HELLO):
+            seen.append(part)
+    took = time.monotonic() - started
+    stopper.join()
+    assert 0.25 < took < 1.5, took  # not the 5 s the server takes, nor the 30 s timeout
+    assert len(server.requests) == 1 and seen == ([] if reply.delay_s else ["uno"])  # never retried
+
+
+def test_a_stream_stopped_before_it_starts_sends_nothing(gateway):
+    server = gateway()
+    stop = threading.Event()
+    stop.set()
+    with stopped_by(stop), pytest.raises(LLMUnavailable, match="stopped"):
+        list(OpenAICompatible(server.url + "/v1", model="m", retry=FAST).stream(HELLO))
+    assert server.requests == []
+    assert "".join(OpenAICompatible(server.url + "/v1", model="m", retry=FAST).stream(HELLO)) == "[Spanish] hello"  # outside: as usual
+
+
+def test_a_url_is_printed_without_its_secrets(gateway):
+    assert redacted_url("https://user:tok-777@example.com:8443/v1?key=q-999#f") == "https://example.com:8443/v1"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    llm = OpenAICompatible(f"http://user:tok-777@127.0.0.1:{port}/v1?key=q-999", model="m", retry=FAST)
+    shown = repr(llm)
+    assert f"http://127.0.0.1:{port}/v1" in shown and "tok-777" not in shown and "q-999" not in shown and "user" not in shown
+    with pytest.raises(LLMUnavailable, match=rf"cannot reach http://127.0.0.1:{port}\b") as info:
+        llm.complete(HELLO)
+    assert "tok-777" not in str(info.value) and "q-999" not in str(info.value) and "user" not in str(info.value)
 
 
 def test_a_stream_cut_mid_way_is_an_llm_error(gateway):

@@ -103,6 +103,10 @@ def test_a_custom_prompt_is_the_instruction_inside_the_template_that_keeps_the_r
     ("Bonjour <turn>et</turn> bienvenue.", "Bonjour et bienvenue."),
     ("Est-ce que cela a du sens ?\n\nNote: the turn is a question.", "Est-ce que cela a du sens ?"),
     ("FR: Bonjour.", "Bonjour."),
+    ("fr-CA: Bonjour.", "Bonjour."),
+    ("French: Bonjour.", "Bonjour."),
+    ("OK : commençons.", "OK : commençons."),  # only a known language label is stripped
+    ("No: jamais.", "No: jamais."),
     ('Il a dit "oui" et "non".', 'Il a dit "oui" et "non".'),  # two quotations, not one around it all
     ("Hier ist der Plan: wir fangen an.", "Hier ist der Plan: wir fangen an."),  # a colon alone is not a preamble
 ])
@@ -116,6 +120,9 @@ def test_a_turn_that_speaks_of_translation_keeps_its_words():
     assert clean_reply(line, source) == line
     assert clean_draft("L'équipe de traduction dit", source) == "L'équipe de traduction dit"
     assert translation_problem(source, line, "fr") is None
+    spanish = "La traducción dice: hola."  # in any language
+    assert clean_reply("The translation says: hello.", spanish) == "The translation says: hello."
+    assert translation_problem(spanish, "The translation says: hello.", "en") is None
 
 
 @pytest.mark.parametrize("draft, shown", [
@@ -136,20 +143,26 @@ def test_a_draft_is_cleaned_as_it_grows(draft, shown):
     ("Does that make sense?", "Ja, das macht Sinn.", "de", "answers the question"),
     ("Does that make sense?", "Oui, cela a du sens.", "fr", "answers the question"),
     ("Can you send it today?", "Sí, puedo enviarlo hoy.", "es", "answers the question"),
-    ("We can start now.", "Oui, nous pouvons commencer maintenant.", "fr", "yes/no word"),
+    ("Will you come?", "No.", "es", "answers the question"),
+    ("Will you come?", "はい、行きます。", "ja", "answers the question"),
+    # a yes/no opener is an answer only to a question (conservative: "Right, ..." may well be "Oui, ...")
+    ("We can start now.", "Oui, nous pouvons commencer maintenant.", "fr", None),
     ("Yes, we can.", "Oui, nous pouvons.", "fr", None),
     ("Hello and welcome to this short demonstration.", "Bonjour et bienvenue à cette courte démonstration.", "fr", None),
     ("Hello and welcome to this short demonstration.", "Hallo und willkommen zu dieser kurzen Vorführung.", "de", None),
     ("Hello and welcome to this short demonstration.", "Hello and welcome to this short demonstration.", "fr", "the same text"),
     ("The words appear on the screen while you are speaking.", "The words are shown on the screen as you speak.", "de",
      "reads as English"),
-    ("Hello and welcome to this short demonstration.", "Hola y bienvenido a esta breve demostración.", "fr", "reads as Spanish"),
+    ("We will meet again on Friday to decide.", "We are going to meet on Friday and decide.", "fr", "reads as English"),
+    ("Hello and welcome to this short demonstration, which shows the words while you speak.",
+     "Hola y bienvenidos a esta breve demostración, que muestra las palabras mientras hablas y los resultados.", "fr",
+     "reads as Spanish"),
     ("Hello and welcome.", "Voici la traduction en français de ce texte : Bonjour et bienvenue.", "fr", "preamble"),
     ("Hello and welcome.", "<turn> Bonjour et bienvenue. </turn>", "fr", "tags"),
     ("Let's decide on Friday.", "Décidons vendredi.", "fr", None),
     ("Let's decide on Friday.", "Décidons vendredi. " + "Nous devons aussi parler du budget et du calendrier. " * 4, "fr",
      "much longer"),
-    ("Each finished sentence is written down at once, and the words appear while you speak.", "Oui.", "fr", "yes/no"),
+    ("Each finished sentence is written down at once, and the words appear while you speak.", "Oui.", "fr", "much shorter"),
     ("Each finished sentence is written down at once, and the words appear while you speak.", "Chaque.", "fr", "much shorter"),
     ("Hello and welcome.", "", "fr", "empty"),
     ("Hello.", "こんにちは。", "ja", None),
@@ -159,11 +172,38 @@ def test_translation_problem(source, reply, target, problem):
     assert (found is None) if problem is None else (found is not None and problem in found), found
 
 
+@pytest.mark.parametrize("source, reply, target", [
+    # an ordinary negation or "if" is not a yes/no answer, even to a question
+    ("I don't know.", "No sé.", "es"),
+    ("I can't come tomorrow.", "No puedo venir mañana.", "es"),
+    ("Can't you come tomorrow?", "No puedo venir mañana.", "es"),
+    ("I don't know.", "Não sei.", "pt"),
+    ("I have no idea.", "Non ne ho idea.", "it"),
+    ("If it rains, we stay at home.", "Si llueve, nos quedamos en casa.", "es"),
+    ("If it rains, we stay at home.", "Si piove, restiamo a casa.", "it"),
+    ("Ok.", "D'accord.", "fr"),
+    ("Is it okay?", "D'accord.", "fr"),
+    ("Can you come tomorrow?", "明日来られますか。", "ja"),  # a Japanese question ends with か。
+    # words English shares with the target are not English
+    ("The children are in the garden.", "I bambini sono in giardino.", "it"),
+    ("I want to live in Berlin.", "Ich will in Berlin wohnen.", "de"),
+    ("You don't say!", "¡No me digas!", "es"),
+    ("Give it to me on Sunday.", "Me dá isso no domingo.", "pt"),
+    # nor do words Portuguese and Italian share with Spanish (or French) make them Spanish
+    ("He will be in the office for an hour.", "Ele vai estar no escritório por uma hora.", "pt"),
+    ("Who is here?", "Chi è qui?", "it"),
+    ("Who is there?", "Qui est là ?", "fr"),
+])
+def test_a_good_translation_is_not_flagged(source, reply, target):
+    assert translation_problem(source, reply, target) is None
+
+
 def test_the_language_guess_is_sure_or_says_nothing():
     assert guess_language("Bonjour et bienvenue à cette courte démonstration.") == "fr"
     assert guess_language("Hallo und willkommen zu dieser kurzen Vorführung.") == "de"
     assert guess_language("Hello and welcome to this short demonstration.") == "en"
-    assert guess_language("Hola y bienvenido a esta breve demostración.") == "es"
+    assert guess_language("Hola y bienvenidos a esta breve demostración, que muestra las palabras y los resultados.") == "es"
+    assert guess_language("Hola y bienvenido a esta breve demostración.") is None  # "a", "esta" are Portuguese too
     assert guess_language("Décidons vendredi.") is None and guess_language("") is None
 
 
@@ -601,3 +641,138 @@ def test_a_live_turn_is_not_held_behind_a_retranslate_backlog_on_the_local_model
     assert live.close(timeout=300)
     assert time.monotonic() - started < max(2.0, one / 2)  # not held by French work nobody wants
     assert sum(1 for t in live.results if t.source in backlog and t.model == "local") < 30
+
+
+# --- lifecycle: owned translators, a worker that meets an error, a stream nobody wants, close ----------------
+
+
+class Closable(Slow):
+    """A translator this live translation owns: it notes a close, and any use after it."""
+
+    def __init__(self, delay_s: float, model: str = "none"):
+        super().__init__(delay_s, model)
+        self.closed_at: float | None = None
+        self.used_after_close = False
+
+    def translate(self, text: str, *, target: str, prompt: str | None = None) -> str:
+        if self.closed_at is not None:
+            self.used_after_close = True
+        return super().translate(text, target=target, prompt=prompt)
+
+    def close(self) -> None:
+        self.closed_at = time.monotonic()
+
+
+def test_a_replaced_owned_translator_is_closed_once_its_work_is_done():
+    first = Closable(0.6)
+    live = LiveTranslation(first, to="fr", workers=1, expect_formatted=False, owns_translator=True)
+    texts = turns(2)
+    fed(live, texts[:1])
+    wait_until(lambda: first.started, 10)
+    second = Closable(0.0, "second")
+    live.configure(translator=second)  # given, not made here: not ours to close
+    assert first.closed_at is None  # still translating the first turn
+    assert live.wait(10)
+    wait_until(lambda: first.closed_at is not None, 5, what="the replaced translator closed")
+    assert not first.used_after_close and (texts[0], "fr") in first.calls
+    fed(live, texts)
+    assert live.close(10) and second.closed_at is None and [t.model for t in live.results] == ["none", "second"]
+
+
+def test_close_closes_an_owned_translator_after_the_unfinished_work_is_done():
+    owned = Closable(0.3)
+    live = LiveTranslation(owned, to="fr", workers=1, expect_formatted=False, owns_translator=True)
+    texts = turns(3)
+    fed(live, texts)
+    wait_until(lambda: owned.started, 10)
+    assert not live.close(timeout=0.1)  # unfinished: the worker goes on
+    wait_until(lambda: owned.closed_at is not None, 10, what="the owned translator closed")
+    assert len(owned.calls) == 3 and not owned.used_after_close
+    assert {t.source for t in live.results} == set(texts)
+
+
+def test_a_configure_while_the_dispatcher_waits_for_a_slot_applies_to_the_turns_it_still_queues():
+    slow = Slow(1.0)
+    live = LiveTranslation(slow, to=["fr", "de"], workers=1, max_pending=1, expect_formatted=False)
+    texts = turns(3)
+    fed(live, texts)
+    wait_until(lambda: len(slow.started) == 1 and live.pending == 2, 10)  # one running, one queued, the rest waiting
+    live.configure(to="it")
+    assert live.wait(30) and live.close(5)
+    done = {(t.source, t.target) for t in live.results}
+    assert done == {(texts[0], "fr"), (texts[0], "it"), (texts[1], "it"), (texts[2], "it")}, done
+
+
+class BrokenReplies(Slow):
+    """A translator of the user's that answers something that is not text for one turn."""
+
+    checks_replies = True
+
+    def translate(self, text: str, *, target: str, prompt: str | None = None) -> str:
+        reply = super().translate(text, target=target, prompt=prompt)
+        return 42 if "number 1 " in text else reply  # type: ignore[return-value]
+
+
+def test_a_worker_that_meets_an_error_records_it_and_goes_on(tmp_path):
+    texts = turns(4)
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")  # translations.jsonl cannot be written under it
+    live = LiveTranslation(BrokenReplies(0.0), to="fr", workers=1, expect_formatted=False, folder=not_a_folder)
+    fed(live, texts)
+    started = time.monotonic()
+    assert live.wait(10) and time.monotonic() - started < 5
+    by_source = {t.source: t for t in live.results}
+    assert set(by_source) == set(texts) and live.pending == 0
+    assert by_source[texts[1]].text is None and "AttributeError" in (by_source[texts[1]].error or "")
+    assert all(by_source[text].ok for text in texts if text != texts[1])  # kept, though they could not be saved
+    assert live.close(5)
+
+
+def test_a_cancelled_stream_waiting_for_its_first_token_lets_go_at_once(gateway):
+    server = gateway(Reply(delay_s=10.0), respond=lambda body: "Bonjour tout le monde.")  # the first request: no answer for 10 s
+    live = LiveTranslation(llm_translator(server), to="fr", workers=2, expect_formatted=False)
+    text = "Hello everyone."
+    fed(live, [text])
+    wait_until(lambda: len(server.requests) == 1, 10, what="the French request")
+    live.configure(to="de")  # nobody wants the French any more
+    started = time.monotonic()
+    assert live.close(timeout=5)
+    assert time.monotonic() - started < 2.0  # not held by the 10 s the French stream would take
+    assert [(t.source, t.target) for t in live.results] == [(text, "de")] and live.in_progress == {}
+
+
+def test_a_cancelled_stream_leaves_no_stale_draft(gateway):
+    def respond(body):
+        formal = "formally" in body["messages"][0]["content"]
+        return ("Mesdames et messieurs, bonjour à tous, et bienvenue." if formal else
+                "Salut tout le monde, salut à tous, et bienvenue ici.")
+    server = gateway(Reply(gap_s=0.3), Reply(gap_s=0.05), respond=respond)
+    live = LiveTranslation(llm_translator(server), to="fr", expect_formatted=False)
+    fed(live, ["Hello everyone, hello all, and welcome."])
+    wait_until(lambda: any(live.in_progress.values()), 10, what="a first draft")
+    (slot,) = live.in_progress
+    live.configure(prompt="Translate formally.")  # the same turn and language, asked again with the new prompt
+    assert not live.in_progress.get(slot, "").startswith("Salut")
+    assert live.close(10)
+    (result,) = live.results
+    assert result.text is not None and result.text.startswith("Mesdames")
+
+
+def test_a_second_dispatcher_never_starts_beside_one_that_has_not_ended():
+    slow = Slow(0.5)
+    live = LiveTranslation(slow, to="fr", workers=1, max_pending=1, expect_formatted=False)
+    texts = turns(6)
+    fed(live, texts[:4])  # the dispatcher waits for a free slot
+    wait_until(lambda: slow.started and live.pending == 2, 10)
+    started = time.monotonic()
+    assert not live.close(timeout=0.1)
+    assert time.monotonic() - started < 2.0  # the dispatcher, told to stop, queued the rest and ended
+
+    def dispatchers() -> int:
+        return sum(1 for t in threading.enumerate() if t.name == "live-stt-translate-dispatch")
+
+    assert dispatchers() == 0
+    fed(live, texts)  # a new one starts for the new turns
+    assert live.wait(20) and dispatchers() == 1
+    assert sorted(t.source for t in live.results) == sorted(texts)  # each turn once
+    assert live.close(5)
