@@ -25,7 +25,7 @@ PUBLIC = [
     "translate",
 ]
 # control flow inside our servers, never raised to a caller of the package
-INTERNAL_SIGNALS = {"Refusal", "BadRequest", "_Closed", "_Stop", "_Stopped", "_Cancelled", "_HTTPStatus"}
+INTERNAL_SIGNALS = {"Refusal", "BadRequest", "_Closed", "_Stop", "_Stopped", "_Cancelled", "_HTTPStatus", "_PanelClosed"}
 PACKAGE = Path(live_stt_kernel.__file__).parent
 
 
