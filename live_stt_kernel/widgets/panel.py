@@ -22,7 +22,6 @@ has changed a control since (then the user's choice stays until Apply).
 from __future__ import annotations
 
 import html
-import inspect
 import logging
 import queue
 import threading
@@ -63,14 +62,6 @@ def translation_settings(live: Any) -> Controls:
 class _PanelClosed(Exception):
     """Raised by the coaching thread's ``on_text`` once the panel is closed: ``coach`` then drops the
     model's stream and the thread ends without a report."""
-
-
-def coach_streams(function: Callable[..., Any]) -> bool:
-    """Whether ``coach`` can hand its text over while the model writes (an ``on_text`` argument)."""
-    try:
-        return "on_text" in inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def source_choice(source: Any) -> tuple[str, str | None]:
@@ -395,11 +386,10 @@ class LivePanel:
         self._coach_text_at = 0.0
         self._show_report(({"output_type": "stream", "name": "stdout",
                             "text": "Computing the metrics and asking the model…\n"},))
-        options = dict(self.coach_options)
-        if coach_streams(coach) and options.get("use_llm", True):
+        # never a display() from the coaching thread (progress=False): the panel shows the text as it streams
+        options = {"progress": False, **self.coach_options}
+        if options.get("use_llm", True):
             options.setdefault("on_text", self._coach_text)
-        if "progress" in inspect.signature(coach).parameters:
-            options.setdefault("progress", False)  # never a display() from the coaching thread: the panel shows it
 
         def work() -> None:  # a model call takes seconds: off the UI thread, result handed back
             try:

@@ -13,7 +13,6 @@ import pytest
 from helpers import API_KEY, wait_until
 
 from live_stt_kernel import QueueSource, Session
-from live_stt_kernel.coaching.report import coach
 from live_stt_kernel.events import SessionBegan, Turn, Word
 from live_stt_kernel.language.backends import as_translator
 from live_stt_kernel.language.translation import Translation
@@ -21,7 +20,6 @@ from live_stt_kernel.session import dbfs
 from live_stt_kernel.transcript import Transcript
 from live_stt_kernel.v3.replay import even_turns, turns_script
 from live_stt_kernel.widgets import LivePanel
-from live_stt_kernel.widgets.panel import coach_streams
 from live_stt_kernel.widgets.view import LARGE_TEXT_PX, STYLESHEET, Status, build_view, changes, level_of, live_html
 
 TEXTS = ["one two three", "four five six", "seven eight"]
@@ -302,7 +300,6 @@ def test_presentation_mode_from_code(serve, make_wav):
 def test_coaching_progress_streams_into_the_panel(serve, make_wav, gateway, tmp_path):
     from gateway_server import Reply
 
-    assert coach_streams(coach)  # the panel passes on_text only to a coach() that takes it
     words = " ".join(f"word{i}" for i in range(40))
     llm = gateway(Reply(gap_s=0.05), respond=lambda body: f"## Analysis\n{words}")
     replay = serve(turns_script(even_turns(TEXTS), "B"))
