@@ -34,6 +34,7 @@ assert Path("/usr/bin/chromium").exists(), "the browser tests need Debian's chro
 assert shutil.which("pulseaudio") and shutil.which("parec"), "apt-get install pulseaudio pulseaudio-utils"
 
 ARTIFACTS = ROOT / "test-artifacts"
+CHUNK = 800  # samples per chunk the page sends (50 ms at 16 kHz)
 BUSY_S = 3.0  # how long a cell holds the kernel while the user speaks
 # libc's sleep() called through a PyDLL keeps the GIL: every thread of the kernel stops, and no CPU is
 # taken from the browser's audio threads (as a busy loop would on a 2-core machine)
@@ -131,14 +132,19 @@ def test_the_browser_microphone_feeds_a_session_through_a_busy_kernel(virtual_mi
     assert stats["gaps"] == 0 and stats["late"] == 0 and stats["invalid"] == 0, stats
     assert stats["chunks"] == stats["acked_seq"] + 1
     assert stats["encoding"] == encoding and stats["buffer_failures"] == 0
-    # the kernel got what the microphone heard, for as long as the user recorded
-    assert abs(recorded_s - (stopped - clicked)) < 0.6, (recorded_s, stopped - clicked)
+    # the session recorded exactly the chunks the page sent: all full ones and the partial last one
+    assert (stats["chunks"] - 1) * CHUNK < len(got) <= stats["chunks"] * CHUNK, (len(got), stats["chunks"])
+    # ... for as long as the user recorded. Upstream of the page, Chromium's capture drops whole device blocks
+    # when the machine is busy (0.33 s of them in one 13 s CI recording on 2 cores, see browser/audio.py), and
+    # the clicks' own latency is in the wall time, so the wall-clock bound is loose; the exact bound is above.
+    assert abs(recorded_s - (stopped - clicked)) < 1.2, (recorded_s, stopped - clicked)
     assert match.offset_s >= 0 and match.offset_s + len(speech) / 16000 <= recorded_s + 0.1
     corr = match.window_correlations
-    # a window holding one of Chromium's capture glitches (see browser/audio.py) aligns worse; the rest match
-    assert np.median(corr) > 0.95 and np.mean(corr > 0.9) >= 0.8, match.summary()
+    # Damage done on our side (byte order, base64, resampling, a chunk out of place) would spoil every window. How
+    # many windows Chromium's capture spoils is up to the machine: 4 of 36 on an idle one, 15 of 36 with both cores
+    # loaded (only 4 of them whole-block steps), so only the median is held to a bound.
+    assert np.median(corr) > 0.9, match.summary()
     assert all(is_capture_glitch(step, stats["device_rate"]) for step in match.steps), match.steps
-    assert len(match.steps) <= 4, match.steps
     if not match.steps:  # no glitch upstream of the page: one alignment holds for the whole recording
         assert match.whole_correlation > 0.9, match.summary()
 
