@@ -43,6 +43,23 @@ def espeak(path: Path, text: str) -> Path:
     return path
 
 
+def reading(path: Path, sentences: list[str], *, comma_pause_s: float = 0.35, stop_pause_s: float = 1.0) -> str:
+    """A reader's pace: each clause spoken by espeak-ng on its own, joined by ``comma_pause_s`` of silence at a comma
+    and ``stop_pause_s`` after a sentence (Whisper ends each such clause, decoded alone, with a full stop). Returns
+    the reference text."""
+    parts = [np.zeros(8000, dtype=np.int16)]
+    for sentence in sentences:
+        clauses = [c.strip() for c in sentence.split(",")]
+        for i, clause in enumerate(clauses):
+            spoken = espeak(path.with_suffix(f".{len(parts)}.wav"), clause)
+            audio, _ = sf.read(spoken, dtype="int16")
+            loud = np.flatnonzero(np.abs(audio) > 300)
+            pause = comma_pause_s if i < len(clauses) - 1 else stop_pause_s
+            parts += [audio[loud[0] : loud[-1] + 1], np.zeros(int(pause * 16000), dtype=np.int16)]
+    sf.write(path, np.concatenate(parts), 16000, subtype="PCM_16")
+    return " ".join(sentences)
+
+
 _NUMBERS = {"mr": "mister", "mrs": "missus"}
 
 

@@ -17,10 +17,13 @@ owner awaits `EngineStream.ready` after each push, so a client sending faster th
 round-robin between the streams waiting for one (`FairGate`), so a stream with many short turns cannot make
 the others' finals wait behind all of its decodes.
 
-How a turn is decoded (see `turns.TurnDetector`): partials about once a second, beside the pipeline
-and only on an idle worker; a *check* decode starts 40 ms into a silence and its verdict is due at
-``min_turn_silence``: a finished-sounding sentence ends the turn there, otherwise ``max_turn_silence``
-does; a turn is cut at 15 s.
+How a turn is decoded (see `turns.TurnDetector`): partials are cheap drafts (`Recognizer.draft`), the
+first 250 ms into the turn and then every 500 ms, beside the pipeline and only on an idle worker; a
+*check* decode starts 40 ms into a silence and its verdict is due at ``min_turn_silence``: a
+finished-sounding sentence ends the turn there, otherwise ``max_turn_silence`` does; a turn is cut at
+15 s. Checks and finals are careful decodes that also hear the previous turn's last ``CONTEXT_MS`` of
+audio when it ended less than ``CONTEXT_GAP_MS`` before: a sentence paused at a comma is still
+decoded as one sentence.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ Emit = Callable[[dict[str, Any]], Awaitable[None]]
 PARTIAL_BACKLOG_MS = 1000  # when decoding falls this far behind the audio, partials are skipped to catch up
 MAX_BACKLOG_MS = 3000  # a stream reads no further ahead of its turn detection than this (flow control)
 VAD_MODE = 3  # the most aggressive: mode 2 heard room noise after speech as speech (benchmarks/README.md)
+CONTEXT_MS = 6000  # of the previous turn's audio heard with a check or final (3 s helped less, benchmarks/README.md)
+CONTEXT_GAP_MS = 2000  # ... when that turn ended at most this long before the new one began
 _FORCE, _END = object(), object()
 
 
@@ -112,15 +117,19 @@ class Engine:
         """A new stream on the running event loop (call it from a coroutine)."""
         return EngineStream(self, config, emit, partials=partials)
 
-    async def decode(self, pcm: bytes, config: SessionConfig, owner: object = None) -> list[RecognizedWord]:
-        """Transcribe on the pool when ``owner`` (a stream) gets its turn, with its current prompt and key terms."""
+    async def decode(self, pcm: bytes, config: SessionConfig, owner: object = None, *, context: bytes = b"",
+                     draft: bool = False) -> list[RecognizedWord]:
+        """Transcribe on the pool when ``owner`` (a stream) gets its turn, with its current prompt and key terms:
+        a quick `Recognizer.draft` or a careful `Recognizer.transcribe` that also hears ``context``."""
         gate = self.gate = self.gate or FairGate(self.workers)
+        recognizer, prompt, keyterms = self.recognizer, config.prompt, config.keyterms_prompt
         self.decoding += 1
         try:
             await gate.acquire(owner)
             try:
                 return await asyncio.get_running_loop().run_in_executor(
-                    self.pool, lambda: self.recognizer.transcribe(pcm, prompt=config.prompt, keyterms=config.keyterms_prompt))
+                    self.pool, lambda: recognizer.draft(pcm, prompt=prompt, keyterms=keyterms) if draft
+                    else recognizer.transcribe(pcm, prompt=prompt, keyterms=keyterms, context=context))
             finally:
                 gate.release()
         finally:
@@ -182,6 +191,7 @@ class EngineStream:
         self.opened_at = asyncio.get_running_loop().time()
         self.turn_orders: dict[int, int] = {}  # detector turn -> turn_order on the wire
         self.previous_words: list[str] = []  # the last partial's words, for its settled prefix
+        self.last_final: Decode | None = None  # the latest final's request: its audio is the next turn's context
         self.closed_turns: set[int] = set()
         self.partial_task: asyncio.Task[None] | None = None
         self.check: tuple[Decode, asyncio.Task[list[RecognizedWord]]] | None = None  # the latest check and its decode
@@ -273,7 +283,7 @@ class EngineStream:
                         and self.backlog_ms <= PARTIAL_BACKLOG_MS and self._live()):
                     self.partial_task = asyncio.create_task(self._partial(request))
             elif request.kind == CHECK:  # decode now, in the background; the verdict comes with DUE
-                self.check = (request, asyncio.create_task(engine.decode(request.pcm, self.config, self)))
+                self.check = (request, asyncio.create_task(self._decode(request)))
             elif request.kind == DUE:
                 if self.check is None or self.check[0].turn_order != request.turn_order:
                     continue
@@ -285,7 +295,14 @@ class EngineStream:
                     await self._send(check, words, final=True)
             else:
                 self.check = None
-                await self._send(request, await engine.decode(request.pcm, self.config, self), final=True)
+                await self._send(request, await self._decode(request), final=True)
+
+    async def _decode(self, request: Decode) -> list[RecognizedWord]:
+        """The careful decode of a check or final, hearing the end of the previous turn if it was just before."""
+        last = self.last_final
+        near = last is not None and request.start_ms - last.end_ms <= CONTEXT_GAP_MS
+        context = last.pcm[-CONTEXT_MS * BYTES_PER_MS :] if near and last is not None else b""
+        return await self.engine.decode(request.pcm, self.config, self, context=context)
 
     def _live(self) -> bool:
         """Whether the audio comes no faster than real time: a file sent at full speed gets finals only (nobody
@@ -295,7 +312,7 @@ class EngineStream:
 
     async def _partial(self, request: Decode) -> None:
         try:
-            words = await self.engine.decode(request.pcm, self.config, self)
+            words = await self.engine.decode(request.pcm, self.config, self, draft=True)
             if request.turn_order not in self.closed_turns:  # its final went out meanwhile: too late
                 await self._send(request, words, final=False)
         finally:
@@ -307,6 +324,7 @@ class EngineStream:
         order = self.turn_orders.setdefault(request.turn_order, len(self.turn_orders))
         if final:
             self.closed_turns.add(request.turn_order)
+            self.last_final = request
             for message in final_messages(order, words, request.start_ms, format_turns=self.config.format_turns):
                 await self.emit(message)
             self.previous_words = []

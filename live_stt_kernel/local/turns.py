@@ -1,7 +1,8 @@
 """Turn detection for the embedded server, pure: audio in, "decode this span" requests out.
 
-A voice-activity detector classifies 20 ms frames. A turn opens at speech (with a little pre-roll) and
-asks for a partial every ``partial_every_ms`` of new audio. After ``check_after_ms`` of silence it asks
+A voice-activity detector classifies 20 ms frames. A turn opens at speech (with a little pre-roll), asks
+for its first partial ``first_partial_ms`` later and then one every ``partial_every_ms`` of new audio
+(partials are cheap drafts, see `Recognizer.draft`). After ``check_after_ms`` of silence it asks
 for a *check*, a decode of the turn so far that the caller starts at once, in the background; at
 ``min_turn_silence`` the check's verdict is *due*: if its text reads as a finished sentence the caller
 calls ``end_turn()`` and sends that decode as the final (punctuation stands in for AssemblyAI's
@@ -32,10 +33,13 @@ class TurnSettings:
     silence that ends it regardless.
     """
 
-    min_turn_silence: int = 200
+    # 400, not 200: Whisper ends a clause decoded alone with a full stop, so at 200 ms every comma pause of a reading
+    # ended a turn (17 turns for 3 sentences); the check's decode takes longer than the wait anyway
+    min_turn_silence: int = 400
     max_turn_silence: int = 800
     check_after_ms: int = 40  # start the check's decode this far into the silence (capped at min_turn_silence)
-    partial_every_ms: int = 1000
+    first_partial_ms: int = 250  # after the turn opens (itself ``min_speech_ms`` into the speech)
+    partial_every_ms: int = 500
     max_turn_ms: int = 15_000
     cap_grace_ms: int = 5_000  # past max_turn_ms, how long to wait for a pause to cut at
     min_cut_pause_ms: int = 60  # a shorter gap in the VAD is a stop consonant, not a pause
@@ -118,7 +122,8 @@ class TurnDetector:
             self.speech_ms = self.speech_ms + FRAME_MS if speech else 0
             if self.speech_ms >= s.min_speech_ms:
                 self.turn_start_ms = max(self.base_ms, self.now_ms - self.speech_ms - s.pre_roll_ms)
-                self.silence_ms, self.last_partial_ms, self.checked = 0, self.now_ms, False
+                self.silence_ms, self.checked = 0, False
+                self.last_partial_ms = self.now_ms - s.partial_every_ms + s.first_partial_ms
             else:
                 self._forget_before(self.now_ms - s.pre_roll_ms - s.min_speech_ms)
             return []
@@ -206,9 +211,20 @@ class TurnDetector:
         return [request]
 
 
+# Words an English sentence hardly ever ends with: Whisper writes a full stop after whatever a clause decoded alone
+# ends with ("... the age of."), so these overrule the stop. Kept short: "that", "in", "so" and verbs end sentences.
+DANGLING = frozenset({"a", "an", "the", "and", "or", "but", "nor", "because", "if", "than", "of", "to", "from", "my",
+                      "your", "his", "her", "its", "our", "their"})
+
+
 def reads_finished(text: str) -> bool:
-    """Whether a hypothesis ends like a sentence: the end-of-turn signal for checks."""
-    return text.rstrip().endswith((".", "?", "!"))
+    """Whether a hypothesis ends like a sentence (the end-of-turn signal for checks): with ".", "?" or "!", after a
+    word a sentence can end with."""
+    text = text.rstrip()
+    if not text.endswith((".", "?", "!")) or text.endswith("..."):
+        return False
+    words = text.rstrip(".?!").split()
+    return bool(words) and words[-1].strip("\"'()-,;:").lower() not in DANGLING
 
 
 __all__ = ["CHECK", "DUE", "FINAL", "PARTIAL", "Decode", "TurnDetector", "TurnSettings", "reads_finished"]

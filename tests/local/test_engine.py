@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-from speech import conversation, librivox, wer
+from speech import conversation, librivox, reading, wer
 
 from live_stt_kernel import Session, Transcript
 from live_stt_kernel.events import SessionBegan, SessionEnded, Turn
@@ -69,3 +69,16 @@ def test_silence_gives_no_turn(engine):
     silence = [np.zeros(1600, dtype=np.int16).tobytes()] * 30
     events = list(engine.transcribe(silence))
     assert [type(e) for e in events] == [SessionBegan, SessionEnded]
+
+
+def test_a_reading_paused_at_every_comma_gives_one_turn_per_sentence(engine, tmp_path):
+    sentences = ["It was the best of times, it was the worst of times, it was the age of wisdom.",
+                 "We had everything before us, we had nothing before us."]
+    reference = reading(tmp_path / "reading.wav", sentences)
+    audio, _ = sf.read(tmp_path / "reading.wav", dtype="int16")
+    finals = [e for e in engine.transcribe([audio[i : i + 1600].tobytes() for i in range(0, len(audio), 1600)])
+              if isinstance(e, Turn) and e.formatted]
+    # Whisper ends each clause decoded alone with a full stop: at 200 ms every comma ended a turn (5 here)
+    assert len(finals) == 2, [t.transcript for t in finals]
+    # tiny.en hears espeak-ng's "of" as "on" and "we had" as "we can" (5 of 28 words), in one turn or five
+    assert wer(reference, " ".join(t.transcript for t in finals)) <= 0.2, [t.transcript for t in finals]

@@ -36,22 +36,40 @@ def test_a_turn_gets_partials_then_a_check_then_a_final_when_unfinished():
     detector = TurnDetector(is_speech=energy_vad, settings=TurnSettings())
     requests = feed(detector, audio(("silence", 500), ("speech", 2500), ("silence", 1000)))
     kinds = [r.kind for r in requests]
-    assert kinds == [PARTIAL, PARTIAL, CHECK, DUE, FINAL]
+    assert kinds == [PARTIAL] * 5 + [CHECK, DUE, FINAL]
+    # the turn opens 120 ms into the speech (at 620 ms); the first partial 250 ms later (at the next 20 ms frame),
+    # then every 500 ms
+    assert [r.end_ms for r in requests[:5]] == [880, 1380, 1880, 2380, 2880]
     check, due, final = requests[-3:]
-    # the check's audio ends 40 ms into the silence, its verdict is due at 200 ms
-    assert (check.end_ms, due.end_ms, due.pcm) == (3040, 3200, b"")
+    # the check's audio ends 40 ms into the silence, its verdict is due at 400 ms
+    assert (check.end_ms, due.end_ms, due.pcm) == (3040, 3400, b"")
     # opened 200 ms (pre-roll) before the 120 ms of speech that confirmed it; ends 200 ms into the silence
     assert (final.turn_order, final.start_ms, final.end_ms) == (0, 300, 3200)
     assert len(final.pcm) == (final.end_ms - final.start_ms) * 32
     assert detector.turn_order == 1
 
 
+def test_a_one_second_utterance_gets_a_partial():
+    detector = TurnDetector(is_speech=energy_vad)
+    requests = feed(detector, audio(("silence", 300), ("speech", 1000), ("silence", 1000)))
+    assert [r.kind for r in requests][:2] == [PARTIAL, PARTIAL] and requests[0].end_ms - 300 <= 400
+
+
+def test_a_full_stop_after_a_word_no_sentence_ends_with_does_not_end_the_turn():
+    assert reads_finished("It was the age of wisdom.") and reads_finished("Does that make sense?")
+    assert reads_finished("I think so.") and reads_finished("That's how it was!")
+    # Whisper's full stop after a clause cut at a pause
+    assert not reads_finished("It was the age of.") and not reads_finished("We lose most users and.")
+    assert not reads_finished("It was the age of wisdom,") and not reads_finished("and then...")
+    assert not reads_finished("") and not reads_finished(".")
+
+
 def test_a_check_that_reads_finished_ends_the_turn_early():
     detector = TurnDetector(is_speech=energy_vad)
-    requests = feed(detector, audio(("silence", 300), ("speech", 1500), ("silence", 260)))
+    requests = feed(detector, audio(("silence", 300), ("speech", 1500), ("silence", 460)))
     assert [r.kind for r in requests[-2:]] == [CHECK, DUE] and reads_finished("That is all.")
     detector.end_turn()
-    more = feed(detector, audio(("silence", 1000), ("speech", 800), ("silence", 1000)))
+    more = [r for r in feed(detector, audio(("silence", 1000), ("speech", 800), ("silence", 1000))) if r.kind != PARTIAL]
     assert [r.kind for r in more] == [CHECK, DUE, FINAL] and more[-1].turn_order == 1
 
 
@@ -66,7 +84,7 @@ def test_speech_before_the_verdict_drops_the_check():
 def test_the_detector_reads_no_audio_past_a_due_verdict_until_asked():
     detector = TurnDetector(is_speech=energy_vad)
     first = detector.push(audio(("speech", 800), ("silence", 1000)))  # one big block
-    assert [r.kind for r in first] == [CHECK, DUE] and len(detector.pending) > 0
+    assert [r.kind for r in first] == [PARTIAL, CHECK, DUE] and len(detector.pending) > 0
     detector.end_turn()  # the check read finished
     assert detector.push(b"") == [] and detector.turn_order == 1  # no FINAL for the closed turn
 
