@@ -545,6 +545,9 @@ def trace_serve(args: argparse.Namespace) -> None:
                 log.append([started, ended, len(pcm) / 32, " ".join(w.text for w in words)])
             return words
 
+        def draft(self, pcm: bytes, **kwargs: Any) -> Any:
+            return recognizer.draft(pcm, **kwargs)  # partials: not part of the path to a final
+
     server = LocalServer(Traced(), port=0, token=os.environ[TOKEN_ENV], workers=2).start()  # type: ignore[arg-type]
     print(f"{READY_PREFIX}{server.url}/v3/ws", flush=True)
     for line in sys.stdin:

@@ -109,6 +109,7 @@ class Engine:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="live-stt-decode")
         self.gate: FairGate | None = None  # made on the event loop at the first decode
         self.decoding = 0  # decodes queued or running, all streams (event-loop thread only)
+        self.running = 0  # of which running
 
     def __repr__(self) -> str:
         return f"<Engine {type(self.recognizer).__name__} workers={self.workers}>"
@@ -126,11 +127,14 @@ class Engine:
         self.decoding += 1
         try:
             await gate.acquire(owner)
+            self.running += 1
+            alone = self.running == 1  # no other decode holds a slot now: this one may take every core
             try:
                 return await asyncio.get_running_loop().run_in_executor(
                     self.pool, lambda: recognizer.draft(pcm, prompt=prompt, keyterms=keyterms) if draft
-                    else recognizer.transcribe(pcm, prompt=prompt, keyterms=keyterms, context=context))
+                    else recognizer.transcribe(pcm, prompt=prompt, keyterms=keyterms, context=context, alone=alone))
             finally:
+                self.running -= 1
                 gate.release()
         finally:
             self.decoding -= 1

@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -38,9 +38,10 @@ class Recognizer(Protocol):
     """A speech model for the embedded server (`WhisperRecognizer`); may be called from several threads at once."""
 
     def transcribe(self, pcm: bytes, *, prompt: str | None = None, keyterms: Sequence[str] = (),
-                   context: bytes = b"") -> list[RecognizedWord]:
+                   context: bytes = b"", alone: bool = False) -> list[RecognizedWord]:
         """The words in ``pcm`` (16 kHz PCM16 mono), times in ms from its start; ``prompt`` and ``keyterms`` bias the
-        decoding; ``context`` is the audio just before ``pcm``, heard but not transcribed."""
+        decoding; ``context`` is the audio just before ``pcm``, heard but not transcribed; ``alone``: no other decode
+        is running, so this one may use every core."""
         ...
 
     def draft(self, pcm: bytes, *, prompt: str | None = None, keyterms: Sequence[str] = ()) -> list[RecognizedWord]:
@@ -61,13 +62,18 @@ DRAFT_TOKENS_PER_S = 7
 
 
 class WhisperRecognizer:
-    """Whisper through faster-whisper on the CPU (int8): ``workers`` decodes run in parallel, each on ``cpu_threads`` threads.
+    """Whisper through faster-whisper on the CPU (int8): ``workers`` decodes run in parallel, each on ``cpu_threads``
+    threads; a decode that runs alone uses ``alone_threads`` (default: every core, at most 4) through a second copy of
+    the model (CTranslate2 fixes a model's threads when it loads it; tiny.en's copy is about 40 MB). One thread per
+    decode is fastest when many run; when one runs, the other cores would idle: on 2 cores a second thread cut a
+    LibriVox decode from 1.41 to 0.94 s.
 
-    The model is resolved (see `resolve_model`), loaded and warmed up with one decode here; raises `ModelError` without
-    faster-whisper or usable weights.
+    The model is resolved (see `resolve_model`), loaded and warmed up here; raises `ModelError` without faster-whisper
+    or usable weights.
     """
 
-    def __init__(self, model: str | os.PathLike[str] = DEFAULT_MODEL, *, cpu_threads: int = 1, workers: int = 2):
+    def __init__(self, model: str | os.PathLike[str] = DEFAULT_MODEL, *, cpu_threads: int = 1, workers: int = 2,
+                 alone_threads: int | None = None):
         try:
             from faster_whisper import WhisperModel
             from faster_whisper.tokenizer import Tokenizer
@@ -77,31 +83,35 @@ class WhisperRecognizer:
         path = resolve_model(model)
         self.english_only = self.model_name.endswith(".en") or path.rstrip("/").endswith(".en")
         self._model = WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=cpu_threads, num_workers=workers)
+        alone_threads = min(4, os.cpu_count() or 1) if alone_threads is None else alone_threads
+        self._alone = (WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=alone_threads, num_workers=1)
+                       if alone_threads > cpu_threads else self._model)
         # for drafts (the language token is used only with an English-only model)
         self._tokenizer = Tokenizer(self._model.hf_tokenizer, self._model.model.is_multilingual, task="transcribe",
                                     language="en")
         # the first decodes are slow: pay for them before any session waits
         self.transcribe(b"\x00\x00" * 16_000)
+        self.transcribe(b"\x00\x00" * 16_000, alone=True)
         self.draft(b"\x00\x00" * 16_000)
 
     def transcribe(self, pcm: bytes, *, prompt: str | None = None, keyterms: Sequence[str] = (),
-                   context: bytes = b"") -> list[RecognizedWord]:
+                   context: bytes = b"", alone: bool = False) -> list[RecognizedWord]:
         """The words in ``pcm`` (16 kHz PCM16 mono), times in ms from its start; none for under 100 ms of audio.
 
         ``prompt`` and ``keyterms`` go into Whisper's initial prompt; a decode that finds no words with them is redone
         without. ``context``, the audio right before ``pcm`` (e.g. the previous turn of the same sentence), is decoded
         with it, and the words whose middle falls in it are dropped: a clause decoded alone loses the sentence it
-        belongs to (on a reading paused at every comma, 6 s of context cut the word errors by a third). Safe to call
-        from several threads at once.
+        belongs to (on a reading paused at every comma, 6 s of context cut the word errors by a third). ``alone``: no
+        other decode runs, use the model copy with ``alone_threads``. Safe to call from several threads at once.
         """
         if len(pcm) < 3200:  # under 100 ms: nothing to say
             return []
         audio = _samples(context + pcm)
         shift_ms = len(context) // 32
-        hint = _hint(prompt, keyterms)
-        words = self._decode(audio, hint)
+        hint, model = _hint(prompt, keyterms), self._alone if alone else self._model
+        words = self._decode(model, audio, hint)
         if not words and hint:  # a prompt can make Whisper stop at once: decode again without it
-            words = self._decode(audio, None)
+            words = self._decode(model, audio, None)
         return [RecognizedWord(w.text, w.start_ms - shift_ms, w.end_ms - shift_ms, w.confidence) for w in words
                 if w.start_ms + w.end_ms >= 2 * shift_ms]
 
@@ -134,8 +144,8 @@ class WhisperRecognizer:
         start = [*tokenizer.sot_sequence, tokenizer.no_timestamps] if self.english_only else [tokenizer.sot]
         return previous + start
 
-    def _decode(self, audio: np.ndarray, prompt: str | None) -> list[RecognizedWord]:
-        segments, _ = self._model.transcribe(
+    def _decode(self, model: Any, audio: np.ndarray, prompt: str | None) -> list[RecognizedWord]:
+        segments, _ = model.transcribe(
             audio,
             language="en" if self.english_only else None,
             beam_size=FINAL_BEAM,
