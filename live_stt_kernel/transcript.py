@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from .events import Disconnected, Event, Reconnected, SessionBegan, SessionEnded, SpeakerRevision, Turn, Word
+from .events import Disconnected, Event, Reconnected, ServerWarning, SessionBegan, SessionEnded, SpeakerRevision, Turn, Word
 from .v3.protocol import live_line
 
 Key = tuple[str, int]
@@ -109,6 +109,7 @@ class Transcript:
     ended: bool = False
     reconnects: int = 0
     disconnected: str | None = None  # why, while a new connection is being tried
+    warning: str | None = None  # the server's latest Warning, until the next final turn (e.g. "decoding is behind")
 
     @property
     def partial(self) -> str:
@@ -145,6 +146,8 @@ class Transcript:
             return self._apply_revision(event)
         if isinstance(event, SessionEnded):
             return replace(self, open_turn=None, ended=True)
+        if isinstance(event, ServerWarning):
+            return replace(self, warning=event.message or None)
         return self
 
     def _apply_turn(self, turn: Turn) -> Transcript:
@@ -168,7 +171,8 @@ class Transcript:
         record = _record(turn, session_id, len(self.rows), self.offset_ms)
         positions = dict(self.positions)
         positions[key] = len(self.rows)
-        return replace(self, rows=(*self.rows, record), positions=MappingProxyType(positions), open_turn=open_turn)
+        return replace(self, rows=(*self.rows, record), positions=MappingProxyType(positions), open_turn=open_turn,
+                       warning=None)
 
     def _apply_revision(self, event: SpeakerRevision) -> Transcript:
         rows = list(self.rows)

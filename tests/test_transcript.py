@@ -173,3 +173,18 @@ def test_the_live_line_splits_into_settled_words_and_a_tentative_tail():
     first_guess = Turn(turn_order=0, transcript="", words=tuple(Word(text=w.text, start_ms=0, end_ms=1, is_final=False) for w in words))
     assert t.apply(first_guess).partial_parts == ("", "hello and wellcome to")
     assert Transcript().partial_parts == ("", "")
+
+
+def test_a_server_warning_shows_until_the_next_final_turn():
+    from live_stt_kernel.local.messages import behind_message
+    from live_stt_kernel.widgets.view import Status, status_line
+
+    events = parsed("A")
+    first_final = next(i for i, e in enumerate(events) if isinstance(e, Turn) and e.end_of_turn)
+    warning = parse(json.dumps(behind_message(3400)))
+    t, _ = fold([*events[: first_final + 1], warning])
+    assert t.warning is not None and "3.4 s behind" in t.warning and len(t.rows) == 1
+    line = status_line(Status(engine="local", session_id="s1", elapsed_s=5, state="streaming", warning=t.warning))
+    assert "⚠ decoding is 3.4 s behind" in line
+    later, _ = fold(events[first_final + 1 :], t)
+    assert later.warning is None and len(later.rows) == 3  # the next final: caught up, or warned again

@@ -11,6 +11,9 @@ the audio alone, never on how fast it comes.
 (`SessionBegan`, each `Turn`, `SessionEnded`): the same turns as through the server, without one.
 Partials are off there by default (nobody watches a file being decoded); finals do not change.
 
+A final sent more than ``BEHIND_MS`` behind the audio (the machine is too busy for this stream) is followed by
+a v3 ``Warning`` saying how far; clients show it until the next final (our `Transcript.warning`).
+
 Flow control and fairness: a stream holds at most ``MAX_BACKLOG_MS`` of audio it has not looked at yet; the
 owner awaits `EngineStream.ready` after each push, so a client sending faster than the decodes go is slowed
 (the server stops reading its socket) instead of buffered without limit. The decode slots are handed out
@@ -40,13 +43,14 @@ from webrtcvad import Vad
 
 from ..events import Event
 from ..v3.protocol import SessionConfig, begin_message, parse_message, termination_message
-from .messages import final_messages, partial_message
+from .messages import behind_message, final_messages, partial_message
 from .recognizer import RecognizedWord, Recognizer, plain
 from .turns import BYTES_PER_MS, CHECK, DUE, PARTIAL, Decode, TurnDetector, TurnSettings, reads_finished
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
 PARTIAL_BACKLOG_MS = 1000  # when decoding falls this far behind the audio, partials are skipped to catch up
 MAX_BACKLOG_MS = 3000  # a stream reads no further ahead of its turn detection than this (flow control)
+BEHIND_MS = 2000  # a final sent this far behind the audio is followed by a Warning saying so
 VAD_MODE = 3  # the most aggressive: mode 2 heard room noise after speech as speech (benchmarks/README.md)
 CONTEXT_MS = 6000  # of the previous turn's audio heard with a check or final (3 s helped less, benchmarks/README.md)
 CONTEXT_GAP_MS = 2000  # ... when that turn ended at most this long before the new one began
@@ -332,6 +336,8 @@ class EngineStream:
             for message in final_messages(order, words, request.start_ms, format_turns=self.config.format_turns):
                 await self.emit(message)
             self.previous_words = []
+            if self.backlog_ms > BEHIND_MS and self._live():  # a file sent at full speed is always "behind"
+                await self.emit(behind_message(self.backlog_ms))
         else:
             await self.emit(partial_message(order, words, request.start_ms, self.previous_words))
             self.previous_words = [plain(w.text) for w in words]

@@ -52,4 +52,14 @@ def final_messages(turn_order: int, words: Sequence[RecognizedWord], offset_ms: 
     return messages
 
 
-__all__ = ["final_messages", "partial_message", "stable_prefix"]
+def behind_message(backlog_ms: float) -> dict[str, Any]:
+    """The ``Warning`` sent after a final when decoding has fallen behind the audio (partials pause meanwhile)."""
+    return {"type": "Warning", "warning_code": BEHIND_CODE,
+            "warning": f"decoding is {backlog_ms / 1000:.1f} s behind the audio: this machine is busy; live words "
+                       "pause until it catches up, finished turns keep coming"}
+
+
+BEHIND_CODE = 4100  # ours: AssemblyAI documents no warning codes; clients read the text
+
+
+__all__ = ["BEHIND_CODE", "behind_message", "final_messages", "partial_message", "stable_prefix"]

@@ -257,7 +257,8 @@ class LivePanel:
                  else f"connection lost ({transcript.disconnected}); trying a new one" if state == "reconnecting"
                  else " · ".join(self._failed.values()) or None)
         status = Status(engine=session.endpoint.describe(), session_id=session.session_ids[-1] if session.session_ids else None,
-                        elapsed_s=session.elapsed_s, state=state, reconnects=transcript.reconnects, error=error)
+                        elapsed_s=session.elapsed_s, state=state, reconnects=transcript.reconnects, error=error,
+                        warning=transcript.warning if session.running else None)
         live = session.translation
         items = live.results if live is not None else []
         pending = live.in_progress if live is not None else None  # asked for, not finished: drafts so far

@@ -26,6 +26,7 @@ class Status:
     state: str  # "ready", "connecting", "streaming", "stopped", "failed"
     error: str | None = None
     reconnects: int = 0
+    warning: str | None = None  # the server's, e.g. that it is behind
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +49,16 @@ class PanelView:
 
 
 def status_line(status: Status) -> str:
-    """The status as one line of HTML: state, engine, elapsed time, session id, reconnects and any error."""
+    """The status as one line of HTML: state, engine, elapsed time, session id, reconnects, a server warning and any
+    error."""
     parts = [f"<b>{html.escape(status.state)}</b>", html.escape(status.engine), clock(status.elapsed_s)]
     if status.session_id:
         parts.append(f"session {html.escape(status.session_id[:8])}")
     if status.reconnects:
         parts.append(f"{status.reconnects} reconnect{'s' if status.reconnects != 1 else ''}")
     line = " · ".join(parts)
+    if status.warning:
+        line += f' · <span style="color:var(--jp-warn-color1,#8a5a00)">⚠ {html.escape(status.warning)}</span>'
     if status.error:
         line += f' · <span style="color:var(--jp-error-color1,#b00020)">{html.escape(status.error)}</span>'
     return line
