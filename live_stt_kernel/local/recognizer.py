@@ -64,9 +64,10 @@ DRAFT_TOKENS_PER_S = 7
 class WhisperRecognizer:
     """Whisper through faster-whisper on the CPU (int8): ``workers`` decodes run in parallel, each on ``cpu_threads``
     threads; a decode that runs alone uses ``alone_threads`` (default: every core, at most 4) through a second copy of
-    the model (CTranslate2 fixes a model's threads when it loads it; tiny.en's copy is about 40 MB). One thread per
-    decode is fastest when many run; when one runs, the other cores would idle: on 2 cores a second thread cut a
-    LibriVox decode from 1.41 to 0.94 s.
+    the model (CTranslate2 fixes a model's threads when it loads it). One thread per decode is fastest when many run;
+    when one runs, the other cores would idle: on 2 cores a second thread cut a LibriVox decode from 1.41 to 0.94 s
+    and a single session's final p50 from 2.09 to 1.52 s, for 130 MB more peak memory (384 -> 514 MB) and about 5 %
+    more CPU (benchmarks/README.md, "Peers"). ``alone_threads=1`` (``live-stt serve --alone-threads 1``) turns it off.
 
     The model is resolved (see `resolve_model`), loaded and warmed up here; raises `ModelError` without faster-whisper
     or usable weights.
@@ -118,7 +119,7 @@ class WhisperRecognizer:
     def draft(self, pcm: bytes, *, prompt: str | None = None, keyterms: Sequence[str] = ()) -> list[RecognizedWord]:
         """A quick guess at the words in ``pcm`` for a partial: greedy, only the audio's own length (plus
         ``DRAFT_PAD_S``) through the encoder instead of a padded 30 s window, no word alignment (the times are spread
-        over the audio by word length; confidences are the decode's mean token probability). On 2-7 s of speech this
+        over the audio by word length; confidences are the geometric mean of its tokens' probabilities). On 2-7 s of speech this
         took 70-330 ms where `transcribe` took 1.4 s (tiny.en, one thread). faster-whisper always pads to 30 s, so the
         model's CTranslate2 generator is called directly here."""
         import ctranslate2
