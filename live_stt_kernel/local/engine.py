@@ -21,7 +21,8 @@ round-robin between the streams waiting for one (`FairGate`), so a stream with m
 the others' finals wait behind all of its decodes.
 
 How a turn is decoded (see `turns.TurnDetector`): partials are cheap drafts (`Recognizer.draft`), the
-first 250 ms into the turn and then every 500 ms, beside the pipeline and only on an idle worker; a
+first 250 ms into the turn and then every 500 ms, beside the pipeline, only on an idle worker, and
+never sooner after a draft than it took; a
 *check* decode starts 40 ms into a silence and its verdict is due at ``min_turn_silence``: a
 finished-sounding sentence ends the turn there, otherwise ``max_turn_silence`` does; a turn is cut at
 15 s. Checks and finals are careful decodes that also hear the previous turn's last ``CONTEXT_MS`` of
@@ -125,23 +126,47 @@ class Engine:
     async def decode(self, pcm: bytes, config: SessionConfig, owner: object = None, *, context: bytes = b"",
                      draft: bool = False) -> list[RecognizedWord]:
         """Transcribe on the pool when ``owner`` (a stream) gets its turn, with its current prompt and key terms:
-        a quick `Recognizer.draft` or a careful `Recognizer.transcribe` that also hears ``context``."""
+        a quick `Recognizer.draft` or a careful `Recognizer.transcribe` that also hears ``context``.
+
+        Cancelled while waiting for a slot, the decode never runs; cancelled while running, it cannot be stopped, so
+        its slot stays taken until the thread is done (counting it free would put more decodes on the cores)."""
         gate = self.gate = self.gate or FairGate(self.workers)
         recognizer, prompt, keyterms = self.recognizer, config.prompt, config.keyterms_prompt
         self.decoding += 1
         try:
             await gate.acquire(owner)
-            self.running += 1
-            alone = self.running == 1  # no other decode holds a slot now: this one may take every core
-            try:
-                return await asyncio.get_running_loop().run_in_executor(
-                    self.pool, lambda: recognizer.draft(pcm, prompt=prompt, keyterms=keyterms) if draft
-                    else recognizer.transcribe(pcm, prompt=prompt, keyterms=keyterms, context=context, alone=alone))
-            finally:
-                self.running -= 1
-                gate.release()
-        finally:
+        except BaseException:
             self.decoding -= 1
+            raise
+        self.running += 1
+        alone = self.running == 1  # no other decode holds a slot now: this one may take every core
+        try:
+            work = asyncio.get_running_loop().run_in_executor(
+                self.pool, lambda: recognizer.draft(pcm, prompt=prompt, keyterms=keyterms) if draft
+                else recognizer.transcribe(pcm, prompt=prompt, keyterms=keyterms, context=context, alone=alone))
+        except BaseException:  # the pool is shut down
+            self._finished()
+            raise
+        try:
+            return await asyncio.shield(work)
+        finally:
+            if work.done():
+                self._finished()
+            else:
+                work.add_done_callback(self._moot_done)
+
+    def _moot_done(self, work: asyncio.Future[list[RecognizedWord]]) -> None:
+        """A decode whose caller went away has finished: drop its result (or error), free its slot."""
+        if not work.cancelled():
+            work.exception()  # retrieved: nobody waits for it
+        self._finished()
+
+    def _finished(self) -> None:
+        """A decode's thread is done: its slot goes to the next stream in line."""
+        self.running -= 1
+        self.decoding -= 1
+        if self.gate is not None:
+            self.gate.release()
 
     def transcribe(self, blocks: Iterable[bytes], *, config: SessionConfig | None = None,
                    partials: bool = False) -> Iterator[Event]:
@@ -202,6 +227,7 @@ class EngineStream:
         self.last_final: Decode | None = None  # the latest final's request: its audio is the next turn's context
         self.closed_turns: set[int] = set()
         self.partial_task: asyncio.Task[None] | None = None
+        self.next_partial_at = 0.0  # loop time before which no draft starts (drafts take at most half of a core)
         self.check: tuple[Decode, asyncio.Task[list[RecognizedWord]]] | None = None  # the latest check and its decode
         self.inbox: asyncio.Queue[Any] = asyncio.Queue()
         self.progressed = asyncio.Event()  # set each time the detector has taken an item
@@ -287,10 +313,13 @@ class EngineStream:
                 # final queues behind another's partial, and not while this stream's check runs
                 idle = engine.decoding < engine.workers
                 checking = self.check is not None and not self.check[1].done()
-                if (self.partials and self.partial_task is None and idle and not checking
+                rested = asyncio.get_running_loop().time() >= self.next_partial_at
+                if (self.partials and self.partial_task is None and idle and not checking and rested
                         and self.backlog_ms <= PARTIAL_BACKLOG_MS and self._live()):
                     self.partial_task = asyncio.create_task(self._partial(request))
             elif request.kind == CHECK:  # decode now, in the background; the verdict comes with DUE
+                if self.check is not None:  # speech came back before the last one's verdict: it is moot
+                    self.check[1].cancel()
                 self.check = (request, asyncio.create_task(self._decode(request)))
             elif request.kind == DUE:
                 if self.check is None or self.check[0].turn_order != request.turn_order:
@@ -302,7 +331,9 @@ class EngineStream:
                     self.detector.end_turn()
                     await self._send(check, words, final=True)
             else:
-                self.check = None
+                if self.check is not None:  # a cut at the cap while a check was out: the final replaces it
+                    self.check[1].cancel()
+                    self.check = None
                 await self._send(request, await self._decode(request), final=True)
 
     async def _decode(self, request: Decode) -> list[RecognizedWord]:
@@ -319,8 +350,13 @@ class EngineStream:
         return self.pushed_ms <= elapsed_ms + PARTIAL_BACKLOG_MS
 
     async def _partial(self, request: Decode) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             words = await self.engine.decode(request.pcm, self.config, self, draft=True)
+            # as long again before the next: on a slow machine or a bigger model partials come less often instead
+            # of taking the cores the finals need (Whisper base on 2 cores fell 30 s behind without this)
+            self.next_partial_at = 2 * loop.time() - started
             if request.turn_order not in self.closed_turns:  # its final went out meanwhile: too late
                 await self._send(request, words, final=False)
         finally:
