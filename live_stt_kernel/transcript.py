@@ -136,12 +136,12 @@ class Transcript:
             return self._apply_turn(event)
         if isinstance(event, SessionBegan):
             return replace(self, session_id=event.session_id, offset_ms=self.offset_ms if offset_ms is None else offset_ms,
-                           open_turn=None, ended=False)
+                           open_turn=None, ended=False, warning=None)
         if isinstance(event, Disconnected):
-            return replace(self, open_turn=None, disconnected=event.reason)
+            return replace(self, open_turn=None, disconnected=event.reason, warning=None)
         if isinstance(event, Reconnected):  # the next session's clock starts where its audio starts
             return replace(self, offset_ms=event.resume_at_ms, open_turn=None, reconnects=self.reconnects + 1,
-                           disconnected=None)
+                           disconnected=None, warning=None)
         if isinstance(event, SpeakerRevision):
             return self._apply_revision(event)
         if isinstance(event, SessionEnded):

@@ -11,7 +11,7 @@ the audio alone, never on how fast it comes.
 (`SessionBegan`, each `Turn`, `SessionEnded`): the same turns as through the server, without one.
 Partials are off there by default (nobody watches a file being decoded); finals do not change.
 
-A final sent more than ``BEHIND_MS`` behind the audio (the machine is too busy for this stream) is followed by
+A final sent more than ``BEHIND_MS`` after its audio was spoken (the machine is too busy for this stream) is followed by
 a v3 ``Warning`` saying how far; clients show it until the next final (our `Transcript.warning`).
 
 Flow control and fairness: a stream holds at most ``MAX_BACKLOG_MS`` of audio it has not looked at yet; the
@@ -22,12 +22,11 @@ the others' finals wait behind all of its decodes.
 
 How a turn is decoded (see `turns.TurnDetector`): partials are cheap drafts (`Recognizer.draft`), the
 first 250 ms into the turn and then every 500 ms, beside the pipeline, only on an idle worker, and
-never sooner after a draft than it took; a
-*check* decode starts 40 ms into a silence and its verdict is due at ``min_turn_silence``: a
-finished-sounding sentence ends the turn there, otherwise ``max_turn_silence`` does; a turn is cut at
-15 s. Checks and finals are careful decodes that also hear the previous turn's last ``CONTEXT_MS`` of
-audio when it ended less than ``CONTEXT_GAP_MS`` before: a sentence paused at a comma is still
-decoded as one sentence.
+never sooner after a draft than it took; a *check* decode starts 40 ms into a silence and its verdict
+is due at ``min_turn_silence``: a finished-sounding sentence ends the turn there, otherwise
+``max_turn_silence`` does; a turn is cut at 15 s. Checks and finals are careful decodes that also hear
+the previous turn's last ``CONTEXT_MS`` of audio when it ended at most ``CONTEXT_GAP_MS`` before: a
+sentence paused at a comma is still decoded as one sentence.
 """
 
 from __future__ import annotations
@@ -115,6 +114,8 @@ class Engine:
         self.gate: FairGate | None = None  # made on the event loop at the first decode
         self.decoding = 0  # decodes queued or running, all streams (event-loop thread only)
         self.running = 0  # of which running
+        self.alone_running = False  # a decode that took every core runs now
+        self.inflight: set[asyncio.Future[list[RecognizedWord]]] = set()  # decodes on the pool's threads
 
     def __repr__(self) -> str:
         return f"<Engine {type(self.recognizer).__name__} workers={self.workers}>"
@@ -129,7 +130,8 @@ class Engine:
         a quick `Recognizer.draft` or a careful `Recognizer.transcribe` that also hears ``context``.
 
         Cancelled while waiting for a slot, the decode never runs; cancelled while running, it cannot be stopped, so
-        its slot stays taken until the thread is done (counting it free would put more decodes on the cores)."""
+        its slot stays taken until the thread is done (counting it free would put more decodes on the cores). A decode
+        that takes every core (``alone``) keeps drafts off the other workers meanwhile."""
         gate = self.gate = self.gate or FairGate(self.workers)
         recognizer, prompt, keyterms = self.recognizer, config.prompt, config.keyterms_prompt
         self.decoding += 1
@@ -139,34 +141,39 @@ class Engine:
             self.decoding -= 1
             raise
         self.running += 1
-        alone = self.running == 1  # no other decode holds a slot now: this one may take every core
+        alone = self.running == 1 and not draft  # no other decode holds a slot now: this one may take every core
+        self.alone_running |= alone
         try:
             work = asyncio.get_running_loop().run_in_executor(
                 self.pool, lambda: recognizer.draft(pcm, prompt=prompt, keyterms=keyterms) if draft
                 else recognizer.transcribe(pcm, prompt=prompt, keyterms=keyterms, context=context, alone=alone))
         except BaseException:  # the pool is shut down
-            self._finished()
+            self._finished(alone)
             raise
-        try:
-            return await asyncio.shield(work)
-        finally:
-            if work.done():
-                self._finished()
-            else:
-                work.add_done_callback(self._moot_done)
+        self.inflight.add(work)
+        work.add_done_callback(lambda done: self._done(done, alone))
+        return await asyncio.shield(work)  # cancelled, the thread goes on: its slot is freed when it ends
 
-    def _moot_done(self, work: asyncio.Future[list[RecognizedWord]]) -> None:
-        """A decode whose caller went away has finished: drop its result (or error), free its slot."""
+    def _done(self, work: asyncio.Future[list[RecognizedWord]], alone: bool) -> None:
+        self.inflight.discard(work)
         if not work.cancelled():
-            work.exception()  # retrieved: nobody waits for it
-        self._finished()
+            work.exception()  # retrieved here: a decode whose caller went away has nobody to raise to
+        self._finished(alone)
 
-    def _finished(self) -> None:
+    def _finished(self, alone: bool) -> None:
         """A decode's thread is done: its slot goes to the next stream in line."""
         self.running -= 1
         self.decoding -= 1
+        self.alone_running &= not alone
         if self.gate is not None:
             self.gate.release()
+
+    def settle(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait (running ``loop``) until the decodes started on it are done, so their slots are freed before the loop
+        closes (a closed loop drops the callbacks that free them)."""
+        pending = [work for work in self.inflight if work.get_loop() is loop and not work.done()]
+        if pending:
+            loop.run_until_complete(asyncio.wait(pending))
 
     def transcribe(self, blocks: Iterable[bytes], *, config: SessionConfig | None = None,
                    partials: bool = False) -> Iterator[Event]:
@@ -204,6 +211,7 @@ class Engine:
         finally:
             stream.cancel()
             loop.run_until_complete(asyncio.sleep(0))  # let the cancelled tasks finish
+            self.settle(loop)
             loop.close()
 
     def close(self) -> None:
@@ -222,6 +230,7 @@ class EngineStream:
         self.backlog_ms = 0.0  # audio pushed but not yet through the detector
         self.pushed_ms = 0.0  # all audio pushed
         self.opened_at = asyncio.get_running_loop().time()
+        self.fast = False  # audio came faster than real time once: a file, not a microphone
         self.turn_orders: dict[int, int] = {}  # detector turn -> turn_order on the wire
         self.previous_words: list[str] = []  # the last partial's words, for its settled prefix
         self.last_final: Decode | None = None  # the latest final's request: its audio is the next turn's context
@@ -311,15 +320,14 @@ class EngineStream:
                 # partials never change the turns: decode them beside the pipeline, one at a time, so a
                 # check or final never waits behind one, only on an idle worker, so no stream's check or
                 # final queues behind another's partial, and not while this stream's check runs
-                idle = engine.decoding < engine.workers
+                idle = engine.decoding < engine.workers and not engine.alone_running
                 checking = self.check is not None and not self.check[1].done()
                 rested = asyncio.get_running_loop().time() >= self.next_partial_at
                 if (self.partials and self.partial_task is None and idle and not checking and rested
                         and self.backlog_ms <= PARTIAL_BACKLOG_MS and self._live()):
                     self.partial_task = asyncio.create_task(self._partial(request))
             elif request.kind == CHECK:  # decode now, in the background; the verdict comes with DUE
-                if self.check is not None:  # speech came back before the last one's verdict: it is moot
-                    self.check[1].cancel()
+                self._drop_check()  # speech came back before the last one's verdict: it is moot
                 self.check = (request, asyncio.create_task(self._decode(request)))
             elif request.kind == DUE:
                 if self.check is None or self.check[0].turn_order != request.turn_order:
@@ -331,31 +339,44 @@ class EngineStream:
                     self.detector.end_turn()
                     await self._send(check, words, final=True)
             else:
-                if self.check is not None:  # a cut at the cap while a check was out: the final replaces it
-                    self.check[1].cancel()
-                    self.check = None
+                self._drop_check()  # a cut at the cap while a check was out: the final replaces it
                 await self._send(request, await self._decode(request), final=True)
+
+    def _drop_check(self) -> None:
+        if self.check is not None:
+            task = self.check[1]
+            if not task.done():
+                task.cancel()
+            elif not task.cancelled():
+                task.exception()  # retrieved: a moot check's error concerns nobody
+            self.check = None
 
     async def _decode(self, request: Decode) -> list[RecognizedWord]:
         """The careful decode of a check or final, hearing the end of the previous turn if it was just before."""
-        last = self.last_final
-        near = last is not None and request.start_ms - last.end_ms <= CONTEXT_GAP_MS
-        context = last.pcm[-CONTEXT_MS * BYTES_PER_MS :] if near and last is not None else b""
+        last, context = self.last_final, b""
+        if last is not None and request.start_ms - last.end_ms <= CONTEXT_GAP_MS:
+            # after a ForceEndpoint mid-speech the next turn's pre-roll overlaps the last one: hear that audio once
+            overlap = max(0, last.end_ms - request.start_ms) * BYTES_PER_MS
+            context = last.pcm[: len(last.pcm) - overlap][-CONTEXT_MS * BYTES_PER_MS :]
         return await self.engine.decode(request.pcm, self.config, self, context=context)
 
+    def _elapsed_ms(self) -> float:
+        return (asyncio.get_running_loop().time() - self.opened_at) * 1000
+
     def _live(self) -> bool:
-        """Whether the audio comes no faster than real time: a file sent at full speed gets finals only (nobody
-        watches its partials, and each would take a decode from the finals)."""
-        elapsed_ms = (asyncio.get_running_loop().time() - self.opened_at) * 1000
-        return self.pushed_ms <= elapsed_ms + PARTIAL_BACKLOG_MS
+        """Whether the audio has never come faster than real time: a file sent at full speed gets finals only
+        (nobody watches its partials, and each would take a decode from the finals). Once fast, always fast: flow
+        control later slows a file to the decoding speed, which can look like real time."""
+        self.fast = self.fast or self.pushed_ms > self._elapsed_ms() + PARTIAL_BACKLOG_MS
+        return not self.fast
 
     async def _partial(self, request: Decode) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
             words = await self.engine.decode(request.pcm, self.config, self, draft=True)
-            # as long again before the next: on a slow machine or a bigger model partials come less often instead
-            # of taking the cores the finals need (Whisper base on 2 cores fell 30 s behind without this)
+            # as long again before the next: on a slow machine or with a bigger model partials come less often, and
+            # a stream's drafts never take more than half of a core
             self.next_partial_at = 2 * loop.time() - started
             if request.turn_order not in self.closed_turns:  # its final went out meanwhile: too late
                 await self._send(request, words, final=False)
@@ -372,8 +393,9 @@ class EngineStream:
             for message in final_messages(order, words, request.start_ms, format_turns=self.config.format_turns):
                 await self.emit(message)
             self.previous_words = []
-            if self.backlog_ms > BEHIND_MS and self._live():  # a file sent at full speed is always "behind"
-                await self.emit(behind_message(self.backlog_ms))
+            late_ms = self._elapsed_ms() - request.end_ms  # since its audio was spoken (live audio is real time)
+            if late_ms > BEHIND_MS and self._live():  # a file sent at full speed is always "behind"
+                await self.emit(behind_message(late_ms))
         else:
             await self.emit(partial_message(order, words, request.start_ms, self.previous_words))
             self.previous_words = [plain(w.text) for w in words]

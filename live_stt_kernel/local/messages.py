@@ -52,14 +52,14 @@ def final_messages(turn_order: int, words: Sequence[RecognizedWord], offset_ms: 
     return messages
 
 
-def behind_message(backlog_ms: float) -> dict[str, Any]:
-    """The ``Warning`` sent after a final when decoding has fallen behind the audio (partials pause meanwhile)."""
-    return {"type": "Warning", "warning_code": BEHIND_CODE,
-            "warning": f"decoding is {backlog_ms / 1000:.1f} s behind the audio: this machine is busy; live words "
-                       "pause until it catches up, finished turns keep coming"}
-
-
 BEHIND_CODE = 4100  # ours: AssemblyAI documents no warning codes; clients read the text
+
+
+def behind_message(late_ms: float) -> dict[str, Any]:
+    """The ``Warning`` sent after a final that came ``late_ms`` after its audio was spoken (partials pause meanwhile)."""
+    return {"type": "Warning", "warning_code": BEHIND_CODE,
+            "warning": f"decoding is {late_ms / 1000:.1f} s behind the audio: this machine is busy; live words "
+                       "pause until it catches up, finished turns keep coming"}
 
 
 __all__ = ["BEHIND_CODE", "behind_message", "final_messages", "partial_message", "stable_prefix"]

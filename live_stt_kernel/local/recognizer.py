@@ -58,7 +58,8 @@ FINAL_BEAM = 5
 # A draft encodes the audio plus this much silence (Whisper ends a clipped window badly) and stops after this many
 # tokens per second of audio: without a padded 30 s window, greedy decoding otherwise loops ("He was not. He was not.")
 DRAFT_PAD_S = 1.0
-DRAFT_TOKENS_PER_S = 7
+DRAFT_TOKENS_PER_S = 7  # English; a multilingual model gets twice as many (other scripts take more tokens per word)
+DRAFT_NO_REPEAT = 8  # tokens: a loop is cut, a phrase said twice ("it was the best ..., it was the worst ...") is not
 
 
 class WhisperRecognizer:
@@ -84,15 +85,17 @@ class WhisperRecognizer:
         path = resolve_model(model)
         self.english_only = self.model_name.endswith(".en") or path.rstrip("/").endswith(".en")
         self._model = WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=cpu_threads, num_workers=workers)
-        alone_threads = min(4, os.cpu_count() or 1) if alone_threads is None else alone_threads
+        alone_threads = min(4, len(os.sched_getaffinity(0))) if alone_threads is None else alone_threads
         self._alone = (WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=alone_threads, num_workers=1)
                        if alone_threads > cpu_threads else self._model)
-        # for drafts (the language token is used only with an English-only model)
-        self._tokenizer = Tokenizer(self._model.hf_tokenizer, self._model.model.is_multilingual, task="transcribe",
-                                    language="en")
+        self.multilingual = bool(self._model.model.is_multilingual)
+        # for drafts: an English-only model's start of transcript names no language; a multilingual one's names it
+        # itself (the language given here is never used)
+        self._tokenizer = Tokenizer(self._model.hf_tokenizer, self.multilingual, task="transcribe", language="en")
         # the first decodes are slow: pay for them before any session waits
         self.transcribe(b"\x00\x00" * 16_000)
-        self.transcribe(b"\x00\x00" * 16_000, alone=True)
+        if self._alone is not self._model:
+            self.transcribe(b"\x00\x00" * 16_000, alone=True)
         self.draft(b"\x00\x00" * 16_000)
 
     def transcribe(self, pcm: bytes, *, prompt: str | None = None, keyterms: Sequence[str] = (),
@@ -110,11 +113,13 @@ class WhisperRecognizer:
         audio = _samples(context + pcm)
         shift_ms = len(context) // 32
         hint, model = _hint(prompt, keyterms), self._alone if alone else self._model
-        words = self._decode(model, audio, hint)
-        if not words and hint:  # a prompt can make Whisper stop at once: decode again without it
-            words = self._decode(model, audio, None)
-        return [RecognizedWord(w.text, w.start_ms - shift_ms, w.end_ms - shift_ms, w.confidence) for w in words
-                if w.start_ms + w.end_ms >= 2 * shift_ms]
+
+        def heard(prompt: str | None) -> list[RecognizedWord]:  # the words of ``pcm`` itself, on its clock
+            return [RecognizedWord(w.text, max(0, w.start_ms - shift_ms), w.end_ms - shift_ms, w.confidence)
+                    for w in self._decode(model, audio, prompt) if w.start_ms + w.end_ms >= 2 * shift_ms]
+
+        words = heard(hint)
+        return words if words or not hint else heard(None)  # a prompt can make Whisper stop at once: again without
 
     def draft(self, pcm: bytes, *, prompt: str | None = None, keyterms: Sequence[str] = ()) -> list[RecognizedWord]:
         """A quick guess at the words in ``pcm`` for a partial: greedy, only the audio's own length (plus
@@ -130,10 +135,10 @@ class WhisperRecognizer:
         features = self._model.feature_extractor(audio, padding=0)
         features = features[:, : features.shape[-1] // 2 * 2]  # the encoder halves the frames
         tokens = self._draft_prompt(_hint(prompt, keyterms))
-        budget = int(DRAFT_TOKENS_PER_S * len(pcm) / 32_000) + 10
+        budget = int(DRAFT_TOKENS_PER_S * (2 if self.multilingual else 1) * len(pcm) / 32_000) + 10
         result = self._model.model.generate(
             ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None], dtype=np.float32)), [tokens],
-            beam_size=1, max_length=len(tokens) + budget, no_repeat_ngram_size=3, return_scores=True)[0]
+            beam_size=1, max_length=len(tokens) + budget, no_repeat_ngram_size=DRAFT_NO_REPEAT, return_scores=True)[0]
         text = self._tokenizer.decode(result.sequences_ids[0]).split()
         confidence = math.exp(result.scores[0]) if result.scores else 0.0
         return spread_words(text, len(pcm) // 32, round(confidence, 4))
@@ -141,8 +146,8 @@ class WhisperRecognizer:
     def _draft_prompt(self, hint: str | None) -> list[int]:
         tokenizer = self._tokenizer
         previous = [tokenizer.sot_prev, *tokenizer.encode(" " + hint.strip())[-223:]] if hint else []
-        # an English-only model is told its language; a multilingual one names it itself
-        start = [*tokenizer.sot_sequence, tokenizer.no_timestamps] if self.english_only else [tokenizer.sot]
+        # without timestamps; a multilingual model first names the language (and may add the task and timestamps)
+        start = [tokenizer.sot] if self.multilingual else [*tokenizer.sot_sequence, tokenizer.no_timestamps]
         return previous + start
 
     def _decode(self, model: Any, audio: np.ndarray, prompt: str | None) -> list[RecognizedWord]:
@@ -177,10 +182,11 @@ def _hint(prompt: str | None, keyterms: Sequence[str]) -> str | None:
 
 def spread_words(texts: Sequence[str], duration_ms: int, confidence: float) -> list[RecognizedWord]:
     """Words without times laid over ``duration_ms`` in proportion to their length (a draft has no alignment)."""
-    total = sum(len(t) + 1 for t in texts)
-    words, at = [], 0
+    total = max(1, sum(len(t) + 1 for t in texts))
+    words, chars, at = [], 0, 0
     for text in texts:
-        end = at + (len(text) + 1) * duration_ms // max(1, total)
+        chars += len(text) + 1
+        end = chars * duration_ms // total
         words.append(RecognizedWord(text, at, max(at, end - 1), confidence))
         at = end
     return words

@@ -211,19 +211,22 @@ class TurnDetector:
         return [request]
 
 
-# Words an English sentence hardly ever ends with: Whisper writes a full stop after whatever a clause decoded alone
-# ends with ("... the age of."), so these overrule the stop. Kept short: "that", "in", "so" and verbs end sentences.
-DANGLING = frozenset({"a", "an", "the", "and", "or", "but", "nor", "because", "if", "than", "of", "to", "from", "my",
-                      "your", "his", "her", "its", "our", "their"})
+# Words an English statement hardly ever ends with: Whisper writes a full stop after whatever a clause decoded alone
+# ends with ("... the age of."), so these overrule a full stop (not "?" or "!": "What are you afraid of?"). Kept
+# short: "that", "in", "so", "to", "her" and verbs end sentences.
+DANGLING = frozenset({"a", "an", "the", "and", "or", "but", "nor", "because", "if", "than", "of", "from", "my", "your",
+                      "his", "its", "our", "their"})
 
 
 def reads_finished(text: str) -> bool:
-    """Whether a hypothesis ends like a sentence (the end-of-turn signal for checks): with ".", "?" or "!", after a
-    word a sentence can end with."""
+    """Whether a hypothesis ends like a sentence (the end-of-turn signal for checks): with "?" or "!", or with "."
+    after a word a statement can end with."""
     text = text.rstrip()
-    if not text.endswith((".", "?", "!")) or text.endswith("..."):
+    if text.endswith(("?", "!")):
+        return True
+    if not text.endswith(".") or text.endswith("..."):
         return False
-    words = text.rstrip(".?!").split()
+    words = text.rstrip(".").split()
     return bool(words) and words[-1].strip("\"'()-,;:").lower() not in DANGLING
 
 

@@ -3,6 +3,9 @@ through the server."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -82,3 +85,62 @@ def test_a_reading_paused_at_every_comma_gives_one_turn_per_sentence(engine, tmp
     assert len(finals) == 2, [t.transcript for t in finals]
     # tiny.en hears espeak-ng's "of" as "on" and "we had" as "we can" (5 of 28 words), in one turn or five
     assert wer(reference, " ".join(t.transcript for t in finals)) <= 0.2, [t.transcript for t in finals]
+
+
+class Gated:
+    """The real model behind a gate the test opens, so a decode can be caught while it runs."""
+
+    def __init__(self, model):
+        self.model, self.open, self.started = model, threading.Event(), threading.Semaphore(0)
+
+    def transcribe(self, pcm, **options):
+        self.started.release()
+        assert self.open.wait(120), "the test never opened the gate"
+        return self.model.transcribe(pcm, **options)
+
+    def draft(self, pcm, **options):
+        return self.transcribe(pcm)
+
+
+def test_a_cancelled_decode_keeps_its_slot_until_its_thread_ends_and_one_still_waiting_never_runs(whisper):
+    gated = Gated(whisper)
+    engine = Engine(gated, workers=2)
+    pcm = librivox()[4][0].tobytes()
+
+    async def scenario():
+        config = SessionConfig()
+        running = [asyncio.create_task(engine.decode(pcm, config, owner)) for owner in ("a", "b")]
+        waiting = asyncio.create_task(engine.decode(pcm, config, "c"))
+        for _ in range(2):
+            assert await asyncio.to_thread(gated.started.acquire, True, 60)  # both slots' threads are in a decode
+        await asyncio.sleep(0.05)
+        running[0].cancel()
+        waiting.cancel()
+        await asyncio.gather(running[0], waiting, return_exceptions=True)
+        # the cancelled decode's thread goes on: its slot is still taken, the waiting one is gone
+        assert (engine.running, engine.decoding, engine.gate.free) == (2, 2, 0)
+        gated.open.set()
+        words = await running[1]
+        for _ in range(600):
+            if engine.running == 0:
+                break
+            await asyncio.sleep(0.1)
+        return words
+
+    try:
+        words = asyncio.run(scenario())
+        assert words and (engine.running, engine.decoding, engine.gate.free, engine.inflight) == (0, 0, 2, set())
+        assert not gated.started.acquire(timeout=0.5)  # the cancelled waiter never reached the model
+        assert not engine.alone_running
+    finally:
+        engine.close()
+
+
+def test_a_file_ending_right_after_speech_leaves_every_slot_free(engine):
+    audio, text = librivox()[2]
+    pcm = np.concatenate([np.zeros(8000, np.int16), audio, np.zeros(1600, np.int16)])  # 100 ms after the last word
+    # the check starts 40 ms into the silence; the end of the audio replaces it with a final while it runs
+    finals = [e for e in engine.transcribe([pcm[i : i + 1600].tobytes() for i in range(0, len(pcm), 1600)])
+              if isinstance(e, Turn) and e.formatted]
+    assert len(finals) == 1 and wer(text, finals[0].transcript) <= 0.15
+    assert (engine.running, engine.decoding, engine.gate.free, engine.inflight) == (0, 0, engine.workers, set())

@@ -57,7 +57,8 @@ def test_a_one_second_utterance_gets_a_partial():
 
 def test_a_full_stop_after_a_word_no_sentence_ends_with_does_not_end_the_turn():
     assert reads_finished("It was the age of wisdom.") and reads_finished("Does that make sense?")
-    assert reads_finished("I think so.") and reads_finished("That's how it was!")
+    assert reads_finished("I think so.") and reads_finished("That's how it was!") and reads_finished("I love her.")
+    assert reads_finished("What are you afraid of?")  # a question may end with one
     # Whisper's full stop after a clause cut at a pause
     assert not reads_finished("It was the age of.") and not reads_finished("We lose most users and.")
     assert not reads_finished("It was the age of wisdom,") and not reads_finished("and then...")
