@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, ...]] = [
 ]
 # slow to import (pandas, pyarrow: ~0.5 s; IPython, only wanted inside a kernel) or native libraries a machine may
 # lack (PortAudio, the models' runtimes)
-HEAVY = {"pandas", "pyarrow", "IPython", "sounddevice", "faster_whisper", "llama_cpp"}
+HEAVY = {"pandas", "pyarrow", "IPython", "sounddevice", "faster_whisper", "ctranslate2", "llama_cpp"}
 
 
 def module_name(path: Path) -> str:

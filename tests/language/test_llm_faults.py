@@ -191,10 +191,9 @@ def test_a_slow_but_whole_answer_within_the_deadline_is_read(misbehaving):
 def test_a_64_mb_reply_is_refused_without_reading_it(misbehaving, declared):
     server = misbehaving(flood(declared))
     llm = OpenAICompatible(server.url, model="m", timeout=20, retry=RetryPolicy(attempts=3, base_s=0.01))
-    started = time.monotonic()
     with pytest.raises(LLMUnavailable, match=r"more than 8 MB .*stopped reading") as info:
         llm.complete(HELLO)
-    assert time.monotonic() - started < 3.0 and info.value.status == 200
+    assert info.value.status == 200
     assert server.requests == 1  # the same server would send the same: not retried
     assert server.sent < MAX_REPLY_BYTES + (16 << 20)  # stopped at the cap (plus what the socket buffers hold)
 
@@ -262,11 +261,12 @@ def test_a_flood_of_events_is_cut_at_the_reply_cap(misbehaving):
                 return
             server.write(handler, block)
 
-    llm = OpenAICompatible(misbehaving(act).url, model="m", timeout=20, retry=ONCE)
-    started = time.monotonic()
+    server = misbehaving(act)
     with pytest.raises(LLMUnavailable, match=r"more than 8 MB"):
-        list(llm.stream(HELLO))
-    assert time.monotonic() - started < 5.0
+        list(OpenAICompatible(server.url, model="m", timeout=20, retry=ONCE).stream(HELLO))
+    # stopped at the cap, not after the 64 MB (plus what the socket buffers hold); wall time says nothing on a busy
+    # machine (8 s once under load)
+    assert server.sent < MAX_REPLY_BYTES + (16 << 20)
 
 
 def test_junk_in_a_stream_is_an_llm_error(misbehaving):
