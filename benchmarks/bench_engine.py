@@ -811,7 +811,7 @@ def tables(r: dict[str, Any]) -> str:
                        ("latency_due_to_final_s", "part of A: that frame sent -> final received (decode + any waiting + delivery)")):
         x = lat[key]
         lines.append(f"| {label} | {x['n']} | {fmt(x['p50_ms'])} | {fmt(x['p95_ms'])} | {fmt(x['min_ms'])} | {fmt(x['max_ms'])} |")
-    lines += ["", (f"Turns closed by a check (200 ms of silence, text ends like a sentence): {lat['closed_by_check']}; by "
+    lines += ["", (f"Turns closed by a check (min_turn_silence, text ends like a sentence): {lat['closed_by_check']}; by "
                   f"max_turn_silence (800 ms): {lat['closed_by_max_silence']}; utterances split in several turns: "
                   f"{lat['split_utterances']}; missing: {lat['missing_utterances']}."), ""]
     lines += [("| utterance | turns | path | A: from speech end ms | B: from audio end ms | C: from last word ms | "
