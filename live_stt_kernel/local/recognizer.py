@@ -83,12 +83,11 @@ class WhisperRecognizer:
             raise ModelError("the embedded engine needs faster-whisper: pip install 'faster-whisper>=1.2.1'") from None
         self.model_name = os.fspath(model)
         path = resolve_model(model)
-        self.english_only = self.model_name.endswith(".en") or path.rstrip("/").endswith(".en")
         self._model = WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=cpu_threads, num_workers=workers)
         alone_threads = min(4, len(os.sched_getaffinity(0))) if alone_threads is None else alone_threads
         self._alone = (WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=alone_threads, num_workers=1)
                        if alone_threads > cpu_threads else self._model)
-        self.multilingual = bool(self._model.model.is_multilingual)
+        self.multilingual = bool(self._model.model.is_multilingual)  # the model says, whatever its folder is named
         # for drafts: an English-only model's start of transcript names no language; a multilingual one's names it
         # itself (the language given here is never used)
         self._tokenizer = Tokenizer(self._model.hf_tokenizer, self.multilingual, task="transcribe", language="en")
@@ -153,7 +152,7 @@ class WhisperRecognizer:
     def _decode(self, model: Any, audio: np.ndarray, prompt: str | None) -> list[RecognizedWord]:
         segments, _ = model.transcribe(
             audio,
-            language="en" if self.english_only else None,
+            language=None if self.multilingual else "en",
             beam_size=FINAL_BEAM,
             temperature=0.0,  # no fallback re-decodes at higher temperatures: they doubled some decodes' cost
             word_timestamps=True,
