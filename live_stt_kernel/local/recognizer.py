@@ -1,10 +1,10 @@
 """The offline speech model: faster-whisper (CTranslate2), loaded once and shared by every session.
 
 ``Recognizer.transcribe(pcm)`` turns 16 kHz PCM16 into words with times in ms from the start of
-that audio: the careful decode that finals are made of (a padded 30 s window, beam search, aligned
-word times, optionally the audio before the turn as context). ``Recognizer.draft(pcm)`` is the cheap
-one for partials: only the audio itself plus a second of silence goes through the encoder, greedy,
-no alignment (5-15 times cheaper on a few seconds of speech). Calls may come from several threads at
+that audio: the careful decode that finals are made of (beam search, aligned word times, optionally
+the audio before the turn as context). ``Recognizer.draft(pcm)`` is the cheap one for partials:
+greedy, no alignment (3-5 times cheaper). Both encode only the audio itself plus a second of silence,
+not the 30 s window faster-whisper always pads to. Calls may come from several threads at
 once: the model runs ``workers`` decodes in parallel, each on ``cpu_threads`` threads (one thread per
 decode was fastest on small machines).
 """
@@ -55,10 +55,15 @@ MIN_AVG_LOGPROB = -1.0
 # Finals decode with beam search: on the suite's recordings it cut the word errors of continuous reading by a fifth
 # for little extra time (tiny.en's decoder is small next to its encoder; benchmarks/README.md)
 FINAL_BEAM = 5
-# A draft encodes the audio plus this much silence (Whisper ends a clipped window badly) and stops after this many
-# tokens per second of audio: without a padded 30 s window, greedy decoding otherwise loops ("He was not. He was not.")
+# Decodes encode the audio plus this much silence instead of faster-whisper's 30 s window (Whisper ends a clipped
+# window badly), and stop after so many tokens per second of audio: without the window, greedy decoding otherwise
+# loops ("He was not. He was not."). A careful decode with 1 s of silence said 1 turn in 15 again ("... himself. He
+# might even ... himself."); 3 s matched the 30 s window's word errors at a quarter of its time (benchmarks/README.md)
 DRAFT_PAD_S = 1.0
+FINAL_PAD_S = 3.0
 DRAFT_TOKENS_PER_S = 7  # English; a multilingual model gets twice as many (other scripts take more tokens per word)
+FINAL_TOKENS_PER_S = 10  # a careful decode also writes two timestamps per segment
+LOOP_CHARS = 8  # a stretch repeated right after itself over this many letters is a loop (see `loops`)
 DRAFT_NO_REPEAT = 8  # tokens: a loop is cut, a phrase said twice ("it was the best ..., it was the worst ...") is not
 
 
@@ -121,35 +126,81 @@ class WhisperRecognizer:
         return words if words or not hint else heard(None)  # a prompt can make Whisper stop at once: again without
 
     def draft(self, pcm: bytes, *, prompt: str | None = None, keyterms: Sequence[str] = ()) -> list[RecognizedWord]:
-        """A quick guess at the words in ``pcm`` for a partial: greedy, only the audio's own length (plus
-        ``DRAFT_PAD_S``) through the encoder instead of a padded 30 s window, no word alignment (the times are spread
-        over the audio by word length; confidences are the geometric mean of its tokens' probabilities). On 2-7 s of speech this
-        took 70-330 ms where `transcribe` took 1.4 s (tiny.en, one thread). faster-whisper always pads to 30 s, so the
-        model's CTranslate2 generator is called directly here."""
-        import ctranslate2
-
+        """A quick guess at the words in ``pcm`` for a partial: greedy, without timestamps and word alignment (the times
+        are spread over the audio by word length; confidences are the geometric mean of its tokens' probabilities). On
+        2-7 s of speech this took 70-330 ms where a careful decode of a padded 30 s window took 1.4 s (tiny.en, one
+        thread)."""
         if len(pcm) < 3200:
             return []
-        audio = np.concatenate([_samples(pcm), np.zeros(int(DRAFT_PAD_S * 16_000), np.float32)])
-        features = self._model.feature_extractor(audio, padding=0)
-        features = features[:, : features.shape[-1] // 2 * 2]  # the encoder halves the frames
-        tokens = self._draft_prompt(_hint(prompt, keyterms))
+        tokens = self._start_tokens(_hint(prompt, keyterms))
         budget = int(DRAFT_TOKENS_PER_S * (2 if self.multilingual else 1) * len(pcm) / 32_000) + 10
         result = self._model.model.generate(
-            ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None], dtype=np.float32)), [tokens],
-            beam_size=1, max_length=len(tokens) + budget, no_repeat_ngram_size=DRAFT_NO_REPEAT, return_scores=True)[0]
+            _encode(self._model, _samples(pcm), DRAFT_PAD_S), [tokens], beam_size=1, max_length=len(tokens) + budget,
+            no_repeat_ngram_size=DRAFT_NO_REPEAT, return_scores=True)[0]
         text = self._tokenizer.decode(result.sequences_ids[0]).split()
         confidence = math.exp(result.scores[0]) if result.scores else 0.0
         return spread_words(text, len(pcm) // 32, round(confidence, 4))
 
-    def _draft_prompt(self, hint: str | None) -> list[int]:
+    def _start_tokens(self, hint: str | None, *, timestamps: bool = False) -> list[int]:
         tokenizer = self._tokenizer
         previous = [tokenizer.sot_prev, *tokenizer.encode(" " + hint.strip())[-223:]] if hint else []
-        # without timestamps; a multilingual model first names the language (and may add the task and timestamps)
-        start = [tokenizer.sot] if self.multilingual else [*tokenizer.sot_sequence, tokenizer.no_timestamps]
-        return previous + start
+        # a multilingual model first names the language itself (and may add the task and timestamps)
+        if self.multilingual:
+            return [*previous, tokenizer.sot]
+        return [*previous, *tokenizer.sot_sequence, *(() if timestamps else (tokenizer.no_timestamps,))]
 
     def _decode(self, model: Any, audio: np.ndarray, prompt: str | None) -> list[RecognizedWord]:
+        """Beam search over the audio's own frames (plus ``FINAL_PAD_S`` of silence) with timestamps, then word times from
+        the model's cross-attention (`find_alignment`, the step faster-whisper's ``word_timestamps`` runs).
+
+        faster-whisper's ``transcribe`` always encodes a 30 s window; encoding only the turn made a careful decode
+        2-3 times cheaper on the suite's turns (tiny.en) and was as accurate (benchmarks/README.md, "Careful decodes on
+        the turn's own frames"). Past the audio's end Whisper sometimes says the turn again; with timestamps those
+        repeats start at or after the end and are dropped. Audio too long for one window, and a multilingual model's
+        (whose language is detected first), go through ``transcribe``.
+        """
+        if self.multilingual or len(audio) + FINAL_PAD_S * 16_000 > 30 * 16_000:
+            return self._decode_window(model, audio, prompt)  # faster-whisper detects the language too
+        encoded = _encode(model, audio, FINAL_PAD_S)
+        tokens = self._start_tokens(prompt, timestamps=True)
+        budget = int(FINAL_TOKENS_PER_S * len(audio) / 16_000) + 10
+        result = model.model.generate(encoded, [tokens], beam_size=FINAL_BEAM, max_length=min(448, len(tokens) + budget),
+                                      no_repeat_ngram_size=DRAFT_NO_REPEAT, return_scores=True,
+                                      return_no_speech_prob=True)[0]
+        if result.no_speech_prob > NO_SPEECH_PROB and (result.scores or [0.0])[0] < MIN_AVG_LOGPROB:
+            return []
+        segments = self._segments(result.sequences_ids[0], len(audio) / 16_000)
+        text = [token for tokens in segments for token in tokens]
+        if not text:
+            return []
+        if loops(self._tokenizer.decode(text)):
+            return self._decode_window(model, audio, prompt)  # the 30 s window rarely loops: a second opinion
+        aligned = model.find_alignment(self._tokenizer, [text], encoded, len(audio) // 160)[0]
+        return join_pieces([RecognizedWord(w["word"], round(w["start"] * 1000), round(w["end"] * 1000),
+                                           float(w["probability"])) for w in aligned])
+
+    def _segments(self, sequence: Sequence[int], duration_s: float) -> list[list[int]]:
+        """The text tokens of each segment that starts inside the audio (a segment starting at or past its end, or one
+        cut off there by the token budget, is Whisper repeating itself into the padding)."""
+        tokenizer = self._tokenizer
+        kept: list[list[int]] = []
+        segment: list[int] = []
+        start: float | None = None
+        for token in sequence:
+            if token >= tokenizer.timestamp_begin:
+                if start is None:
+                    start = (token - tokenizer.timestamp_begin) * 0.02
+                    continue
+                if segment and start < duration_s - 0.1:
+                    kept.append(segment)
+                segment, start = [], None
+            elif token < tokenizer.eot:
+                segment.append(token)
+        if segment and (start is None or start < duration_s - 0.1):
+            kept.append(segment)
+        return kept
+
+    def _decode_window(self, model: Any, audio: np.ndarray, prompt: str | None) -> list[RecognizedWord]:
         segments, _ = model.transcribe(
             audio,
             language=None if self.multilingual else "en",
@@ -167,6 +218,29 @@ class WhisperRecognizer:
             words += join_pieces([RecognizedWord(w.word, round(w.start * 1000), round(w.end * 1000), float(w.probability))
                                   for w in segment.words or ()])
         return words
+
+
+def loops(text: str, *, span: int = LOOP_CHARS) -> bool:
+    """Whether some stretch of ``text`` (lower case, no punctuation) comes again right after itself, the repeats
+    covering at least ``span`` characters: Whisper looping on audio it cannot finish ("... himself. He might even ...
+    himself.", "old-s-s-y-y-y-y-en"; tokens differ between the copies, so the letters are compared). A speaker who
+    says a phrase twice ("bye bye") is caught too; the caller then only pays for a second opinion."""
+    chars = plain(text).replace(" ", "")
+    n = len(chars)
+    for period in range(1, n // 2 + 1):
+        run = 0  # characters so far equal to the one a period earlier
+        for i in range(period, n):
+            run = run + 1 if chars[i] == chars[i - period] else 0
+            if run + period >= span and run >= period:
+                return True
+    return False
+
+
+def _encode(model: Any, audio: np.ndarray, pad_s: float) -> Any:
+    """The encoder's output for ``audio`` plus ``pad_s`` of silence: its own frames, not a 30 s window."""
+    padded = np.concatenate([audio, np.zeros(int(pad_s * 16_000), np.float32)])
+    features = model.feature_extractor(padded, padding=0)
+    return model.encode(features[:, : features.shape[-1] // 2 * 2])  # the encoder halves the frames
 
 
 def _samples(pcm: bytes) -> np.ndarray:
