@@ -7,6 +7,8 @@ import json
 import pytest
 
 from live_stt_kernel.events import (
+    Disconnected,
+    Reconnected,
     Revision,
     SessionBegan,
     SessionEnded,
@@ -188,3 +190,7 @@ def test_a_server_warning_shows_until_the_next_final_turn():
     assert "⚠ decoding is 3.4 s behind" in line
     later, _ = fold(events[first_final + 1 :], t)
     assert later.warning is None and len(later.rows) == 3  # the next final: caught up, or warned again
+    # a drop ends what the warning was about, and so does the session that takes over
+    assert t.apply(Disconnected(reason="closed", attempt=1, retry_in_s=0.2)).warning is None
+    assert t.apply(Reconnected(attempt=1, reason="closed", resume_at_ms=3000)).warning is None
+    assert t.apply(SessionBegan(session_id="s2")).warning is None

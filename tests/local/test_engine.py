@@ -144,3 +144,40 @@ def test_a_file_ending_right_after_speech_leaves_every_slot_free(engine):
               if isinstance(e, Turn) and e.formatted]
     assert len(finals) == 1 and wer(text, finals[0].transcript) <= 0.15
     assert (engine.running, engine.decoding, engine.gate.free, engine.inflight) == (0, 0, engine.workers, set())
+
+
+def test_a_final_more_than_two_seconds_late_on_the_wall_clock_is_followed_by_a_warning(whisper):
+    gated = Gated(whisper)
+    engine = Engine(gated)
+    audio, _ = librivox()[4]  # 3.3 s: "He might even have been made amiable himself."
+    pcm = np.concatenate([audio, np.zeros(4 * 16_000, np.int16)])
+    hold_until_s = len(audio) / 16_000 + 3  # the decode is held this long into the stream: its final comes ~3 s late
+    sent = []
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+
+        async def emit(message):
+            sent.append(message)
+
+        stream = engine.stream(SessionConfig(), emit, partials=False)
+        started = loop.time()
+        for i, at in enumerate(range(0, len(pcm), 1600)):  # in real time, as a microphone sends it
+            stream.push(pcm[at : at + 1600].tobytes())
+            await stream.ready()
+            await asyncio.sleep(max(0.0, started + (i + 1) * 0.1 - loop.time()))
+            if loop.time() - started >= hold_until_s:
+                gated.open.set()
+        await stream.finish()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        gated.open.set()
+        engine.close()
+    kinds = [(m["type"], m.get("end_of_turn")) for m in sent]
+    final = kinds.index(("Turn", True))
+    assert ("Warning", None) in kinds[final + 1 :], kinds
+    warning = next(m for m in sent if m["type"] == "Warning")
+    assert warning["warning_code"] == 4100 and "s behind the audio" in warning["warning"], warning
+    assert float(warning["warning"].split()[2]) >= 2.0, warning  # "decoding is 3.1 s behind ..."

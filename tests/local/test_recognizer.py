@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from itertools import pairwise
 
+import numpy as np
 from speech import librivox, normalise, wer
 
-from live_stt_kernel.local.recognizer import plain, spread_words
+from live_stt_kernel.local.recognizer import RecognizedWord, loops, plain, spread_words, trim_long_words
 
 
 def test_words_without_times_are_laid_over_the_audio_by_length():
@@ -42,3 +43,42 @@ def test_the_previous_turn_is_heard_but_not_transcribed_again(whisper):
     assert 0 <= words[0].start_ms < 1000 and words[-1].end_ms <= len(audio) // 16 + 100
     alone = whisper.transcribe(audio.tobytes())
     assert [plain(w.text) for w in alone][:3] == [plain(w.text) for w in words][:3]
+
+
+def test_a_careful_decode_says_a_sentence_once_however_it_is_cut(whisper):
+    audio, text = librivox()[4]  # "He might even have been made amiable himself."
+    for lead_ms in (0, 160):
+        for tail_ms in (40, 250):
+            pcm = np.concatenate([np.zeros(16 * lead_ms, np.int16), audio[16 * 250 :], np.zeros(16 * tail_ms, np.int16)])
+            hypothesis = " ".join(w.text for w in whisper.transcribe(pcm.tobytes()))
+            # with 1 s of silence after the audio instead of 3, tiny.en said this sentence twice
+            assert len(normalise(hypothesis).split()) <= len(normalise(text).split()), (lead_ms, tail_ms, hypothesis)
+            assert wer(text, hypothesis) <= 0.15, (lead_ms, tail_ms, hypothesis)
+
+
+def test_word_times_follow_the_speech(whisper):
+    audio, _ = librivox()[0]
+    pcm = np.concatenate([np.zeros(16_000, np.int16), audio]).tobytes()  # a second of silence first
+    words = whisper.transcribe(pcm)
+    # "And" starts about 1.25 s in; the alignment alone stretched it back to 0 over the silence
+    assert 700 <= words[0].start_ms < 1600, words[0]
+    assert all(a.start_ms <= a.end_ms <= b.start_ms for a, b in pairwise(words)), words
+    assert words[-1].end_ms <= len(pcm) // 32 and words[-1].end_ms > len(pcm) // 32 - 1500, words[-1]
+
+
+def test_a_loop_is_a_stretch_said_again_right_after_itself():
+    assert loops("He might even have been made amiable himself. He might even have been made amiable himself.")
+    assert loops("He was not an old-s-s-y-y-y-y-en?")
+    assert not loops("It was the best of times, it was the worst of times, it was the age of wisdom.")
+    assert not loops("Mississippi, bye bye.")  # short repeats are speech
+    assert not loops("")
+
+
+def test_words_stretched_over_the_pauses_around_a_sentence_are_trimmed():
+    spans = [("So", 0, 1500), ("we", 1500, 1700), ("can", 1700, 1900), ("go.", 1900, 3000), ("Now", 3000, 3900),
+             ("then", 3900, 4100), ("fine", 4100, 4300)]
+    trimmed = trim_long_words([RecognizedWord(text, start, end, 0.9) for text, start, end in spans])
+    # median length 200 ms: a sentence's first or last word longer than 400 ms is cut to 400 ms
+    assert [(w.start_ms, w.end_ms) for w in trimmed] == [(1100, 1500), (1500, 1700), (1700, 1900), (1900, 2300),
+                                                          (3500, 3900), (3900, 4100), (4100, 4300)]
+    assert [w.text for w in trimmed] == [text for text, _, _ in spans] and trim_long_words([]) == []
