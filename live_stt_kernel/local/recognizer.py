@@ -3,7 +3,7 @@
 ``Recognizer.transcribe(pcm)`` turns 16 kHz PCM16 into words with times in ms from the start of
 that audio: the careful decode that finals are made of (beam search, aligned word times, optionally
 the audio before the turn as context). ``Recognizer.draft(pcm)`` is the cheap one for partials:
-greedy, no alignment (3-5 times cheaper). Both encode only the audio itself plus a second of silence,
+greedy, no timestamps, no alignment. Both encode only the audio itself plus a few seconds of silence,
 not the 30 s window faster-whisper always pads to. Calls may come from several threads at
 once: the model runs ``workers`` decodes in parallel, each on ``cpu_threads`` threads (one thread per
 decode was fastest on small machines).
