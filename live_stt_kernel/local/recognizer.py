@@ -56,14 +56,14 @@ MIN_AVG_LOGPROB = -1.0
 # for little extra time (tiny.en's decoder is small next to its encoder; benchmarks/README.md)
 FINAL_BEAM = 5
 # Decodes encode the audio plus this much silence instead of faster-whisper's 30 s window (Whisper ends a clipped
-# window badly), and stop after so many tokens per second of audio: without the window, greedy decoding otherwise
-# loops ("He was not. He was not."). A careful decode with 1 s of silence said 1 turn in 15 again ("... himself. He
-# might even ... himself."); 3 s matched the 30 s window's word errors at a quarter of its time (benchmarks/README.md)
+# window badly), and stop after so many new tokens per second of audio (+ 5): without the window, greedy decoding
+# otherwise loops ("He was not. He was not."). A careful decode with 1 s of silence said 1 turn in 15 again ("...
+# himself. He might even ... himself."); 3 s matched the 30 s window's word errors at a quarter of its time
+# (benchmarks/README.md). English speech is 3-4 tokens a second; timestamps add two per segment.
 DRAFT_PAD_S = 1.0
 FINAL_PAD_S = 3.0
-DRAFT_TOKENS_PER_S = 7  # English; a multilingual model gets twice as many (other scripts take more tokens per word)
-FINAL_TOKENS_PER_S = 10  # a careful decode also writes two timestamps per segment
-LOOP_CHARS = 8  # a stretch repeated right after itself over this many letters is a loop (see `loops`)
+DRAFT_TOKENS_PER_S = 4  # English; a multilingual model gets twice as many (other scripts take more tokens per word)
+FINAL_TOKENS_PER_S = 8
 DRAFT_NO_REPEAT = 8  # tokens: a loop is cut, a phrase said twice ("it was the best ..., it was the worst ...") is not
 
 
@@ -120,7 +120,8 @@ class WhisperRecognizer:
 
         def heard(prompt: str | None) -> list[RecognizedWord]:  # the words of ``pcm`` itself, on its clock
             return [RecognizedWord(w.text, max(0, w.start_ms - shift_ms), w.end_ms - shift_ms, w.confidence)
-                    for w in self._decode(model, audio, prompt) if w.start_ms + w.end_ms >= 2 * shift_ms]
+                    for w in trim_long_words(self._decode(model, audio, prompt))
+                    if w.start_ms + w.end_ms >= 2 * shift_ms]
 
         words = heard(hint)
         return words if words or not hint else heard(None)  # a prompt can make Whisper stop at once: again without
@@ -132,22 +133,30 @@ class WhisperRecognizer:
         thread)."""
         if len(pcm) < 3200:
             return []
-        tokens = self._start_tokens(_hint(prompt, keyterms))
-        budget = int(DRAFT_TOKENS_PER_S * (2 if self.multilingual else 1) * len(pcm) / 32_000) + 10
-        result = self._model.model.generate(
-            _encode(self._model, _samples(pcm), DRAFT_PAD_S), [tokens], beam_size=1, max_length=len(tokens) + budget,
-            no_repeat_ngram_size=DRAFT_NO_REPEAT, return_scores=True)[0]
+        encoded = _encode(self._model, _samples(pcm), DRAFT_PAD_S)
+        tokens = self._start_tokens(_hint(prompt, keyterms), language=self._language(encoded))
+        budget = int(DRAFT_TOKENS_PER_S * (2 if self.multilingual else 1) * len(pcm) / 32_000) + 5
+        result = self._model.model.generate(encoded, [tokens], beam_size=1, max_length=_max_length(tokens, budget),
+                                            no_repeat_ngram_size=DRAFT_NO_REPEAT, return_scores=True)[0]
         text = self._tokenizer.decode(result.sequences_ids[0]).split()
         confidence = math.exp(result.scores[0]) if result.scores else 0.0
         return spread_words(text, len(pcm) // 32, round(confidence, 4))
 
-    def _start_tokens(self, hint: str | None, *, timestamps: bool = False) -> list[int]:
+    def _language(self, encoded: Any) -> int | None:
+        """A multilingual model's language token for the audio (``None`` for an English-only model): CTranslate2's
+        timestamp rules would not let the model name it itself after a bare start-of-transcript."""
+        if not self.multilingual:
+            return None
+        token, _ = self._model.model.detect_language(encoded)[0][0]  # the likeliest, e.g. "<|de|>"
+        return int(self._tokenizer.tokenizer.token_to_id(token))
+
+    def _start_tokens(self, hint: str | None, *, timestamps: bool = False, language: int | None = None) -> list[int]:
+        """The decoder's prompt: the hint as previous text, start of transcript, the language and task (multilingual
+        models only) and, unless ``timestamps``, no-timestamps."""
         tokenizer = self._tokenizer
         previous = [tokenizer.sot_prev, *tokenizer.encode(" " + hint.strip())[-223:]] if hint else []
-        # a multilingual model first names the language itself (and may add the task and timestamps)
-        if self.multilingual:
-            return [*previous, tokenizer.sot]
-        return [*previous, *tokenizer.sot_sequence, *(() if timestamps else (tokenizer.no_timestamps,))]
+        start = [tokenizer.sot, language, tokenizer.transcribe] if language is not None else [tokenizer.sot]
+        return [*previous, *start, *(() if timestamps else (tokenizer.no_timestamps,))]
 
     def _decode(self, model: Any, audio: np.ndarray, prompt: str | None) -> list[RecognizedWord]:
         """Beam search over the audio's own frames (plus ``FINAL_PAD_S`` of silence) with timestamps, then word times from
@@ -163,40 +172,41 @@ class WhisperRecognizer:
             return self._decode_window(model, audio, prompt)  # faster-whisper detects the language too
         encoded = _encode(model, audio, FINAL_PAD_S)
         tokens = self._start_tokens(prompt, timestamps=True)
-        budget = int(FINAL_TOKENS_PER_S * len(audio) / 16_000) + 10
-        result = model.model.generate(encoded, [tokens], beam_size=FINAL_BEAM, max_length=min(448, len(tokens) + budget),
+        budget = int(FINAL_TOKENS_PER_S * len(audio) / 16_000) + 5
+        result = model.model.generate(encoded, [tokens], beam_size=FINAL_BEAM, max_length=_max_length(tokens, budget),
                                       no_repeat_ngram_size=DRAFT_NO_REPEAT, return_scores=True,
                                       return_no_speech_prob=True)[0]
         if result.no_speech_prob > NO_SPEECH_PROB and (result.scores or [0.0])[0] < MIN_AVG_LOGPROB:
             return []
-        segments = self._segments(result.sequences_ids[0], len(audio) / 16_000)
+        segments = self._segments(result.sequences_ids[0], len(audio))
         text = [token for tokens in segments for token in tokens]
         if not text:
             return []
         if loops(self._tokenizer.decode(text)):
             return self._decode_window(model, audio, prompt)  # the 30 s window rarely loops: a second opinion
         aligned = model.find_alignment(self._tokenizer, [text], encoded, len(audio) // 160)[0]
-        return trim_long_words(join_pieces([RecognizedWord(w["word"], round(w["start"] * 1000), round(w["end"] * 1000),
-                                                           float(w["probability"])) for w in aligned]))
+        return join_pieces([RecognizedWord(w["word"], round(w["start"] * 1000), round(w["end"] * 1000),
+                                           float(w["probability"])) for w in aligned])
 
-    def _segments(self, sequence: Sequence[int], duration_s: float) -> list[list[int]]:
-        """The text tokens of each segment that starts inside the audio (a segment starting at or past its end, or one
-        cut off there by the token budget, is Whisper repeating itself into the padding)."""
+    def _segments(self, sequence: Sequence[int], samples: int) -> list[list[int]]:
+        """The text tokens of each segment that starts inside the audio, more than 100 ms before its end (a segment
+        starting later, or one cut off there by the token budget, is Whisper repeating itself into the padding).
+        Timestamps count 20 ms (320 samples)."""
         tokenizer = self._tokenizer
         kept: list[list[int]] = []
         segment: list[int] = []
-        start: float | None = None
+        start: int | None = None  # in samples
         for token in sequence:
             if token >= tokenizer.timestamp_begin:
                 if start is None:
-                    start = (token - tokenizer.timestamp_begin) * 0.02
+                    start = (token - tokenizer.timestamp_begin) * 320
                     continue
-                if segment and start < duration_s - 0.1:
+                if segment and start < samples - 1600:
                     kept.append(segment)
                 segment, start = [], None
             elif token < tokenizer.eot:
                 segment.append(token)
-        if segment and (start is None or start < duration_s - 0.1):
+        if segment and (start is None or start < samples - 1600):
             kept.append(segment)
         return kept
 
@@ -220,20 +230,33 @@ class WhisperRecognizer:
         return words
 
 
-def loops(text: str, *, span: int = LOOP_CHARS) -> bool:
-    """Whether some stretch of ``text`` (lower case, no punctuation) comes again right after itself, the repeats
-    covering at least ``span`` characters: Whisper looping on audio it cannot finish ("... himself. He might even ...
-    himself.", "old-s-s-y-y-y-y-en"; tokens differ between the copies, so the letters are compared). A speaker who
-    says a phrase twice ("bye bye") is caught too; the caller then only pays for a second opinion."""
-    chars = plain(text).replace(" ", "")
-    n = len(chars)
-    for period in range(1, n // 2 + 1):
-        run = 0  # characters so far equal to the one a period earlier
-        for i in range(period, n):
-            run = run + 1 if chars[i] == chars[i - period] else 0
-            if run + period >= span and run >= period:
+def loops(text: str) -> bool:
+    """Whether ``text`` looks like Whisper looping on audio it cannot finish: a stretch of at least ``LOOP_WORDS``
+    words said again right after itself ("... himself. He might even have been made amiable himself."), or one word
+    made of a short piece repeated ("old-s-s-y-y-y-y-en"). Words are compared without case and punctuation (the copies'
+    tokens differ). A speaker who repeats three words in a row is caught too; the caller then only pays for a second
+    opinion."""
+    words = [word for word in map(plain, text.split()) if word]
+    if any(_STUTTER.search(word) for word in words):
+        return True
+    for period in range(LOOP_WORDS, len(words) // 2 + 1):
+        run = 0  # words so far equal to the word a period earlier
+        for i in range(period, len(words)):
+            run = run + 1 if words[i] == words[i - period] else 0
+            if run >= period:
                 return True
     return False
+
+
+LOOP_WORDS = 3
+_STUTTER = re.compile(r"(.{1,3}?)\1{3,}")  # a piece of 1-3 characters four times or more in a row: "-y-y-y-y"
+
+
+def _max_length(prompt: Sequence[int], new_tokens: int) -> int:
+    """CTranslate2's Whisper ``max_length`` that lets ``new_tokens`` be generated after ``prompt``: it stops after
+    ``min(max_length // 2, max_length - (len(prompt) - 1))`` new tokens (measured: 60 gave 30), within the
+    decoder's 448 positions."""
+    return min(448, max(2 * new_tokens, len(prompt) - 1 + new_tokens))
 
 
 def _encode(model: Any, audio: np.ndarray, pad_s: float) -> Any:
@@ -246,24 +269,26 @@ def _encode(model: Any, audio: np.ndarray, pad_s: float) -> Any:
 def trim_long_words(words: Sequence[RecognizedWord]) -> list[RecognizedWord]:
     """Word times with the silence around sentences taken out: the alignment stretches the first word of a sentence
     back over the pause before it, and a sentence's last word over the pause after it. Such a word is cut to twice the
-    median word length (at most 1.4 s; the rule faster-whisper applies to its own alignments). The engine drops the
-    words whose middle lies in the previous turn's audio, so a first word stretched back into it would be lost."""
+    median word length (at most 1.4 s; the rule faster-whisper applies to its own alignments). `transcribe` drops the
+    words whose middle lies in the previous turn's audio: a first word stretched back into it would be lost, a last
+    word of it stretched over the pause would be kept."""
     lengths = sorted(w.end_ms - w.start_ms for w in words if w.end_ms > w.start_ms)
     if not lengths:
         return list(words)
-    longest = 2 * min(700, lengths[len(lengths) // 2])
+    longest = 2 * min(700, int(np.median(lengths)))
     trimmed: list[RecognizedWord] = []
     for i, word in enumerate(words):
         start, end = word.start_ms, word.end_ms
-        if end - start > longest and (i == 0 or words[i - 1].text.endswith(_SENTENCE_ENDS)):
+        if end - start > longest and (i == 0 or _ends_sentence(words[i - 1].text)):
             start = end - longest
-        if end - start > longest and word.text.endswith(_SENTENCE_ENDS):
+        if end - start > longest and _ends_sentence(word.text):
             end = start + longest
         trimmed.append(RecognizedWord(word.text, start, end, word.confidence))
     return trimmed
 
 
-_SENTENCE_ENDS = (".", "?", "!", "。", "？", "！")
+def _ends_sentence(text: str) -> bool:
+    return text.rstrip("\"'”’)»").endswith((".", "?", "!", "。", "？", "！"))
 
 
 def _samples(pcm: bytes) -> np.ndarray:

@@ -48,7 +48,7 @@ def test_the_previous_turn_is_heard_but_not_transcribed_again(whisper):
 def test_a_careful_decode_says_a_sentence_once_however_it_is_cut(whisper):
     audio, text = librivox()[4]  # "He might even have been made amiable himself."
     for lead_ms in (0, 160):
-        for tail_ms in (40, 250):
+        for tail_ms in (40, 250, 800):  # a check; a final after min_turn_silence; one after max_turn_silence
             pcm = np.concatenate([np.zeros(16 * lead_ms, np.int16), audio[16 * 250 :], np.zeros(16 * tail_ms, np.int16)])
             hypothesis = " ".join(w.text for w in whisper.transcribe(pcm.tobytes()))
             # with 1 s of silence after the audio instead of 3, tiny.en said this sentence twice
@@ -69,9 +69,12 @@ def test_word_times_follow_the_speech(whisper):
 def test_a_loop_is_a_stretch_said_again_right_after_itself():
     assert loops("He might even have been made amiable himself. He might even have been made amiable himself.")
     assert loops("He was not an old-s-s-y-y-y-y-en?")
+    assert loops("so we go so we go")  # three words said twice in a row: worth a second opinion
     assert not loops("It was the best of times, it was the worst of times, it was the age of wisdom.")
-    assert not loops("Mississippi, bye bye.")  # short repeats are speech
-    assert not loops("")
+    # repeats of speech: a word or two again, a word with a repeated syllable
+    for speech in ("No, no, no, no.", "That that is, is.", "Very very good.", "New York, New York.", "Ha ha ha ha.",
+                   "Mississippi couscous in Walla Walla, bye bye.", ""):
+        assert not loops(speech), speech
 
 
 def test_words_stretched_over_the_pauses_around_a_sentence_are_trimmed():
