@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 from urllib.parse import urlsplit
@@ -85,12 +85,29 @@ def translation_json(item: Translation) -> str:
     return json.dumps({"translation": {k: v for k, v in item.to_dict().items() if k != "source"}}, ensure_ascii=False)
 
 
+def translations_in_turn_order(finished: Sequence[Translation], unfinished: Iterable[tuple[str, int]],
+                               positions: dict[tuple[str, int], int], printed: set[tuple[str, int, str]], *,
+                               ended: bool) -> list[Translation]:
+    """The ``finished`` translations not ``printed`` yet that can go out now, in the order their turns were printed
+    (``positions``: turn key -> place): one waits while a translation of an earlier turn is ``unfinished`` (queued or
+    running), or while its own turn is not printed yet, so each translation lands under its turn even when a later
+    one finishes first. Once ``ended``, everything left goes out."""
+    def place(key: tuple[str, int]) -> int:
+        return positions.get(key, len(positions))
+
+    first_waiting = min(map(place, unfinished), default=len(positions))
+    ready = [item for item in finished if (item.session_id, item.turn_order, item.target) not in printed
+             and (ended or place((item.session_id, item.turn_order)) < first_waiting)]
+    return sorted(ready, key=lambda item: place((item.session_id, item.turn_order)))
+
+
 def follow(session: Session, settler: TurnSettler, *, out: TextIO, fmt: str, live: TextIO | None) -> None:
     """Print each turn once, as soon as it settles, and each translation as it arrives, until the
     session ends; show the live line on ``live`` (a terminal) if given. Runs on the calling thread;
     the session works in the background."""
     shown = ""
-    printed = 0  # translations printed so far
+    positions: dict[tuple[str, int], int] = {}  # turns printed, in the order printed
+    printed: set[tuple[str, int, str]] = set()  # translations printed: (session id, turn order, target)
 
     def write(line: str) -> None:
         nonlocal shown
@@ -100,15 +117,16 @@ def follow(session: Session, settler: TurnSettler, *, out: TextIO, fmt: str, liv
         out.write(line + "\n")
         out.flush()
 
-    def emit(rows: list[TurnRecord]) -> None:
-        nonlocal printed
+    def emit(rows: list[TurnRecord], *, ended: bool = False) -> None:
         for row in rows:
             write(turn_json(row) if fmt == "jsonl" else format_turn(row))
+            positions.setdefault(row.key, len(positions))
         if session.translation is not None:
-            done = session.translation.results
-            for item in done[printed:]:
+            unfinished = [turn for turn, _ in session.translation.in_progress]
+            for item in translations_in_turn_order(session.translation.results, unfinished, positions, printed,
+                                                   ended=ended):
                 write(translation_json(item) if fmt == "jsonl" else format_translation(item))
-            printed = len(done)
+                printed.add((item.session_id, item.turn_order, item.target))
 
     while session.running:
         emit(settler.update(session.transcript, time.monotonic()))
@@ -120,7 +138,7 @@ def follow(session: Session, settler: TurnSettler, *, out: TextIO, fmt: str, liv
     emit(settler.update(session.transcript, time.monotonic(), ended=True))
     if session.translation is not None:
         session.translation.wait(timeout=60)
-        emit([])
+        emit([], ended=True)
     if live is not None and shown:
         live.write("\r\033[K")
         live.flush()

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from helpers import API_KEY
 
-from live_stt_kernel.cli import build_parser, main
+from live_stt_kernel.cli import build_parser, main, translations_in_turn_order
+from live_stt_kernel.language.translation import Translation
 from live_stt_kernel.v3.replay import Drop, Script, Step, even_turns, turns_script
 
 TEXTS = ["one two three", "four five six", "seven eight"]
@@ -89,6 +90,22 @@ def test_bad_inputs_get_specific_errors(tmp_path, make_wav, monkeypatch, capsys)
     assert "ws://" in capsys.readouterr().err
 
 
+def test_each_translation_is_printed_under_its_turn_even_when_a_later_one_finishes_first():
+    def done(order, target="es"):
+        return Translation(session_id="s", turn_order=order, target=target, source="x", text=f"t{order}", backend="b", model="m")
+
+    positions = {("s", 0): 0, ("s", 1): 1, ("s", 2): 2}
+    # turn 2's translation finished while turn 1's is still being made: it waits, turn 0's goes out
+    ready = translations_in_turn_order([done(0), done(2)], [("s", 1)], positions, set(), ended=False)
+    assert [t.turn_order for t in ready] == [0]
+    printed = {("s", 0, "es")}
+    ready = translations_in_turn_order([done(0), done(2), done(1)], [], positions, printed, ended=False)
+    assert [t.turn_order for t in ready] == [1, 2]
+    # a translation of a turn not printed yet waits for its turn, unless the session ended
+    assert translations_in_turn_order([done(3)], [], positions, set(), ended=False) == []
+    assert [t.turn_order for t in translations_in_turn_order([done(3), done(1)], [], positions, set(), ended=True)] == [1, 3]
+
+
 @pytest.mark.timeout(300)
 def test_demo_streams_the_bundled_sample_through_the_embedded_server(tmp_path):
     """The main job, as the README runs it: live turns, each translated, then a coaching report."""
@@ -102,7 +119,10 @@ def test_demo_streams_the_bundled_sample_through_the_embedded_server(tmp_path):
     assert turns[2].endswith("The words appear on the screen while you are speaking.")
     spanish = [line for line in lines if line.startswith("    es: ")]
     assert len(spanish) == 3 and spanish[0].lower().startswith("    es: hola") and "palabras" in spanish[2]
-    assert lines[lines.index(turns[0]) + 1] == spanish[0]  # each translation right under its turn
+    assert lines[lines.index(turns[0]) + 1] == spanish[0]  # each translation right under its turn ...
+    # ... or, where turns came faster than translations, in the turns' order (a later one may finish first)
+    places = [lines.index(line) for line in spanish]
+    assert places == sorted(places) and all(lines.index(turn) < place for turn, place in zip(turns, places, strict=True))
     assert "to the embedded local server" in done.stderr and "translated to es by apertium" in done.stderr
     report = done.stdout[done.stdout.index("# Speaking coach report"):]
     assert "## Analysis" in report and "## Computed metrics" in report and "words per minute" in report

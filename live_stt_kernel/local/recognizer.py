@@ -163,10 +163,11 @@ class WhisperRecognizer:
         the model's cross-attention (`find_alignment`, the step faster-whisper's ``word_timestamps`` runs).
 
         faster-whisper's ``transcribe`` always encodes a 30 s window; encoding only the turn made a careful decode
-        2-3 times cheaper on the suite's turns (tiny.en) and was as accurate (benchmarks/README.md, "Careful decodes on
-        the turn's own frames"). Past the audio's end Whisper sometimes says the turn again; with timestamps those
-        repeats start at or after the end and are dropped. Audio too long for one window, and a multilingual model's
-        (whose language is detected first), go through ``transcribe``.
+        about four times cheaper on the suite's turns (tiny.en) and was as accurate (benchmarks/README.md, "Careful
+        decodes on the turn's own frames"). Past the audio's end Whisper sometimes says the turn again: a segment that
+        starts within 100 ms of the end or later is dropped, and a repeat inside a segment (`loops`) is decoded again
+        on the window. Audio too long for one window, and a multilingual model's (whose language is detected first),
+        go through ``transcribe``.
         """
         if self.multilingual or len(audio) + FINAL_PAD_S * 16_000 > 30 * 16_000:
             return self._decode_window(model, audio, prompt)  # faster-whisper detects the language too
@@ -272,7 +273,7 @@ def trim_long_words(words: Sequence[RecognizedWord]) -> list[RecognizedWord]:
     median word length (at most 1.4 s; the rule faster-whisper applies to its own alignments). `transcribe` drops the
     words whose middle lies in the previous turn's audio: a first word stretched back into it would be lost, a last
     word of it stretched over the pause would be kept."""
-    lengths = sorted(w.end_ms - w.start_ms for w in words if w.end_ms > w.start_ms)
+    lengths = [w.end_ms - w.start_ms for w in words if w.end_ms > w.start_ms]
     if not lengths:
         return list(words)
     longest = 2 * min(700, int(np.median(lengths)))
