@@ -119,8 +119,8 @@ def test_demo_streams_the_bundled_sample_through_the_embedded_server(tmp_path):
     assert turns[2].endswith("The words appear on the screen while you are speaking.")
     spanish = [line for line in lines if line.startswith("    es: ")]
     assert len(spanish) == 3 and spanish[0].lower().startswith("    es: hola") and "palabras" in spanish[2]
-    assert lines[lines.index(turns[0]) + 1] == spanish[0]  # each translation right under its turn ...
-    # ... or, where turns came faster than translations, in the turns' order (a later one may finish first)
+    # each translation after its turn and in the turns' order (with --fast, turns may come faster than translations,
+    # and a later translation may finish first)
     places = [lines.index(line) for line in spanish]
     assert places == sorted(places) and all(lines.index(turn) < place for turn, place in zip(turns, places, strict=True))
     assert "to the embedded local server" in done.stderr and "translated to es by apertium" in done.stderr
