@@ -90,7 +90,7 @@ def translations_in_turn_order(finished: Sequence[Translation], unfinished: Iter
                                ended: bool) -> list[Translation]:
     """The ``finished`` translations not ``printed`` yet that can go out now, in the order their turns were printed
     (``positions``: turn key -> place): one waits while a translation of an earlier turn is ``unfinished`` (queued or
-    running), or while its own turn is not printed yet, so each translation lands under its turn even when a later
+    running), or while its own turn is not printed yet, so translations follow their turns in order even when a later
     one finishes first. Once ``ended``, everything left goes out."""
     def place(key: tuple[str, int]) -> int:
         return positions.get(key, len(positions))
