@@ -235,9 +235,9 @@ class EngineStream:
         self.opened_at = asyncio.get_running_loop().time()
         self.fast = False  # audio came faster than real time once: a file, not a microphone
         self.turn_orders: dict[int, int] = {}  # detector turn -> turn_order on the wire
-        self.previous_words: list[str] = []  # the last partial's words, for its settled prefix
         self.last_final: Decode | None = None  # the latest final's request: its audio is the next turn's context
-        self.last_draft: tuple[int, list[RecognizedWord]] | None = None  # the latest partial's turn and words
+        # the latest partial's turn and words: kept by a final that hears nothing, the next partial's settled prefix
+        self.last_draft: tuple[int, list[RecognizedWord]] | None = None
         self.closed_turns: set[int] = set()
         self.partial_task: asyncio.Task[None] | None = None
         self.next_partial_at = 0.0  # loop time before which no draft starts (drafts take at most half of a core)
@@ -398,13 +398,13 @@ class EngineStream:
             self.last_final = request
             for message in final_messages(order, words, request.start_ms, format_turns=self.config.format_turns):
                 await self.emit(message)
-            self.previous_words = []
             late_ms = self._elapsed_ms() - request.end_ms  # since its audio was spoken (live audio is real time)
             if late_ms > BEHIND_MS and self._live():  # a file sent at full speed is always "behind"
                 await self.emit(behind_message(late_ms))
         else:
-            await self.emit(partial_message(order, words, request.start_ms, self.previous_words))
-            self.previous_words = [plain(w.text) for w in words]
+            last = self.last_draft  # the same turn's previous partial: its words settle the prefix
+            previous = [plain(w.text) for w in last[1]] if last is not None and last[0] == request.turn_order else []
+            await self.emit(partial_message(order, words, request.start_ms, previous))
             self.last_draft = (request.turn_order, words)
 
 
