@@ -32,12 +32,15 @@ from .audio.sources import WavSource
 from .coaching.report import coach, save_report
 from .endpoint import choose_endpoint, language_key
 from .errors import AudioFileError, ConfigurationError, LiveSTTError, SavedSessionError, ServerRefused
+from .extras import LLM, LOCAL, require
+from .keys import ASSEMBLYAI_KEY_ENV, OPENAI_KEY_ENV
 from .language.backends import as_translator
 from .language.batch import translate_records
 from .language.live import append_translations
 from .language.translation import Translation, language_code
 from .local.credentials import server_token
 from .local.launcher import READY_PREFIX, SERVER_ENV, TOKEN_ENV
+from .local.llm_server import TOKEN_ENV as LLM_TOKEN_ENV
 from .local.llm_server import main as serve_llm
 from .local.recognizer import WhisperRecognizer
 from .local.server import IDLE_TIMEOUT_S, MAX_SESSIONS, LocalServer
@@ -277,6 +280,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """``live-stt serve``: run the embedded v3 speech server in the foreground; its ws:// URL goes to stdout once it is ready."""
     if any(os.environ.get(k) != v for k, v in SERVER_ENV.items()):  # numpy is loaded already: restart with the limits set
         os.execve(sys.executable, [sys.executable, "-m", "live_stt_kernel.cli", *sys.argv[1:]], {**os.environ, **SERVER_ENV})
+    require(LOCAL, "live-stt serve")
     token, where = server_token(TOKEN_ENV, "server-token")
     token_note = f"auth: Authorization header or token= with {where} (GET /v3/token makes one-time tokens)"
     try:
@@ -304,6 +308,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_serve_llm(args: argparse.Namespace) -> int:
     """``live-stt serve-llm``: run the local LLM server (OpenAI-compatible chat completions) in the foreground."""
+    require(LLM, "live-stt serve-llm")
     forwarded = ["--host", args.host, "--port", str(args.port), *(["--model", args.model] if args.model else [])]
     return serve_llm(forwarded + (["--threads", str(args.threads)] if args.threads else []))
 
@@ -468,6 +473,16 @@ def text_file(text: str) -> str:
         raise argparse.ArgumentTypeError(f"cannot read {text}: {exc.strerror or exc}") from None
 
 
+ENVIRONMENT_HELP = f"""environment variables:
+  {ASSEMBLYAI_KEY_ENV:<22} AssemblyAI API key: streaming in the cloud and the LLM Gateway (else: the embedded servers)
+  {OPENAI_KEY_ENV:<22} key for an OpenAI-compatible endpoint (--backend openai)
+  OPENAI_BASE_URL        that endpoint's base URL when --base-url is not given, e.g. http://localhost:11434/v1
+  {TOKEN_ENV:<22} live-stt serve: the token clients must send (default: a new one each start, in the cache folder)
+  {LLM_TOKEN_ENV:<22} live-stt serve-llm: the same, for the LLM server
+  LIVE_STT_CACHE         where models, tokens, certificates and logs are kept (default: ~/.cache/live_stt_kernel)
+Keys are never printed; a session without a key or a URL never uses a cloud service."""
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors: ``live-stt transcribe: error: argument --timeout: ... (see live-stt transcribe --help)``."""
 
@@ -478,7 +493,11 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``live-stt`` argument parser; each subcommand sets ``run`` to its ``cmd_*`` function."""
-    parser = Parser(prog="live-stt", description="Live speech-to-text over AssemblyAI's v3 streaming protocol.")
+    from . import __version__  # here: the package's __init__ has run by the time the parser is built
+
+    parser = Parser(prog="live-stt", description="Live speech-to-text over AssemblyAI's v3 streaming protocol.",
+                    epilog=ENVIRONMENT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"live-stt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:

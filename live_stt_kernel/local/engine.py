@@ -39,8 +39,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-from webrtcvad import Vad
-
 from ..events import Event
 from ..v3.protocol import SessionConfig, begin_message, parse_message, termination_message
 from .messages import behind_message, final_messages, partial_message
@@ -227,6 +225,8 @@ class EngineStream:
 
     def __init__(self, engine: Engine, config: SessionConfig, emit: Emit, *, partials: bool = True):
         self.engine, self.config, self.emit, self.partials = engine, config, emit, partials
+        from webrtcvad import Vad  # here, not at the top: the base install (no [local] extra) imports the server's module
+
         vad = Vad(VAD_MODE)
         self.detector = TurnDetector(is_speech=lambda frame: vad.is_speech(frame, 16_000), settings=replace(engine.settings))
         self.reconfigure()

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import EmbeddedServerError
+from ..extras import LLM, LOCAL, Extra, require
 from . import llm_server
 from .models import DEFAULT_MODEL, cache_dir
 
@@ -45,15 +46,16 @@ class ServerKind:
     log_name: str  # the child's stderr, in the cache folder
     default_model: str | None  # None: the server's own default
     timeout: float  # seconds to wait for the ready line
+    extra: Extra  # the pip extra the server needs
 
 
 SPEECH_SERVER = ServerKind(what="speech", module=("live_stt_kernel.cli", "serve"), ready_prefix=READY_PREFIX,
                     url_suffix="/v3/ws", token_env=TOKEN_ENV, env=SERVER_ENV, log_name="server.log",
-                    default_model=DEFAULT_MODEL, timeout=120.0)
+                    default_model=DEFAULT_MODEL, timeout=120.0, extra=LOCAL)
 # the first start assembles and hashes 1.1 GB of weights before loading them: allow for a slow disk
 LLM_SERVER = ServerKind(what="LLM", module=("live_stt_kernel.local.llm_server",), ready_prefix=llm_server.READY_PREFIX,
                  url_suffix="", token_env=llm_server.TOKEN_ENV, env={}, log_name="llm-server.log",
-                 default_model=None, timeout=300.0)
+                 default_model=None, timeout=300.0, extra=LLM)
 
 
 class EmbeddedServer:
@@ -120,6 +122,7 @@ _servers: dict[str, EmbeddedServer] = {}  # by ServerKind.what
 
 
 def _endpoint(kind: ServerKind, model: str | None) -> tuple[str, str]:
+    require(kind.extra, f"the embedded {kind.what} server (used when no API key or endpoint is given)")
     with _locks[kind.what]:
         server = _servers.get(kind.what)
         if server is None or not server.alive:
