@@ -19,6 +19,7 @@ import json
 import math
 import os
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -44,6 +45,7 @@ from .local.llm_server import TOKEN_ENV as LLM_TOKEN_ENV
 from .local.llm_server import main as serve_llm
 from .local.recognizer import WhisperRecognizer
 from .local.server import IDLE_TIMEOUT_S, MAX_SESSIONS, LocalServer
+from .local.tls import self_signed, server_context
 from .samples import sample_wav
 from .session import AUTO, Session
 from .store import AUDIO_FILE, TURNS_FILE, read_turns
@@ -288,12 +290,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                        alone_threads=args.alone_threads)
     except ValueError as exc:  # faster-whisper's answer to a model name it does not know
         raise ConfigurationError(f"--model {args.model}: {exc}") from exc
+    context, tls_note = _tls(args)
     server = LocalServer(recognizer, host=args.host, port=args.port, token=token, workers=args.workers,
-                         max_sessions=args.max_sessions, idle_timeout_s=args.idle_timeout)
+                         max_sessions=args.max_sessions, idle_timeout_s=args.idle_timeout, ssl_context=context)
 
     def ready(srv: LocalServer) -> None:
         print(f"{READY_PREFIX}{srv.url}/v3/ws", flush=True)
-        print(f"model: {args.model}; {token_note}", file=sys.stderr, flush=True)
+        print(f"model: {args.model}; {token_note}{tls_note}", file=sys.stderr, flush=True)
         if args.watch_stdin:  # our parent process holds the other end: stop when it goes away
 
             def stop_at_eof() -> None:
@@ -304,6 +307,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     server.run(on_ready=ready)
     return 0
+
+
+def _tls(args: argparse.Namespace) -> tuple[ssl.SSLContext | None, str]:
+    """``serve --tls`` (a self-signed certificate from the cache) or ``--cert``/``--key``: the server's TLS context and
+    how clients trust it, in words; ``(None, "")`` without TLS."""
+    if not (args.tls or args.cert or args.key):
+        return None, ""
+    if bool(args.cert) != bool(args.key):
+        raise ConfigurationError("--cert and --key go together: the certificate chain and its private key")
+    cert, key = (Path(args.cert), Path(args.key)) if args.cert else self_signed()
+    trust = "" if args.cert else f" (self-signed: trust it with NODE_EXTRA_CA_CERTS={cert} or SSL_CERT_FILE={cert})"
+    return server_context(cert, key), f"; TLS certificate: {cert}{trust}"
 
 
 def cmd_serve_llm(args: argparse.Namespace) -> int:
@@ -576,6 +591,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"sessions at once; the next is refused with 3009 (default {MAX_SESSIONS})")
     v.add_argument("--idle-timeout", type=whole_number(5, 3600), default=int(IDLE_TIMEOUT_S),
                    help=f"close a session with no audio or message for this many seconds (default {IDLE_TIMEOUT_S:g})")
+    v.add_argument("--tls", action="store_true", help="serve wss:// (and https:// tokens) with a self-signed certificate "
+                                                      "made once into the cache folder; its path is printed on start")
+    v.add_argument("--cert", type=existing_file, metavar="PEM", help="serve TLS with this certificate chain (with --key)")
+    v.add_argument("--key", type=existing_file, metavar="PEM", help="the private key of --cert")
     v.add_argument("--watch-stdin", action="store_true", help=argparse.SUPPRESS)
     v.set_defaults(run=cmd_serve)
 

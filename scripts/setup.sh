@@ -22,6 +22,8 @@ need+=(apertium apertium-eng-spa)  # instant offline translation
 [ "$dev" = 1 ] && need+=(chromium)
 # the microphone widget's AudioWorklet code is also tested outside the browser, in Node.js
 [ "$dev" = 1 ] && ! command -v node >/dev/null && need+=(nodejs)
+# the official Node SDK against `live-stt serve --tls` comes from npm (Debian's nodejs package leaves npm out)
+[ "$dev" = 1 ] && ! command -v npm >/dev/null && need+=(npm)
 
 python=${PYTHON:-python3}
 if ! command -v "$python" >/dev/null; then

@@ -1,7 +1,7 @@
 """The embedded server: AssemblyAI Universal Streaming v3 on loopback, a thin adapter over the engine.
 
-Any v3 client (ours, the official SDKs) connects to ``ws://127.0.0.1:PORT/v3/ws`` with the server's
-token in `Authorization` or a one-time token from ``GET /v3/token``. Per connection, a
+Any v3 client (ours, the official SDKs) connects to ``ws://127.0.0.1:PORT/v3/ws`` (``wss://`` with an
+``ssl_context``, see `tls`) with the server's token in `Authorization` or a one-time token from ``GET /v3/token``. Per connection, a
 `ServerConnection` says what is legal and what to answer, and an `EngineStream` turns the audio into
 `Turn` messages; the shared model runs on the engine's pool, so a slow decode never stalls the event
 loop, other sessions, or audio reception. Violations are answered as AssemblyAI answers them: an
@@ -21,6 +21,7 @@ import http
 import json
 import logging
 import secrets
+import ssl
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -54,8 +55,8 @@ class LocalServer(LoopbackServer):
 
     def __init__(self, recognizer: Recognizer, *, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
                  settings: TurnSettings | None = None, workers: int = 2, max_sessions: int = MAX_SESSIONS,
-                 idle_timeout_s: float = IDLE_TIMEOUT_S):
-        super().__init__(host=host, port=port)
+                 idle_timeout_s: float = IDLE_TIMEOUT_S, ssl_context: ssl.SSLContext | None = None):
+        super().__init__(host=host, port=port, ssl_context=ssl_context)
         self.engine = Engine(recognizer, settings=settings, workers=workers)
         self.tokens = Tokens(token or secrets.token_urlsafe(24))
         self.max_sessions = max_sessions

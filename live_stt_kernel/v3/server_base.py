@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from typing import Any, Self
@@ -24,8 +25,9 @@ class LoopbackServer:
 
     thread_name = "ws-server"
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None):
         self.host, self.port = host, port
+        self.ssl_context = ssl_context  # given: the server speaks TLS (wss://, and https:// for plain HTTP answers)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
@@ -34,8 +36,9 @@ class LoopbackServer:
 
     @property
     def url(self) -> str:
-        """The ``ws://host:port`` address (the real port once listening)."""
-        return f"ws://{self.host}:{self.port}"
+        """The ``ws://host:port`` address, ``wss://`` with TLS (the real port once listening)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'wss' if self.ssl_context else 'ws'}://{host}:{self.port}"
 
     # --- what a subclass provides --------------------------------------------------------------
 
@@ -102,7 +105,7 @@ class LoopbackServer:
         self._stopping = asyncio.Event()
         async with serve(self._handle, self.host, self.port, process_request=self._check_request,
                          max_size=MAX_FRAME_BYTES, max_queue=self.max_queue, ping_interval=self.ping_interval,
-                         ping_timeout=None, open_timeout=self.open_timeout) as server:
+                         ping_timeout=None, open_timeout=self.open_timeout, ssl=self.ssl_context) as server:
             self.port = server.sockets[0].getsockname()[1]
             if self.receive_buffer is not None:
                 for sock in server.sockets:  # accepted connections inherit it
