@@ -1,15 +1,13 @@
-"""A progress bar for batch work: an ipywidgets bar in a notebook, a one-line bar on a terminal,
-nothing elsewhere (a pipe, a log). Updated from the calling thread only."""
+"""A progress bar for batch work, drawn by tqdm (`tqdm.auto`): its widget bar in a notebook, its text bar on
+a terminal, nothing elsewhere (a pipe, a log: tqdm's ``disable=None``). Failed items are counted and shown
+beside the bar (``failed=N``). Updated from the calling thread only."""
 
 from __future__ import annotations
 
-import sys
-import time
 from typing import Any, TextIO
 
-import ipywidgets as widgets
 from IPython import get_ipython
-from IPython.display import display
+from tqdm.auto import tqdm  # type: ignore[import-untyped, unused-ignore]
 
 
 def in_notebook() -> bool:
@@ -18,55 +16,39 @@ def in_notebook() -> bool:
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 
+class _Bar(tqdm):  # type: ignore[misc, unused-ignore]
+    """tqdm without its monitor thread: items are counted from the caller's thread, and a library call leaves
+    no thread running behind it."""
+
+    monitor_interval = 0
+
+
 class Progress:
-    """``with Progress(total, "translating") as bar: ... bar.advance()``."""
+    """``with Progress(total, "translating") as bar: ... bar.advance()``.
+
+    ``enabled=False`` (or nothing to do) draws nothing; ``stream``: where a text bar goes (standard error by
+    default; drawn only when it is a terminal). ``done`` and ``failed`` count the items whether drawn or not;
+    ``bar`` is the tqdm object."""
 
     def __init__(self, total: int, label: str, *, enabled: bool = True, stream: TextIO | None = None):
         self.total, self.label, self.done, self.failed = total, label, 0, 0
-        self.stream = stream or sys.stderr
-        self.started = time.monotonic()
-        self._widget: Any = None
-        self._terminal = False
-        if not enabled or total == 0:
-            return
-        if in_notebook():
-            self._bar = widgets.IntProgress(value=0, min=0, max=total, description=label[:20])
-            self._text = widgets.Label(value=f"0/{total}")
-            self._widget = widgets.HBox([self._bar, self._text])
-            display(self._widget)
-        elif self.stream.isatty():
-            self._terminal = True
-            self._draw()
+        self.bar: Any = _Bar(total=total, desc=label, file=stream, unit="item", leave=True,
+                             disable=None if enabled and total else True)
 
     def advance(self, *, failed: bool = False) -> None:
         """Count one item done (``failed=True``: done, but failed) and redraw."""
         self.done += 1
-        self.failed += failed
-        if self._widget is not None:
-            self._bar.value = self.done
-            self._text.value = self._summary()
-            if self.failed:
-                self._bar.bar_style = "warning"
-        elif self._terminal:
-            self._draw()
-
-    def _summary(self) -> str:
-        failed = f", {self.failed} failed" if self.failed else ""
-        return f"{self.done}/{self.total}{failed} ({time.monotonic() - self.started:.1f} s)"
-
-    def _draw(self) -> None:
-        width = 30
-        filled = int(width * self.done / max(1, self.total))
-        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self._summary()}")
-        self.stream.flush()
+        if failed:
+            self.failed += 1
+            self.bar.set_postfix(failed=self.failed, refresh=False)  # shown with the next draw, just below
+        self.bar.update(1)
 
     def close(self) -> None:
-        """Finish the bar: marked success (or warning if any item failed) in a notebook, a newline on a terminal."""
-        if self._widget is not None:
-            self._bar.bar_style = "warning" if self.failed else "success"
-        elif self._terminal:
-            self.stream.write("\n")
-            self.stream.flush()
+        """Finish the bar: tqdm's last draw and a newline on a terminal; in a notebook the bar turns green, or
+        orange when an item failed."""
+        self.bar.close()
+        if self.failed:
+            self.bar.colour = "orange"  # the notebook bar's colour (a terminal's bar is drawn already)
 
     def __enter__(self) -> Progress:
         return self

@@ -25,24 +25,28 @@ time.
 from __future__ import annotations
 
 import atexit
+import html
 import logging
+import re
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from .audio.pcm import dbfs
 from .audio.sources import AudioSource, MicSource, WavSource
 from .endpoint import Endpoint, choose_endpoint, language_key
 from .errors import SessionTimeout, StreamingError, TerminationTimeout
-from .events import Event, Reconnected, SessionBegan, SessionEnded, SpeakerRevision, Turn
+from .events import Disconnected, Event, Reconnected, SessionBegan, SessionEnded, SpeakerRevision, Turn
 from .language.backends import Translator, as_translator
 from .language.live import LiveTranslation, read_translations
 from .language.llm import LLM
 from .language.translation import with_translations
+from .local.models import DEFAULT_MODEL
 from .store import SessionStore, WavAppender, new_session_folder, read_turns
 from .transcript import Transcript, TurnRecord
 from .v3.client import StreamingClient
@@ -53,6 +57,7 @@ log = logging.getLogger(__name__)
 
 AUTO = "auto"
 STOP_STALL_S = 3.0  # after stop(), a server showing no progress for this long is given up on
+LAST_TURNS = 3  # finished turns a notebook shows of a session
 
 TurnListener = Callable[[TurnRecord], None]
 EventListener = Callable[[Event], None]
@@ -148,6 +153,31 @@ class Session:
         return (f"<Session {state} turns={len(self._transcript.rows)} server={self.endpoint.describe()!r} "
                 f"folder={str(self.folder)!r}>")
 
+    def _repr_html_(self) -> str:
+        return self.summary().to_html()
+
+    def summary(self, last: int = LAST_TURNS) -> SessionSummary:
+        """What a notebook shows of the session now (its ``_repr_html_``): the state, the engine, the finished
+        turns (the ``last`` ones' text), the translation targets, the folder and the error. Never a secret: the
+        server is named by its host, and the key, the token and any URL's query are taken out of the error."""
+        rows = self._transcript.rows
+        client = self.client
+        return SessionSummary(
+            state=self.state, engine=_engine(self.endpoint, client.url if client is not None else self.endpoint.url),
+            speech_model=f"Whisper {DEFAULT_MODEL}" if self.endpoint.kind == "embedded" else self.params.speech_model,
+            turns=len(rows), last_turns=tuple((row.speaker, row.text) for row in rows[-last:] if last > 0),
+            translate_to=() if self.translation is None else tuple(self.translation.targets),
+            folder=None if self.folder is None else str(self.folder),
+            error=None if self._error is None else self._hide_secrets(f"{type(self._error).__name__}: {self._error}"),
+        )
+
+    def _hide_secrets(self, text: str) -> str:
+        """``text`` without this session's key or token, and with every URL in it cut to scheme, host and path."""
+        for secret in (self.endpoint.api_key, self._token if isinstance(self._token, str) else None):
+            if secret:
+                text = text.replace(secret, "***")
+        return _URL.sub(_public_match, text)
+
     # --- reading (any thread) -----------------------------------------------------------------
 
     @property
@@ -189,6 +219,18 @@ class Session:
     def running(self) -> bool:
         """Started and not over yet."""
         return self._worker is not None and not self._finished.is_set()
+
+    @property
+    def state(self) -> str:
+        """``"not started"``, ``"running"`` (``"reconnecting"`` while a new connection is tried), ``"stopped"``
+        or ``"failed"``."""
+        if self._error is not None:
+            return "failed"
+        if self._worker is None:
+            return "not started"
+        if self._finished.is_set():
+            return "stopped"
+        return "reconnecting" if self._transcript.disconnected else "running"
 
     def on_turn(self, listener: TurnListener) -> TurnListener:
         """Call ``listener(record)`` for each finished turn (and each later version of it), on the worker thread."""
@@ -355,11 +397,16 @@ class Session:
         self._transcript = after  # one reference swap: readers always see a whole snapshot
         if isinstance(event, SessionBegan):
             self.session_ids.append(event.session_id)
+            client = self.client
+            log.info("connected to %s (session %s)", public_url(client.url) if client is not None else "the server", event.session_id)
             if self._store is not None:
                 self._store.update_meta(session_ids=self.session_ids, expires_at=event.expires_at)
+        elif isinstance(event, Disconnected):
+            log.info("connection lost, reconnecting (attempt %d, in %.2g s): %s", event.attempt, event.retry_in_s,
+                     self._hide_secrets(event.reason))
         elif isinstance(event, Reconnected):
-            log.warning("reconnected (%d) after: %s; resending from %.1f s", event.attempt, event.reason,
-                        event.resume_at_ms / 1000)
+            log.info("reconnected (reconnect %d) after: %s; resending from %.1f s", event.attempt,
+                     self._hide_secrets(event.reason), event.resume_at_ms / 1000)
             if self._store is not None:
                 self._store.update_meta(reconnects=after.reconnects)
         changed: list[TurnRecord] = []
@@ -416,6 +463,82 @@ class TappedSource:
             yield block
 
 
+_URL = re.compile(r"\b(?:wss?|https?)://[^\s'\"<>]+")
+
+
+def _public_match(match: re.Match[str]) -> str:
+    """A URL found in a text, made public; punctuation that ends the sentence stays outside it."""
+    url = match.group(0).rstrip(".,;:!)]")
+    return public_url(url) + match.group(0)[len(url):]
+
+
+def public_url(url: str) -> str:
+    """``url`` fit to show or log: scheme, host, port and path only (no user, password, query or fragment,
+    so never a token)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # not a number: show none
+        port = None
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    return urlunsplit((parts.scheme, netloc + (f":{port}" if port else ""), parts.path, "", ""))
+
+
+def _host(url: str | None) -> str:
+    """The ``host[:port]`` of ``url`` ("" for none)."""
+    return urlsplit(public_url(url)).netloc if url else ""
+
+
+def _engine(endpoint: Endpoint, url: str | None) -> str:
+    """Which server, in words, with its host: AssemblyAI's cloud, the embedded local server, or another."""
+    host = _host(url)
+    if endpoint.kind == "embedded":
+        where = "embedded local server"
+    elif endpoint.kind == "cloud" or host.split(":")[0].endswith(".assemblyai.com"):
+        where = "AssemblyAI cloud"
+    else:
+        where = "local server" if endpoint.local else "server"
+    return f"{where} ({host})" if host else where
+
+
+_STATE_COLOURS = {"running": "var(--jp-success-color1,#1b7f3b)", "reconnecting": "var(--jp-warn-color1,#b26a00)",
+                  "failed": "var(--jp-error-color1,#b00020)"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionSummary:
+    """What a notebook shows of a `Session` (`Session.summary`): plain values, none of them a secret.
+    ``last_turns``: (speaker or None, text) of the last finished turns, oldest first."""
+
+    state: str
+    engine: str
+    speech_model: str
+    turns: int
+    last_turns: tuple[tuple[str | None, str], ...] = ()
+    translate_to: tuple[str, ...] = ()
+    folder: str | None = None
+    error: str | None = None
+
+    def to_html(self) -> str:
+        """The summary as a small HTML block, every value escaped."""
+        e = html.escape
+        colour = _STATE_COLOURS.get(self.state, "var(--jp-ui-font-color2,#666)")
+        rows = [("Engine", f"{e(self.engine)} · {e(self.speech_model)}"), ("Finished turns", str(self.turns))]
+        if self.translate_to:
+            rows.append(("Translating to", e(", ".join(self.translate_to))))
+        rows.append(("Folder", f"<code>{e(self.folder)}</code>" if self.folder else "none (nothing kept on disk)"))
+        if self.error:
+            rows.append(("Error", f'<span style="color:{_STATE_COLOURS["failed"]}">{e(self.error)}</span>'))
+        table = "".join(f'<tr><th style="text-align:left;padding-right:1em">{k}</th><td style="text-align:left">{v}</td></tr>'
+                        for k, v in rows)
+        first = self.turns - len(self.last_turns)
+        turns = "".join(f"<li>{f'<b>{e(speaker)}:</b> ' if speaker else ''}{e(text)}</li>" for speaker, text in self.last_turns)
+        shown = f'<ol start="{first + 1}" style="margin:0.3em 0">{turns}</ol>' if turns else ""
+        return (f'<div class="lsk-session"><b>Session</b> <span style="color:{colour}">{e(self.state)}</span>'
+                f'<table style="margin:0.3em 0">{table}</table>{shown}</div>')
+
+
 def _describe_translation(live: LiveTranslation) -> dict[str, Any]:
     return {"targets": list(live.targets), "backend": live.translator.backend, "model": live.translator.model}
 
@@ -433,4 +556,4 @@ def load_session(path: str | Path) -> Any:
     return with_translations(read_turns(path).to_frame(), read_translations(path if path.is_dir() else path.parent))
 
 
-__all__ = ["AUTO", "Session", "TappedSource", "as_source", "load_session"]
+__all__ = ["AUTO", "Session", "SessionSummary", "TappedSource", "as_source", "load_session", "public_url"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 import time
@@ -32,6 +33,8 @@ from live_stt_kernel.errors import (
     TooManySessions,
 )
 from live_stt_kernel.local import launcher
+from live_stt_kernel.session import SessionSummary, public_url
+from live_stt_kernel.v3.reconnect import ReconnectPolicy
 from live_stt_kernel.v3.replay import Close, Drop, Script, Step, even_turns, turns_script
 
 TEXTS = ["one two three", "four five six"]  # finals at ~1.14 s and ~2.94 s of audio
@@ -291,6 +294,8 @@ def test_secrets_never_appear_in_reprs_files_or_errors(serve, make_wav, tmp_path
     with pytest.raises(AuthenticationError) as caught:
         refused.wait(timeout=20)
     visible = [repr(session), repr(session.client), repr(refused), str(caught.value), session.df.to_string()]
+    visible += [session._repr_html_(), refused._repr_html_()]
+    assert "failed" in visible[-1] and "AuthenticationError" in visible[-1]  # the refusal is shown, the key is not
     visible += [p.read_text() for p in (tmp_path / "session").glob("*.json*")]
     visible += [p.read_text() for p in (tmp_path / "other" / "session").glob("*.json*")]
     assert not any(secret in text or secret[::-1] in text for text in visible)
@@ -301,7 +306,7 @@ def test_token_never_appears_in_errors(serve, make_wav):
     session = Session(make_wav(1.0), url=server.url, token="secret-token-xyz", realtime=False, folder=None, begin_timeout=0.3)
     with pytest.raises(ConnectTimeout) as caught:
         session.start().wait(timeout=10)
-    assert "secret-token-xyz" not in str(caught.value) + repr(session) + repr(session.client)
+    assert "secret-token-xyz" not in str(caught.value) + repr(session) + repr(session.client) + session._repr_html_()
 
 
 def test_stereo_48k_float_file_is_converted_before_sending(serve, make_wav, tmp_path):
@@ -378,3 +383,77 @@ def test_a_cloud_session_translates_with_its_own_key_by_default(monkeypatch, mak
     session = Session(make_wav(1.0), api_key="aai-key", folder=None, translate_to="es")
     assert session.endpoint.kind == "cloud" and session.translation is not None
     assert session.translation.translator.backend == "gateway" and session.translation.translator.llm._api_key == "aai-key"
+
+
+# --- in a notebook: the session's HTML view, and what is logged ----------------------------------
+
+
+def test_the_notebook_view_shows_state_engine_and_the_last_turns(serve, make_wav, tmp_path):
+    server = serve(turns_script(even_turns(["one two", "three four", "five six", "seven eight"]), "B"))
+    session = session_for(server, make_wav(7.0), tmp_path, translate_to="es", translator="apertium")
+    before = session.summary()
+    assert (before.state, before.turns, before.last_turns, before.error) == ("not started", 0, (), None)
+    assert "not started" in session._repr_html_()
+
+    session.start().wait(timeout=30)
+    summary = session.summary()
+    assert (summary.state, summary.turns, summary.error) == ("stopped", 4, None)
+    assert [text for _, text in summary.last_turns] == ["Three four.", "Five six.", "Seven eight."]
+    assert summary.engine == f"local server (127.0.0.1:{server.port})"
+    assert summary.speech_model == session.params.speech_model  # the model asked for (a remote server's own is not known)
+    assert summary.translate_to == ("es",) and summary.folder == str(tmp_path / "session")
+    page = session._repr_html_()
+    for shown in ("stopped", f"local server (127.0.0.1:{server.port}) · {session.params.speech_model}", ">4</td>",
+                  "Translating to", ">es</td>", str(tmp_path / "session"), '<ol start="2"', "<li>Seven eight.</li>"):
+        assert shown in page, shown
+    assert "One two." not in page and "Error" not in page  # the last three turns only; nothing failed
+
+
+def test_the_notebook_view_escapes_what_the_server_said(serve, make_wav, tmp_path):
+    said = '<script>alert("x")</script> Tom&Jerry'
+    server = serve(turns_script(even_turns([said]), "C"))
+    session = session_for(server, make_wav(2.0), tmp_path).start().wait(timeout=20)
+    assert session.summary().last_turns == ((None, said),)
+    page = session._repr_html_()
+    assert "<script" not in page and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; Tom&amp;Jerry" in page
+
+
+def test_the_notebook_view_of_a_failure_and_of_a_remote_server_hides_every_secret():
+    summary = SessionSummary(state="failed", engine="server (stt.example.org)", speech_model="u3-rt-pro", turns=1,
+                             last_turns=(("<A>", "a & b"),), error="ServerRefused: <b>1011</b>")
+    page = summary.to_html()
+    assert "<b>&lt;A&gt;:</b> a &amp; b" in page and "ServerRefused: &lt;b&gt;1011&lt;/b&gt;" in page
+    assert "none (nothing kept on disk)" in page and "Translating to" not in page
+
+    key, url = "sk-live-0123456789abcdefABCDEF0123", "wss://user:pw@stt.example.org:8443/v3/ws?token=tok-999#x"
+    session = Session(QueueSource(), url=url, api_key=key, folder=None)  # never started: no I/O
+    assert session.summary().engine == "server (stt.example.org:8443)"
+    assert public_url(url) == "wss://stt.example.org:8443/v3/ws"
+    hidden = session._hide_secrets(f"refused {key} at {url}; see https://x.org/a?b=c")
+    assert hidden == "refused *** at wss://stt.example.org:8443/v3/ws; see https://x.org/a"
+    assert not any(s in session._repr_html_() for s in (key, "tok-999", "user:pw", "?"))
+
+
+def test_connects_and_reconnects_are_logged_at_info_without_a_token(serve, make_wav, caplog):
+    first = turns_script(even_turns(["one two three"], start_ms=300), "B")
+    scripts = iter([Script(steps=(*first.steps, Step(2500, Drop()))), turns_script(even_turns(["four five six"], start_ms=300), "B")])
+    tokens = ["temp-token-one-0123456789", "temp-token-two-0123456789"]
+    server = serve(lambda record: next(scripts), api_key=None, tokens=set(tokens))
+    fresh = iter(tokens)
+    caplog.set_level(logging.INFO, logger="live_stt_kernel.session")
+    session = Session(make_wav(4.0), url=server.url, token=lambda: next(fresh), folder=None, realtime=False,
+                      reconnect=ReconnectPolicy(attempts=3, first_delay_s=0.02, max_delay_s=0.1))
+    session.start().wait(timeout=20)
+    assert session.df["text"].tolist() == ["One two three.", "Four five six."] and len(server.clients) == 2
+
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "live_stt_kernel.session"]
+    assert {level for level, _ in lines} == {logging.INFO}, lines
+    said = [text for _, text in lines]
+    here = f"ws://127.0.0.1:{server.port}/"
+    assert [text.split(" (")[0] for text in said] == [f"connected to {public_url(session.client.url)}", "connection lost, reconnecting",
+                                                      "reconnected", f"connected to {public_url(session.client.url)}"], said
+    assert said[0].startswith(f"connected to {here}") and f"(session {session.session_ids[0]})" in said[0]
+    assert said[1].startswith("connection lost, reconnecting (attempt 1, in 0.02 s): ") and "dropped" in said[1]
+    assert said[2].startswith("reconnected (reconnect 1) after: ")
+    assert not any(token in text or "?" in text for text in said for token in tokens)
+    assert "running" not in session._repr_html_() and session.summary().turns == 2

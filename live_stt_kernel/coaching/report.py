@@ -74,6 +74,14 @@ def _md(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
+_HTML_START = re.compile(r"<(?=[A-Za-z/!?])")
+
+
+def _no_html(markdown: str) -> str:
+    """The model's Markdown with its markup kept but no raw HTML: a tag's ``<`` is escaped, so it shows as text."""
+    return _HTML_START.sub(r"\\<", markdown)
+
+
 def _quoted(o: Occurrence, *, bold: bool = True) -> str:
     a, b = o.span
     if not bold or a >= b:
@@ -405,13 +413,13 @@ class CoachingReport:
     def to_markdown(self, *, examples: int = MAX_EXAMPLES) -> str:
         """The report as Markdown, in the order its first line says: the note, the computed metrics (with up to
         ``examples`` quotes per section), then the model's checked analysis and what the check removed."""
-        by = " · ".join(x for x in (self.backend, self.model) if x)
+        by = _md(" · ".join(x for x in (self.backend, self.model) if x))
         lines = ["# Speaking coach report", ""]
         if self.analysis is not None or self.raw_analysis is not None:
             lines += [(f"*First the metrics, computed exactly from the transcript; then the analysis by "
                       f"{by or 'the model'}, checked against them.*"), ""]
         if self.note:
-            lines += [f"> **Note:** {self.note}", ""]
+            lines += [f"> **Note:** {_md(self.note)}", ""]
         if self.raw_analysis is None:
             lines.append(metrics_markdown(self.metrics, level=2, examples=examples, joined=self.joined))
             return _tidy(lines)
@@ -422,7 +430,7 @@ class CoachingReport:
         check = (f"checked: {_plural(removed, 'statement')} the transcript or the metrics contradict removed "
                  "(listed below)" if removed else "checked: every quote and number matches the transcript and the metrics")
         lines += [f"*By {by + ' ' if by else ''}in {self.elapsed_s:.1f} s; {check}.*", "",
-                  (self.analysis or "").strip() or "*(nothing left after the check)*", ""]
+                  _no_html((self.analysis or "").strip()) or "*(nothing left after the check)*", ""]
         if self.problems:
             lines += ["### Removed by the check", ""]
             by_sentence: dict[str, list[Problem]] = {}
@@ -448,7 +456,7 @@ class CoachingReport:
             parts.append("note")
         return f"<CoachingReport {', '.join(parts)}>"
 
-    def _repr_markdown_(self) -> str:
+    def _repr_markdown_(self) -> str:  # speaker text, notes and names escaped; the model's analysis without raw HTML
         return self.to_markdown()
 
     def to_dict(self) -> dict[str, Any]:

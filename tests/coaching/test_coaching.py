@@ -435,3 +435,16 @@ def test_an_empty_answer_is_a_note_and_empty_input_asks_no_model():
     assert report.analysis is None and "returned an empty analysis" in (report.note or "")
     silent = ScriptedLLM(LLMError("unused"))
     assert coach([], llm=silent).note is None and silent.calls == []
+
+
+def test_the_report_in_a_notebook_shows_no_raw_html_from_the_model_or_an_error():
+    mistune = pytest.importorskip("mistune")  # a CommonMark renderer that passes raw HTML through, as notebooks may
+    analysis = "**Overall:** clear. <img src=x onerror=alert(1)> Keep <b>this</b> pace; 3 < 5."
+    report = CoachingReport(metrics=compute_metrics(conversation(SAMPLE)), analysis=analysis, raw_analysis=analysis,
+                            backend="local", model="qwen_2*5", note="the server said <html>503</html>", elapsed_s=1.0)
+    md = report._repr_markdown_()
+    assert md == str(report) and "\\<img src=x" in md and "**Overall:** clear." in md and "3 < 5" in md
+    page = mistune.html(md)
+    assert "<img" not in page and "<b>this" not in page and "<html>" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page and "<strong>Overall:</strong>" in page  # the model's Markdown still renders
+    assert "the server said &lt;html&gt;503&lt;/html&gt;" in page and "qwen_2*5" in page  # the note and the model's name as written

@@ -76,21 +76,42 @@ def test_translate_a_saved_session_with_apertium(saved_session):
     assert out["translation_es"].str.lower().str.startswith("buenos días").tolist()[0]
 
 
-def test_progress_bar_on_a_terminal():
-    class Terminal(io.StringIO):
-        def isatty(self) -> bool:
-            return True
+class Terminal(io.StringIO):
+    """A screen: what tqdm draws when the stream is a terminal."""
 
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal_counts_failures():
     screen = Terminal()
     with Progress(4, "translating to es", stream=screen) as bar:
         for failed in (False, True, False, False):
             bar.advance(failed=failed)
+    assert (bar.done, bar.failed, bar.bar.n, bar.bar.postfix) == (4, 1, 4, "failed=1")
     last = screen.getvalue().split("\r")[-1]
-    assert last.startswith("translating to es [" + "#" * 30 + "] 4/4, 1 failed") and last.endswith("\n")
+    assert last.startswith("translating to es: 100%") and "4/4" in last and "failed=1" in last and last.endswith("\n")
+
+
+def test_progress_bar_draws_nothing_off_a_terminal_or_when_disabled():
     quiet = io.StringIO()  # not a terminal: nothing
     with Progress(2, "x", stream=quiet) as bar:
-        bar.advance()
-    assert quiet.getvalue() == ""
+        bar.advance(failed=True)
+    assert quiet.getvalue() == "" and (bar.done, bar.failed) == (1, 1)
+    screen = Terminal()
+    for progress in (Progress(2, "x", enabled=False, stream=screen), Progress(0, "x", stream=screen)):
+        with progress as bar:
+            bar.advance()
+    assert screen.getvalue() == ""
+
+
+def test_translate_shows_its_failures_on_the_bar(gateway, monkeypatch):
+    server = gateway(Reply(200), Reply(500, {"error": {"code": 500, "message": "boom"}}), Reply(200))
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    with pytest.warns(UserWarning, match="1 of 3 translations failed"):
+        translate(pd.DataFrame({"text": ["one", "two", "three"]}), to="es", translator=gateway_llm(server), workers=1)
+    drawn = sys.stderr.getvalue().split("\r")[-1]
+    assert drawn.startswith("translating to es: 100%") and "3/3" in drawn and "failed=1" in drawn
 
 
 # --- coach(df) ---------------------------------------------------------------------------------
