@@ -8,6 +8,7 @@ package's folders are its architecture (see README.md, "Layout").
 
 from __future__ import annotations
 
+from ._version import __version__ as __version__
 from .audio.sources import AudioSource, MicSource, QueueSource, WavSource, input_devices
 from .coaching.report import CoachingReport, coach, save_report
 from .errors import (
@@ -56,8 +57,6 @@ from .transcript import Transcript, TurnRecord
 from .v3.client import StreamingClient
 from .v3.protocol import StreamingParams
 from .v3.reconnect import ReconnectPolicy
-
-__version__ = "0.1.0"
 
 __all__ = [
     "LLM",

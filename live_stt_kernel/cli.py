@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 from urllib.parse import urlsplit
 
+from ._version import __version__
 from .audio.sources import WavSource
 from .coaching.report import coach, save_report
 from .endpoint import choose_endpoint, language_key
@@ -508,8 +509,6 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``live-stt`` argument parser; each subcommand sets ``run`` to its ``cmd_*`` function."""
-    from . import __version__  # here: the package's __init__ has run by the time the parser is built
-
     parser = Parser(prog="live-stt", description="Live speech-to-text over AssemblyAI's v3 streaming protocol.",
                     epilog=ENVIRONMENT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"live-stt {__version__}")

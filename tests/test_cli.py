@@ -127,7 +127,7 @@ def test_demo_streams_the_bundled_sample_through_the_embedded_server(tmp_path):
     report = done.stdout[done.stdout.index("# Speaking coach report"):]
     assert "## Analysis" in report and "## Computed metrics" in report and "words per minute" in report
     (folder,) = (tmp_path / "sessions").iterdir()
-    assert len((folder / "turns.jsonl").read_text().splitlines()) == 6  # unformatted + formatted finals, folded on load
+    assert len((folder / "turns.jsonl").read_text().splitlines()) == 3  # u3-rt-pro: one formatted final per turn
     assert len((folder / "translations.jsonl").read_text().splitlines()) == 3  # one per turn
     assert (folder / "coaching.md").read_text().strip() == report.strip()
     assert f"saved: sessions/{folder.name}" in done.stderr

@@ -16,7 +16,7 @@ PACKAGE = Path(live_stt_kernel.__file__).parent
 
 # lowest first; a module belongs to the first entry that is a prefix of its dotted name (without the package's)
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "events", "clock", "keys", "samples"),
+    ("_version", "errors", "events", "clock", "keys", "samples", "extras"),
     ("audio", "progress"),
     ("v3",),
     ("local",),
@@ -27,11 +27,11 @@ LAYERS: list[tuple[str, ...]] = [
     ("endpoint", "session"),
     ("export", "widgets"),
     ("notebook", "cli"),
-    ("__init__",),
+    ("__init__", "__main__"),
 ]
 # slow to import (pandas, pyarrow: ~0.5 s; IPython, only wanted inside a kernel) or native libraries a machine may
-# lack (PortAudio, the models' runtimes)
-HEAVY = {"pandas", "pyarrow", "IPython", "sounddevice", "faster_whisper", "ctranslate2", "llama_cpp"}
+# lack (PortAudio, the models' runtimes), or in a pip extra the base install leaves out ([local]: webrtcvad, cryptography)
+HEAVY = {"pandas", "pyarrow", "IPython", "sounddevice", "faster_whisper", "ctranslate2", "llama_cpp", "webrtcvad", "cryptography"}
 
 
 def module_name(path: Path) -> str:

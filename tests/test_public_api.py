@@ -16,7 +16,7 @@ PUBLIC = [
     "BackendError", "CoachingReport", "ConfigurationError", "ConnectTimeout", "ConnectionLost", "Disconnected",
     "EmbeddedError", "EmbeddedServerError", "Event", "LLM", "LLMError", "LLMGateway", "LLMGone", "LLMRateLimited",
     "LLMRefused", "LLMTranslator", "LLMUnavailable", "LeMUR", "LiveSTTError", "LiveTranslation", "LocalModel",
-    "MicSource", "ModelError", "NoInputDevice", "OpenAICompatible", "PortAudioMissing", "PromptTooLong",
+    "MicSource", "MissingExtra", "ModelError", "NoInputDevice", "OpenAICompatible", "PortAudioMissing", "PromptTooLong",
     "ProtocolError", "QueueSource", "ReconnectPolicy", "Reconnected", "RetryPolicy", "SavedSessionError",
     "ServerRefused", "ServerUnreachable", "Session", "SessionBegan", "SessionEnded", "SessionTimeout",
     "StreamingClient", "StreamingError", "StreamingParams", "TerminationTimeout", "TooManySessions", "Transcript",

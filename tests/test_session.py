@@ -62,7 +62,7 @@ def test_file_streams_to_the_server_and_turns_come_back_once(serve, make_wav, tm
     assert set(record.audio[len(pcm):]) <= {0} and len(record.audio) - len(pcm) < 1600  # only the tail's padding
     assert set(record.frame_sizes) == {1600}  # 50 ms frames, the last one padded
     assert [t["type"] for t in record.texts] == ["Terminate"]
-    assert record.query["speech_model"] == "universal-streaming-english"
+    assert record.query["speech_model"] == "u3-rt-pro"  # AssemblyAI's guides' model, always sent
     assert record.headers["authorization"] == API_KEY
     assert load_session(tmp_path / "session")["text"].tolist() == session.df["text"].tolist()
     meta = json.loads((tmp_path / "session" / "meta.json").read_text())

@@ -39,11 +39,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
 from ..events import Event
 from ..v3.protocol import SessionConfig, begin_message, parse_message, termination_message
-from .messages import behind_message, final_messages, partial_message
+from .messages import behind_message, end_of_turn_confidence, final_messages, partial_message, speech_started_message
 from .recognizer import RecognizedWord, Recognizer, plain
-from .turns import BYTES_PER_MS, CHECK, DUE, PARTIAL, Decode, TurnDetector, TurnSettings, reads_finished
+from .turns import BYTES_PER_MS, CHECK, DUE, PARTIAL, Decode, TurnDetector, TurnSettings
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
 PARTIAL_BACKLOG_MS = 1000  # when decoding falls this far behind the audio, partials are skipped to catch up
@@ -227,9 +229,11 @@ class EngineStream:
         self.engine, self.config, self.emit, self.partials = engine, config, emit, partials
         from webrtcvad import Vad  # here, not at the top: the base install (no [local] extra) imports the server's module
 
-        vad = Vad(VAD_MODE)
-        self.detector = TurnDetector(is_speech=lambda frame: vad.is_speech(frame, 16_000), settings=replace(engine.settings))
+        self.vad = Vad(VAD_MODE)
+        self.quiet_floor = 0.0  # frames with less energy (mean square of the samples) are silence, whatever the VAD says
+        self.detector = TurnDetector(is_speech=self._is_speech, settings=replace(engine.settings))
         self.reconfigure()
+        self.speech_started = -1  # the last detector turn whose SpeechStarted went out (pro models)
         self.backlog_ms = 0.0  # audio pushed but not yet through the detector
         self.pushed_ms = 0.0  # all audio pushed
         self.opened_at = asyncio.get_running_loop().time()
@@ -270,12 +274,20 @@ class EngineStream:
         self.inbox.put_nowait(_FORCE)
 
     def reconfigure(self) -> None:
-        """Take ``min_turn_silence`` / ``max_turn_silence`` from the config (after an `UpdateConfiguration`);
-        the prompt and key terms are read from it at every decode."""
+        """Take ``min_turn_silence`` / ``max_turn_silence`` and ``vad_threshold`` from the config (after an
+        `UpdateConfiguration` too); the prompt, key terms and ``end_of_turn_confidence_threshold`` are read from it
+        when they are used."""
         for name in ("min_turn_silence", "max_turn_silence"):
             value = getattr(self.config, name)
             if value:
                 setattr(self.detector.settings, name, value)
+        mode, self.quiet_floor = vad_settings(self.config.vad_threshold)
+        self.vad.set_mode(mode)
+
+    def _is_speech(self, frame: bytes) -> bool:
+        if self.quiet_floor and float(np.mean(np.square(np.frombuffer(frame, np.int16).astype(np.float32)))) < self.quiet_floor:
+            return False
+        return bool(self.vad.is_speech(frame, 16_000))
 
     async def drain(self) -> None:
         """Until everything pushed so far has been through the detector (finals of closed turns sent)."""
@@ -310,6 +322,7 @@ class EngineStream:
                     continue
                 self.backlog_ms -= len(item) / BYTES_PER_MS
                 requests = self.detector.push(item)
+                await self._announce_speech()
                 while requests:  # the detector pauses after a due verdict; go on once it is settled
                     await self._run(requests)
                     requests = self.detector.push(b"")
@@ -339,7 +352,7 @@ class EngineStream:
                 check, task = self.check
                 self.check = None
                 words = await task
-                if reads_finished(" ".join(w.text for w in words)):
+                if end_of_turn_confidence(" ".join(w.text for w in words)) >= self.config.end_of_turn_confidence_threshold:
                     self.detector.end_turn()
                     await self._send(check, words, final=True)
             else:
@@ -392,11 +405,14 @@ class EngineStream:
             words = self.last_draft[1]  # the careful decode heard nothing where a draft heard words: keep those
         if not words and not (final and request.turn_order in self.turn_orders):
             return  # nothing heard: no Turn during silence
+        await self._announce_speech(request)
         order = self.turn_orders.setdefault(request.turn_order, len(self.turn_orders))
         if final:
             self.closed_turns.add(request.turn_order)
             self.last_final = request
-            for message in final_messages(order, words, request.start_ms, format_turns=self.config.format_turns):
+            language = "en" if self.config.language_detection and not getattr(self.engine.recognizer, "multilingual", False) else None
+            for message in final_messages(order, words, request.start_ms, format_turns=self.config.format_turns,
+                                          pro=self.config.pro, language=language):
                 await self.emit(message)
             late_ms = self._elapsed_ms() - request.end_ms  # since its audio was spoken (live audio is real time)
             if late_ms > BEHIND_MS and self._live():  # a file sent at full speed is always "behind"
@@ -404,8 +420,29 @@ class EngineStream:
         else:
             last = self.last_draft  # the same turn's previous partial: its words settle the prefix
             previous = [plain(w.text) for w in last[1]] if last is not None and last[0] == request.turn_order else []
-            await self.emit(partial_message(order, words, request.start_ms, previous))
+            await self.emit(partial_message(order, words, request.start_ms, previous, pro=self.config.pro))
             self.last_draft = (request.turn_order, words)
 
 
-__all__ = ["Emit", "Engine", "EngineStream"]
+    async def _announce_speech(self, request: Decode | None = None) -> None:
+        """Pro models: `SpeechStarted` once per turn, when the detector opens it (or, for a turn opened and decoded
+        within one push, before its first `Turn`)."""
+        if not self.config.pro:
+            return
+        turn, start = (request.turn_order, request.start_ms) if request else (self.detector.turn_order, self.detector.turn_start_ms)
+        if start is not None and turn > self.speech_started:
+            self.speech_started = turn
+            await self.emit(speech_started_message(start + self.detector.settings.pre_roll_ms))
+
+
+def vad_settings(threshold: float | None) -> tuple[int, float]:
+    """The voice activity detector for a ``vad_threshold`` (0-1; None: ours): WebRTC's aggressiveness (0-3; 3 below
+    0.3 already, ours) and an energy floor (mean square) that rises from -90 dBFS at 0.5 to -30 dBFS at 1, for noisy rooms."""
+    if threshold is None:
+        return VAD_MODE, 0.0
+    mode = min(3, int(threshold * 10))
+    floor_dbfs = -90 + 60 * (threshold - 0.5) / 0.5 if threshold > 0.5 else None
+    return mode, 0.0 if floor_dbfs is None else (32768 * 10 ** (floor_dbfs / 20)) ** 2
+
+
+__all__ = ["Emit", "Engine", "EngineStream", "vad_settings"]

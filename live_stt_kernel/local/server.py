@@ -148,7 +148,8 @@ class LocalServer(LoopbackServer):
 
         stream = self.engine.stream(config, send)
         try:
-            await send(connection.begin(max_session_s=ws.limit_s))
+            english_only = not getattr(self.engine.recognizer, "multilingual", False)
+            await send(connection.begin(max_session_s=ws.limit_s, languages=["en"] if english_only else None))
             deadline = started + ws.limit_s
             while True:
                 timeout = min(config.inactivity_timeout or self.idle_timeout_s, deadline - time.monotonic())

@@ -14,7 +14,7 @@ tested with data alone.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from enum import Enum
 from typing import Any
@@ -184,10 +184,11 @@ class ServerConnection:
         self.state = State.CONNECTING
         self.audio_ms = 0.0
 
-    def begin(self, *, max_session_s: int = protocol.SESSION_LIMIT_S, session_id: str | None = None) -> dict[str, Any]:
-        """The `Begin` message; the session is open."""
+    def begin(self, *, max_session_s: int = protocol.SESSION_LIMIT_S, session_id: str | None = None,
+              languages: Sequence[str] | None = None) -> dict[str, Any]:
+        """The `Begin` message; the session is open. ``languages``: what the server's model recognises (None: any)."""
         self.state = State.OPEN
-        return begin_message(self.config.public(), session_id=session_id, max_session_s=max_session_s)
+        return begin_message(self.config.public(languages=languages), session_id=session_id, max_session_s=max_session_s)
 
     def receive_audio(self, frame: bytes) -> float:
         """Account for one audio frame; its duration in ms. Raises `Refusal` (3007) for a frame

@@ -62,7 +62,13 @@ MIN_FRAME_MS, MAX_FRAME_MS = 50, 1000
 MAX_FRAME_BYTES = 128 * 1024
 SESSION_LIMIT_S = 10_800  # a session lasts at most 3 hours
 CLOSE_REASON_BYTES = 123
-DEFAULT_SPEECH_MODEL = "universal-streaming-english"
+DEFAULT_SPEECH_MODEL = "u3-rt-pro"  # what AssemblyAI's guides use; a server with no speech_model assumes English Universal
+SERVER_DEFAULT_MODEL = "universal-streaming-english"
+# The pro models' messages differ from Universal-Streaming's: every partial re-transcribes the whole turn (all words
+# non-final), `SpeechStarted` when speech begins, and one formatted final with end_of_turn_confidence 1
+PRO_MODELS = frozenset({"u3-rt-pro", "u3-rt-pro-beta-1", "u3-pro", "universal-3-5-pro", "universal-3-6-pro"})
+DEFAULT_EOT_THRESHOLD = 0.4  # end_of_turn_confidence_threshold when not given (the service's documented default)
+API_VERSION = "v3"
 
 
 # --- parameters and their bounds (one table for both ends) ------------------------------------
@@ -75,6 +81,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
     # turn silences in ms: a server decodes once per silence, so no silence may be too short to ever be over
     "min_turn_silence": (100, 10_000),
     "max_turn_silence": (100, 10_000),
+    "end_of_turn_confidence_threshold": (0, 1),
+    "vad_threshold": (0, 1),
 }
 MAX_KEYTERMS, MAX_KEYTERM_CHARS = 100, 50
 UPDATABLE = frozenset(
@@ -178,20 +186,36 @@ def _query_terms(value: str) -> list[str]:
     return cast(list[str], items)
 
 
+# parameters a local server cannot act on: when a client asks for one, `Begin`'s configuration says it is not applied
+UNSUPPORTED = ("speaker_labels", "llm_gateway", "filter_profanity", "redact_pii", "voice_focus")
+
+
 @dataclass(slots=True)
 class SessionConfig:
     """The query parameters a server acts on, parsed and bounded; unknown ones are ignored, as
-    AssemblyAI does. Mutable: `UpdateConfiguration` changes some of them mid-session."""
+    AssemblyAI does. Mutable: `UpdateConfiguration` changes some of them mid-session.
+
+    ``not_applied`` lists what the client asked for that this server does not do (see `UNSUPPORTED`)."""
 
     sample_rate: int = SAMPLE_RATE
     encoding: str = "pcm_s16le"
-    speech_model: str = DEFAULT_SPEECH_MODEL
+    speech_model: str = SERVER_DEFAULT_MODEL
     format_turns: bool = False
     keyterms_prompt: list[str] = field(default_factory=list)
     prompt: str | None = None
     inactivity_timeout: float | None = None
     min_turn_silence: int | None = None
     max_turn_silence: int | None = None
+    end_of_turn_confidence_threshold: float = DEFAULT_EOT_THRESHOLD
+    vad_threshold: float | None = None
+    language_detection: bool = False
+    mode: str | None = None
+    not_applied: list[str] = field(default_factory=list)
+
+    @property
+    def pro(self) -> bool:
+        """Whether the session asked for a pro model: its messages follow the pro models' behaviour."""
+        return self.speech_model in PRO_MODELS
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> SessionConfig:
@@ -212,9 +236,17 @@ class SessionConfig:
             silence = query.get("min_turn_silence", query.get("min_end_of_turn_silence_when_confident"))  # the old name
             config.min_turn_silence = int(silence) if silence else None
             config.max_turn_silence = int(query["max_turn_silence"]) if query.get("max_turn_silence") else None
+            if query.get("end_of_turn_confidence_threshold"):
+                config.end_of_turn_confidence_threshold = float(query["end_of_turn_confidence_threshold"])
+            config.vad_threshold = float(query["vad_threshold"]) if query.get("vad_threshold") else None
+            if "language_detection" in query:
+                config.language_detection = _query_bool(query["language_detection"])
+            config.mode = query.get("mode") or None
         except ValueError as exc:
             raise Refusal(3006, f"Invalid Message: bad query parameter ({exc})") from None
-        for name in ("sample_rate", "encoding", "keyterms_prompt", "inactivity_timeout", "min_turn_silence", "max_turn_silence"):
+        config.not_applied = [name for name in UNSUPPORTED if query.get(name, "false").lower() not in ("false", "0", "")]
+        for name in ("sample_rate", "encoding", "keyterms_prompt", "inactivity_timeout", "min_turn_silence", "max_turn_silence",
+                     "end_of_turn_confidence_threshold", "vad_threshold"):
             problem = param_problem(name, getattr(config, name))
             if problem:
                 raise Refusal(3006, f"Invalid Message: {problem}")
@@ -232,6 +264,10 @@ class SessionConfig:
             value = changes.get(name)
             if isinstance(value, int) and param_problem(name, value) is None:
                 applied[name] = value
+        for name in ("end_of_turn_confidence_threshold", "vad_threshold"):
+            value = changes.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and param_problem(name, value) is None:
+                applied[name] = float(value)
         for name, value in applied.items():
             setattr(self, name, value)
 
@@ -240,10 +276,23 @@ class SessionConfig:
         """Bytes per audio sample in this encoding: 2 for ``pcm_s16le``, 1 for ``pcm_mulaw``."""
         return ENCODINGS[self.encoding]
 
-    def public(self) -> dict[str, Any]:
-        """What `Begin`'s ``configuration`` reports back."""
-        return {"speech_model": self.speech_model, "sample_rate": self.sample_rate, "encoding": self.encoding,
-                "format_turns": self.format_turns, "keyterms_prompt": list(self.keyterms_prompt)}
+    def public(self, *, languages: Sequence[str] | None = None) -> dict[str, Any]:
+        """What `Begin`'s ``configuration`` reports back: the keys the official SDKs parse (``model``, ``mode``,
+        ``api_version``) and what the session runs with. ``languages``: what the server's model can recognise (None:
+        any), reported with ``language_detection``."""
+        configuration: dict[str, Any] = {
+            "model": self.speech_model, "mode": self.mode, "api_version": API_VERSION,
+            "speech_model": self.speech_model, "sample_rate": self.sample_rate, "encoding": self.encoding,
+            "format_turns": self.format_turns or self.pro, "keyterms_prompt": list(self.keyterms_prompt),
+            "end_of_turn_confidence_threshold": self.end_of_turn_confidence_threshold,
+            "min_turn_silence": self.min_turn_silence, "max_turn_silence": self.max_turn_silence,
+            "vad_threshold": self.vad_threshold, "language_detection": self.language_detection,
+        }
+        if self.language_detection:
+            configuration["languages"] = list(languages) if languages is not None else "any"
+        if self.not_applied:
+            configuration["not_applied"] = list(self.not_applied)
+        return configuration
 
 
 # --- where and who ---------------------------------------------------------------------------

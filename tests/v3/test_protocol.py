@@ -39,7 +39,7 @@ def test_url_sends_speech_model_lists_as_json_and_lowercase_booleans():
     url = protocol.build_url("wss://streaming.assemblyai.com", params)
     assert url.startswith("wss://streaming.assemblyai.com/v3/ws?")
     q = query_of(url)
-    assert q["speech_model"] == "universal-streaming-english"
+    assert q["speech_model"] == "u3-rt-pro"  # the model AssemblyAI's guides use
     assert q["sample_rate"] == "16000" and q["encoding"] == "pcm_s16le"
     assert json.loads(q["keyterms_prompt"]) == ["Jupyter", "AssemblyAI"]
     assert q["speaker_labels"] == "true" and q["format_turns"] == "false"
