@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from .keys import assemblyai_key
 from .language.backends import is_gateway
 from .local.launcher import embedded_endpoint
-from .v3.protocol import CLOUD_URL, is_loopback
+from .v3.protocol import CLOUD_URL, is_loopback, public_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,7 @@ class Endpoint:
         host = urlsplit(self.url or "").hostname or ""
         if self.kind == "cloud" or host.endswith(".assemblyai.com"):
             return "cloud (AssemblyAI)"
-        return urlsplit(self.url or "").netloc
+        return urlsplit(public_url(self.url or "")).netloc  # host and port: never a user or password in the URL
 
     def resolve(self) -> tuple[str, str | None]:
         """The URL to connect to and the key to send; starts the embedded server if it is not running."""

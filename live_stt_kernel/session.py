@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from .audio.pcm import dbfs
 from .audio.sources import AudioSource, MicSource, WavSource
@@ -50,7 +50,7 @@ from .local.models import DEFAULT_MODEL
 from .store import SessionStore, WavAppender, new_session_folder, read_turns
 from .transcript import Transcript, TurnRecord
 from .v3.client import StreamingClient
-from .v3.protocol import StreamingParams, control_message
+from .v3.protocol import StreamingParams, control_message, public_url
 from .v3.reconnect import RECONNECT, ReconnectPolicy, ResumableAudio, resilient_stream
 
 log = logging.getLogger(__name__)
@@ -472,19 +472,6 @@ def _public_match(match: re.Match[str]) -> str:
     return public_url(url) + match.group(0)[len(url):]
 
 
-def public_url(url: str) -> str:
-    """``url`` fit to show or log: scheme, host, port and path only (no user, password, query or fragment,
-    so never a token)."""
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:  # not a number: show none
-        port = None
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    return urlunsplit((parts.scheme, netloc + (f":{port}" if port else ""), parts.path, "", ""))
-
-
 def _host(url: str | None) -> str:
     """The ``host[:port]`` of ``url`` ("" for none)."""
     return urlsplit(public_url(url)).netloc if url else ""
@@ -556,4 +543,4 @@ def load_session(path: str | Path) -> Any:
     return with_translations(read_turns(path).to_frame(), read_translations(path if path.is_dir() else path.parent))
 
 
-__all__ = ["AUTO", "Session", "SessionSummary", "TappedSource", "as_source", "load_session", "public_url"]
+__all__ = ["AUTO", "Session", "SessionSummary", "TappedSource", "as_source", "load_session"]

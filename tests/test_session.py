@@ -21,6 +21,7 @@ from live_stt_kernel import (
     WavSource,
     load_session,
 )
+from live_stt_kernel.endpoint import Endpoint
 from live_stt_kernel.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -33,7 +34,8 @@ from live_stt_kernel.errors import (
     TooManySessions,
 )
 from live_stt_kernel.local import launcher
-from live_stt_kernel.session import SessionSummary, public_url
+from live_stt_kernel.session import SessionSummary
+from live_stt_kernel.v3.protocol import public_url
 from live_stt_kernel.v3.reconnect import ReconnectPolicy
 from live_stt_kernel.v3.replay import Close, Drop, Script, Step, even_turns, turns_script
 
@@ -429,6 +431,8 @@ def test_the_notebook_view_of_a_failure_and_of_a_remote_server_hides_every_secre
     session = Session(QueueSource(), url=url, api_key=key, folder=None)  # never started: no I/O
     assert session.summary().engine == "server (stt.example.org:8443)"
     assert public_url(url) == "wss://stt.example.org:8443/v3/ws"
+    assert Endpoint("url", url=url).describe() == "stt.example.org:8443"  # the panel's and the CLI's words: no password
+    assert "pw" not in repr(session)
     hidden = session._hide_secrets(f"refused {key} at {url}; see https://x.org/a?b=c")
     assert hidden == "refused *** at wss://stt.example.org:8443/v3/ws; see https://x.org/a"
     assert not any(s in session._repr_html_() for s in (key, "tok-999", "user:pw", "?"))

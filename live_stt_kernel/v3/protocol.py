@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any, Literal, cast
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from ..audio.pcm import BYTES_PER_SAMPLE, SAMPLE_RATE
 from ..errors import AuthenticationError, ConfigurationError, ProtocolError, ServerRefused, StreamingError, TooManySessions
@@ -332,6 +332,19 @@ def redact_url(url: str) -> str:
         return url
     query = "&".join("token=***" if p.startswith("token=") else p for p in parts.query.split("&"))
     return parts._replace(query=query).geturl()
+
+
+def public_url(url: str) -> str:
+    """``url`` fit to show or log: scheme, host, port and path only (no user, password, query or fragment,
+    so never a token)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # not a number: show none
+        port = None
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    return urlunsplit((parts.scheme, netloc + (f":{port}" if port else ""), parts.path, "", ""))
 
 
 def auth_headers(api_key: str | None) -> dict[str, str]:
@@ -769,6 +782,7 @@ __all__ = [
     "parse_control",
     "parse_message",
     "pcm_ms",
+    "public_url",
     "redact_url",
     "refusal",
     "same_secret",
