@@ -3,8 +3,14 @@
 The rule everywhere (Python API and CLI alike):
 
 - a ``base_url`` alone means that OpenAI-compatible endpoint (or the LLM Gateway, if it is one);
-- else an AssemblyAI key (``api_key`` or ``$ASSEMBLYAI_API_KEY``) means the LLM Gateway;
+- else an ``api_key`` passed explicitly means the LLM Gateway (it is an AssemblyAI key; ``""`` means no key
+  and none from the environment either: the embedded default);
+- else ``$OPENAI_BASE_URL``, when set, stands for ``base_url``, as the official ``openai`` client reads it;
+- else an AssemblyAI key in ``$ASSEMBLYAI_API_KEY`` means the LLM Gateway;
 - else the embedded default: Apertium for live translation, the local model for coaching.
+
+So nothing leaves the machine unless the user named a host (``base_url``, ``$OPENAI_BASE_URL``) or gave an
+AssemblyAI key. The ``openai`` backend named outright takes ``base_url``, else ``$OPENAI_BASE_URL``.
 
 The AssemblyAI key is only ever sent to AssemblyAI hosts; a third-party base URL gets ``api_key``
 when it is passed explicitly, or ``$OPENAI_API_KEY`` (see `keys`).
@@ -18,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlparse
 
 from ..errors import ConfigurationError, LiveSTTError, LLMError, LLMUnavailable
-from ..keys import assemblyai_key, openai_key
+from ..keys import assemblyai_key, openai_base_url, openai_key
 from ..local.launcher import embedded_llm_endpoint
 from ..local.llm_model import SERVED_MODEL
 from .apertium import NO_PROMPT, ApertiumTranslator
@@ -172,14 +178,26 @@ def is_gateway(base_url: str) -> bool:
     return host.startswith("llm-gateway.") and host.endswith(".assemblyai.com")
 
 
+def chosen_base_url(backend: str | None, *, base_url: str | None, api_key: str | None) -> str | None:
+    """The base URL the rule above asks: ``base_url`` when given; else ``$OPENAI_BASE_URL`` for the ``openai``
+    backend named outright, or for the rule's own choice when no ``api_key`` was passed (not even ``""``);
+    else None (each backend's own host)."""
+    if base_url:
+        return base_url
+    if backend == "openai" or (backend is None and api_key is None):
+        return openai_base_url()
+    return None
+
+
 def choose_backend(backend: str | None, *, base_url: str | None, api_key: str | None, default: str) -> str:
-    """The backend name the rule above picks."""
+    """The backend name the rule above picks (``$OPENAI_BASE_URL`` included, see `chosen_base_url`)."""
     if backend is not None:
         if backend not in TRANSLATORS:
             raise ConfigurationError(f"unknown backend {backend!r}: choose one of {', '.join(TRANSLATORS)}")
         return backend
-    if base_url:
-        return "gateway" if is_gateway(base_url) else "openai"
+    url = chosen_base_url(None, base_url=base_url, api_key=api_key)
+    if url:
+        return "gateway" if is_gateway(url) else "openai"
     if assemblyai_key(api_key):
         return "gateway"
     return default
@@ -190,6 +208,7 @@ def resolve_llm(backend: str | None = None, *, base_url: str | None = None, mode
     """A chat model by the rule in this module's docstring. ``options`` go to the HTTP backend
     (``timeout``, ``retry``, ``requests_per_minute``)."""
     name = choose_backend(backend, base_url=base_url, api_key=api_key, default="local")
+    base_url = chosen_base_url(backend, base_url=base_url, api_key=api_key)
     if name == "apertium":
         raise ConfigurationError("apertium translates but does not write reports: choose gateway, openai, lemur or local")
     if name == "gateway":
@@ -198,7 +217,8 @@ def resolve_llm(backend: str | None = None, *, base_url: str | None = None, mode
         return LeMUR(assemblyai_key(api_key) or "", model=model or LEMUR_MODEL, **({"base_url": base_url} if base_url else {}), **options)
     if name == "openai":
         if not base_url:
-            raise ConfigurationError("an OpenAI-compatible backend needs base_url (e.g. http://localhost:11434/v1 for Ollama)")
+            raise ConfigurationError("an OpenAI-compatible backend needs base_url or $OPENAI_BASE_URL "
+                                     "(e.g. http://localhost:11434/v1 for Ollama)")
         return OpenAICompatible(base_url, model=model or "gpt-4o-mini", api_key=openai_key(api_key), **options)
     return LocalModel(**options)
 
@@ -212,6 +232,7 @@ def resolve_translator(backend: str | None = None, *, base_url: str | None = Non
         if prompt:
             raise ConfigurationError(NO_PROMPT)
         return ApertiumTranslator()
+    base_url = chosen_base_url(backend, base_url=base_url, api_key=api_key)
     return LLMTranslator(resolve_llm(name, base_url=base_url, model=model, api_key=api_key, **options), prompt=prompt)
 
 
@@ -233,5 +254,5 @@ def as_translator(value: Translator | LLM | str | None, **choice: Any) -> Transl
     return resolve_translator(value, **choice)
 
 
-__all__ = ["LLMTranslator", "LocalModel", "Translator", "accepts_prompt", "as_translator", "choose_backend", "is_gateway", "resolve_llm",
-           "resolve_translator"]
+__all__ = ["LLMTranslator", "LocalModel", "Translator", "accepts_prompt", "as_translator", "choose_backend", "chosen_base_url",
+           "is_gateway", "resolve_llm", "resolve_translator"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import os
 import shutil
 import threading
@@ -22,7 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelError, PromptTooLong
+from ..errors import LLMRefused, ModelError, PromptTooLong
 from .models import cache_dir, verify_weights
 
 SERVED_MODEL = "qwen2.5-coder-1.5b-instruct"  # the name our server answers with, whatever the client asks for
@@ -51,6 +52,11 @@ QWEN_CODER_1_5B = PackagedGGUF(
 
 
 REPEAT_PENALTY = 1.15
+
+
+class UnusableSchema(LLMRefused):
+    """A ``response_format`` the model cannot be held to: a JSON Schema llama.cpp cannot turn into a
+    grammar, or a type other than ``json_object`` (the caller's request, not a model failure)."""
 
 
 def default_threads() -> int:
@@ -157,52 +163,70 @@ class LocalChat:
         return f"<LocalChat {self.path.name} n_ctx={self.n_ctx}>"
 
     def chat(self, messages: Sequence[Mapping[str, str]], *, max_tokens: int = 512, temperature: float = 0.2,
-             stop: str | list[str] | None = None) -> dict[str, Any]:
+             stop: str | list[str] | None = None, response_format: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """An OpenAI ``chat.completion`` dict (id, created, model, choices, usage) for these messages.
 
+        ``response_format`` is llama-cpp-python's: None (or ``{"type": "text"}``) for free text,
+        ``{"type": "json_object"}`` for any JSON object, ``{"type": "json_object", "schema": {...}}`` for
+        JSON that follows that JSON Schema; the output is held to it by a grammar as it is sampled (see
+        `json_grammar`; an unusable schema raises `UnusableSchema`).
+
         Raises `PromptTooLong` when the prompt alone fills the context; a reply that would overflow it
-        is cut short instead, with ``finish_reason="length"``.
+        is cut short instead, with ``finish_reason="length"`` (a JSON reply cut short is not whole JSON).
         """
+        options = self._options(max_tokens, temperature, stop, response_format)
         with self._lock:
             try:
                 return self._llm.create_chat_completion(  # type: ignore[no-any-return]
-                    messages=[dict(m) for m in messages], **self._options(max_tokens, temperature, stop))
+                    messages=[dict(m) for m in messages], **options)
             except ValueError as exc:
                 raise self._too_long(exc) from None
 
     def chat_stream(self, messages: Sequence[Mapping[str, str]], *, max_tokens: int = 512, temperature: float = 0.2,
-                    stop: str | list[str] | None = None) -> Iterator[dict[str, Any]]:
+                    stop: str | list[str] | None = None, response_format: Mapping[str, Any] | None = None,
+                    include_usage: bool = False) -> Iterator[dict[str, Any]]:
         """The same answer as `chat`, as OpenAI ``chat.completion.chunk`` dicts yielded as each token is
-        decoded (the first has ``delta.role``, the last a ``finish_reason``).
+        decoded (the first has ``delta.role``, the last a ``finish_reason``). With ``include_usage``, as
+        OpenAI's ``stream_options``, one more chunk follows: empty ``choices`` and the ``usage`` (see
+        `_Usage`), which llama-cpp-python's own stream does not report.
 
         The model is held from the first ``next()`` until the iterator ends or is closed: close it when
         the client goes away, and the generation stops there (the next request need not wait for it).
-        `PromptTooLong` comes from the first ``next()``."""
+        `PromptTooLong` and `UnusableSchema` come from the first ``next()``."""
+        options = self._options(max_tokens, temperature, stop, response_format)
+        usage = _Usage() if include_usage else None
+        if usage is not None:
+            options["logits_processor"] = [usage.count]
         with self._lock:
             try:
-                chunks = iter(self._llm.create_chat_completion(
-                    messages=[dict(m) for m in messages], stream=True, **self._options(max_tokens, temperature, stop)))
+                chunks = iter(self._llm.create_chat_completion(messages=[dict(m) for m in messages], stream=True, **options))
             except ValueError as exc:
                 raise self._too_long(exc) from None
             try:
+                last: dict[str, Any] = {}
                 while True:
                     try:
-                        chunk = next(chunks)
+                        last = next(chunks)
                     except StopIteration:
-                        return
+                        break
                     except ValueError as exc:
                         raise self._too_long(exc) from None
-                    yield chunk
+                    if usage is not None:
+                        usage.add(last)
+                    yield last
+                if usage is not None:
+                    yield usage.chunk(last, self._llm)
             finally:
                 close = getattr(chunks, "close", None)
                 if close is not None:
                     close()
 
-    def _options(self, max_tokens: int, temperature: float, stop: str | list[str] | None) -> dict[str, Any]:
+    def _options(self, max_tokens: int, temperature: float, stop: str | list[str] | None,
+                 response_format: Mapping[str, Any] | None) -> dict[str, Any]:
         # a 1.5B model at low temperature loops on long answers ("The speaker's use of ... was minimal"
         # forty times in a coaching report); a mild penalty keeps it moving
         return {"max_tokens": max_tokens, "temperature": temperature, "stop": stop or [], "seed": self.seed,
-                "repeat_penalty": REPEAT_PENALTY}
+                "repeat_penalty": REPEAT_PENALTY, "grammar": json_grammar(response_format)}
 
     def _too_long(self, exc: ValueError) -> Exception:
         # llama-cpp-python's only signal for an over-long prompt is this ValueError's text
@@ -211,5 +235,59 @@ class LocalChat:
         return exc
 
 
-__all__ = ["DEFAULT_CTX", "QWEN_CODER_1_5B", "SERVED_MODEL", "LocalChat", "PackagedGGUF",
-           "resolve_gguf", "verify_gguf"]
+def json_grammar(response_format: Mapping[str, Any] | None) -> Any:
+    """The llama.cpp grammar that holds a reply to ``response_format`` (llama-cpp-python's shape, see
+    `LocalChat.chat`), or None for free text.
+
+    Built here rather than by llama-cpp-python, which falls back to "any JSON" when a schema cannot be
+    converted: a schema that is not honoured raises `UnusableSchema` instead of being ignored in silence.
+    """
+    if response_format is None or response_format.get("type") == "text":
+        return None
+    if response_format.get("type") != "json_object":
+        raise UnusableSchema(f"response_format type {response_format.get('type')!r} is not supported: use text or json_object",
+                             backend="local")
+    grammars = importlib.import_module("llama_cpp.llama_grammar")
+    schema = response_format.get("schema")
+    if schema is None:
+        return grammars.LlamaGrammar.from_string(grammars.JSON_GBNF, verbose=False)
+    try:
+        return grammars.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+    except Exception as exc:  # the converter's errors are assertions, KeyErrors, TypeErrors...
+        raise UnusableSchema(f"the JSON schema cannot be used to constrain the local model: {type(exc).__name__}: {exc}",
+                             backend="local") from None
+
+
+class _Usage:
+    """Counts for a streamed reply's ``usage``, as the whole answer reports them: the prompt's tokens (the
+    context the first token is sampled from, seen by `count` as a logits processor) and the reply's tokens
+    (its text, tokenized again once it is whole: the model's own tokens, as it wrote them; a stop sequence
+    that ended it is not counted)."""
+
+    def __init__(self) -> None:
+        self.prompt_tokens: int | None = None
+        self.text: list[str] = []
+
+    def count(self, input_ids: Any, scores: Any) -> Any:
+        """A logits processor that changes nothing: it notes the prompt's length, before the first token."""
+        if self.prompt_tokens is None:
+            self.prompt_tokens = len(input_ids)
+        return scores
+
+    def add(self, chunk: Mapping[str, Any]) -> None:
+        """Note one streamed chunk's text."""
+        for choice in chunk.get("choices") or ():
+            self.text.append((choice.get("delta") or {}).get("content") or "")
+
+    def chunk(self, last: Mapping[str, Any], llm: Any) -> dict[str, Any]:
+        """The closing ``chat.completion.chunk``: no choices, and the usage."""
+        text = "".join(self.text)
+        completion = len(llm.tokenize(text.encode(), add_bos=False, special=True)) if text else 0
+        prompt = self.prompt_tokens or 0
+        return {"id": last.get("id", ""), "object": "chat.completion.chunk", "created": last.get("created", int(time.time())),
+                "model": last.get("model", ""), "choices": [],
+                "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}}
+
+
+__all__ = ["DEFAULT_CTX", "QWEN_CODER_1_5B", "SERVED_MODEL", "LocalChat", "PackagedGGUF", "UnusableSchema",
+           "json_grammar", "resolve_gguf", "verify_gguf"]

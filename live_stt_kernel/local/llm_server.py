@@ -3,11 +3,21 @@
 Any OpenAI client pointed at ``http://127.0.0.1:PORT/v1`` with the server's token as its API key works:
 
 ``POST /v1/chat/completions``  ``messages`` (required), ``max_tokens`` (512), ``temperature`` (0.2), ``stop``,
-                               ``stream``; ``model`` is accepted and answered with the one model served.
+                               ``stream``, ``stream_options``, ``response_format``; ``model`` is accepted and
+                               answered with the one model served.
                                ``stream: true`` answers with server-sent events as tokens are decoded
                                (``data: {chat.completion.chunk}`` ... ``data: [DONE]``, chunked), as OpenAI
-                               does; a client that goes away mid-stream ends the generation at the next token
+                               does; a client that goes away mid-stream ends the generation at the next token.
+                               ``stream_options: {"include_usage": true}`` adds OpenAI's last chunk: empty
+                               ``choices`` and the ``usage`` (the other chunks carry ``"usage": null``).
+                               ``response_format``: ``{"type": "text"}`` (the default), ``{"type":
+                               "json_object"}`` (any JSON object) or ``{"type": "json_schema", "json_schema":
+                               {"name", "schema"}}`` (JSON following that schema): the model is held to it by
+                               a grammar as it samples, not merely asked.
+                               ``tools``/``tool_choice``/``functions`` are refused (400): this model server
+                               does not call tools, and ignoring them would leave a client waiting for calls
 ``GET /v1/models``             the one model, in OpenAI's list shape
+``GET /v1/models/{id}``        that model (what ``client.models.retrieve`` asks for); 404 for any other id
 ``GET /health``                ``{"status": "ok"}``, without a token
 
 Errors come in OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``: 401 for a missing or
@@ -41,11 +51,11 @@ import time
 from collections.abc import Generator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol, Self
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ..errors import ConfigurationError, LiveSTTError, PromptTooLong
 from .credentials import server_token
-from .llm_model import DEFAULT_CTX, SERVED_MODEL, LocalChat
+from .llm_model import DEFAULT_CTX, SERVED_MODEL, LocalChat, UnusableSchema
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +71,16 @@ ROLES = {"system": "system", "developer": "system", "user": "user", "assistant":
 class ChatModel(Protocol):
     """What the server needs from a model; `LocalChat` is the real one. Called from request threads.
 
-    A model may also have ``chat_stream`` (same arguments, yields ``chat.completion.chunk`` dicts, see
-    `LocalChat.chat_stream`); without it a streamed request gets the whole answer as one event."""
+    A model may also have ``chat_stream`` (the same arguments and ``include_usage``, yields
+    ``chat.completion.chunk`` dicts, see `LocalChat.chat_stream`); without it a streamed request gets the
+    whole answer as one event."""
 
     def chat(self, messages: Sequence[Mapping[str, str]], *, max_tokens: int, temperature: float,
-             stop: str | list[str] | None) -> dict[str, Any]:
-        """An OpenAI ``chat.completion`` dict for these messages; raises `PromptTooLong` when the prompt does not fit the context."""
+             stop: str | list[str] | None, response_format: Mapping[str, Any] | None) -> dict[str, Any]:
+        """An OpenAI ``chat.completion`` dict for these messages, its reply held to ``response_format``
+        (llama-cpp-python's shape: None, or ``{"type": "json_object"}`` with an optional ``"schema"``).
+
+        Raises `PromptTooLong` when the prompt does not fit the context, `UnusableSchema` for a format it cannot follow."""
         ...
 
 
@@ -80,13 +94,18 @@ class BadRequest(Exception):
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class ChatRequest:
-    """A validated ``/v1/chat/completions`` request (see `parse_chat_request`), roles normalised (``developer`` -> ``system``)."""
+    """A validated ``/v1/chat/completions`` request (see `parse_chat_request`), roles normalised (``developer`` -> ``system``).
+
+    ``response_format`` is in llama-cpp-python's shape (see `ChatModel.chat`): None for text; ``include_usage``
+    is ``stream_options.include_usage`` of a streamed request."""
 
     messages: tuple[dict[str, str], ...]
     max_tokens: int = 512
     temperature: float = 0.2
     stop: str | list[str] | None = None
     stream: bool = False
+    response_format: dict[str, Any] | None = None
+    include_usage: bool = False
 
 
 def _content(value: Any, where: str) -> str:
@@ -113,8 +132,55 @@ def _messages(value: Any) -> tuple[dict[str, str], ...]:
     return tuple(out)
 
 
+def _response_format(value: Any) -> dict[str, Any] | None:
+    """OpenAI's ``response_format`` in llama-cpp-python's shape: None for text, ``{"type": "json_object"}``
+    for any JSON object, with ``"schema"`` for a ``json_schema`` format; `BadRequest` for anything else."""
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "json_object"}
+    if kind != "json_schema":
+        raise BadRequest(400, "response_format must be {\"type\": \"text\"}, {\"type\": \"json_object\"} or "
+                              "{\"type\": \"json_schema\", \"json_schema\": {\"name\": ..., \"schema\": {...}}}",
+                         param="response_format")
+    spec = value.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
+        raise BadRequest(400, "response_format.json_schema must be an object with a name (and a schema)", param="response_format")
+    schema = spec.get("schema")
+    if schema is None:
+        return {"type": "json_object"}
+    if not isinstance(schema, dict):
+        raise BadRequest(400, "response_format.json_schema.schema must be a JSON Schema object", param="response_format")
+    return {"type": "json_object", "schema": schema}
+
+
+def _refuse_tools(data: Mapping[str, Any]) -> None:
+    """`BadRequest` for a request that offers the model tools (or legacy functions) to call: this server's
+    model writes text only, and a client told nothing would wait for a call that never comes."""
+    for name in ("tools", "functions"):
+        if data.get(name):
+            raise BadRequest(400, f"this local model server does not call tools: send the request without '{name}'", param=name)
+    for name in ("tool_choice", "function_call"):
+        if data.get(name) not in (None, "none"):
+            raise BadRequest(400, f"this local model server does not call tools: '{name}' can only be 'none'", param=name)
+
+
+def _include_usage(value: Any) -> bool:
+    """``stream_options.include_usage`` (false when absent); `BadRequest` for a malformed ``stream_options``."""
+    if value is None:
+        return False
+    include = value.get("include_usage", False) if isinstance(value, dict) else None
+    if not isinstance(include, bool):
+        raise BadRequest(400, "stream_options must be an object like {\"include_usage\": true}", param="stream_options")
+    return include
+
+
 def parse_chat_request(body: bytes) -> ChatRequest:
-    """Validate a ``/v1/chat/completions`` body (pure; raises `BadRequest`). Unknown fields are ignored."""
+    """Validate a ``/v1/chat/completions`` body (pure; raises `BadRequest`). Unknown fields are ignored,
+    except those asking for what the model cannot do (tools, a response format other than text or JSON)."""
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -128,6 +194,8 @@ def parse_chat_request(body: bytes) -> ChatRequest:
         raise BadRequest(400, "stream must be true or false", param="stream")
     if data.get("n", 1) != 1:
         raise BadRequest(400, "only n=1 is supported", param="n")
+    _refuse_tools(data)
+    include_usage = _include_usage(data.get("stream_options")) and stream  # as OpenAI: usage chunks only in a stream
     max_tokens = data.get("max_completion_tokens", data.get("max_tokens"))  # the newer name wins
     if max_tokens is None:
         max_tokens = 512
@@ -141,18 +209,23 @@ def parse_chat_request(body: bytes) -> ChatRequest:
     stop = data.get("stop")
     if not (stop is None or isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))):
         raise BadRequest(400, "stop must be a string or a list of strings", param="stop")
-    return ChatRequest(messages=_messages(data.get("messages")), max_tokens=max_tokens,
-                       temperature=float(temperature), stop=stop, stream=stream)
+    return ChatRequest(messages=_messages(data.get("messages")), max_tokens=max_tokens, temperature=float(temperature),
+                       stop=stop, stream=stream, response_format=_response_format(data.get("response_format")),
+                       include_usage=include_usage)
 
 
-def _as_chunk(reply: Mapping[str, Any]) -> dict[str, Any]:
-    """A whole ``chat.completion`` as the one ``chat.completion.chunk`` of a stream."""
+def _as_chunks(reply: Mapping[str, Any], *, include_usage: bool) -> list[dict[str, Any]]:
+    """A whole ``chat.completion`` as a stream: one ``chat.completion.chunk`` with all of it, then, with
+    ``include_usage``, the usage chunk (empty ``choices``)."""
     choice = (reply.get("choices") or [{}])[0]
     message = choice.get("message") or {}
-    return {"id": reply.get("id", ""), "object": "chat.completion.chunk", "created": reply.get("created", int(time.time())),
-            "model": reply.get("model", ""),
-            "choices": [{"index": 0, "delta": {"role": "assistant", "content": message.get("content") or ""},
-                         "finish_reason": choice.get("finish_reason", "stop")}]}
+    head = {"id": reply.get("id", ""), "object": "chat.completion.chunk", "created": reply.get("created", int(time.time())),
+            "model": reply.get("model", "")}
+    chunks = [{**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": message.get("content") or ""},
+                                    "finish_reason": choice.get("finish_reason", "stop")}]}]
+    if include_usage:
+        chunks = [{**chunks[0], "usage": None}, {**head, "choices": [], "usage": reply.get("usage")}]
+    return chunks
 
 
 def error_body(message: str, *, kind: str = "invalid_request_error", param: str | None = None,
@@ -265,9 +338,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif path.startswith("/v1/") and not self._authorized():
             return
         elif path == "/v1/models":
-            app = self.server.app
-            self._send(200, {"object": "list", "data": [{"id": app.model_name, "object": "model",
-                                                          "created": app.created, "owned_by": "live_stt_kernel"}]})
+            self._send(200, {"object": "list", "data": [self.server.app.model_object()]})
+        elif path.startswith("/v1/models/"):
+            self._model(unquote(path.removeprefix("/v1/models/")))
         elif path == "/v1/chat/completions":
             self._fail(BadRequest(405, "use POST for /v1/chat/completions"))
         else:
@@ -298,6 +371,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._fail(exc)
         else:
             self._send(status, reply)
+
+    def _model(self, name: str) -> None:
+        """``GET /v1/models/{name}``: the model object if it is the one served, else 404 as OpenAI answers."""
+        app = self.server.app
+        if name == app.model_name:
+            self._send(200, app.model_object())
+        else:
+            self._fail(BadRequest(404, f"The model '{name}' does not exist: this server serves '{app.model_name}'",
+                                  param="model", code="model_not_found"))
 
     def _stream(self, request: ChatRequest) -> None:
         """Answer with server-sent events as the model writes. A failure before the first token is an
@@ -393,6 +475,19 @@ class _HTTPServer(ThreadingHTTPServer):
                 pass
 
 
+def _model_failure(exc: Exception) -> BadRequest:
+    """The answer to an exception from the model: 400 for the caller's mistakes (a prompt too long, a
+    format it cannot follow), 500 (logged with its traceback) for anything else."""
+    if isinstance(exc, BadRequest):
+        return exc
+    if isinstance(exc, PromptTooLong):
+        return BadRequest(400, str(exc), param="messages", code="context_length_exceeded")
+    if isinstance(exc, UnusableSchema):
+        return BadRequest(400, str(exc), param="response_format")
+    log.error("the local model failed", exc_info=exc)
+    return BadRequest(500, f"the local model failed: {type(exc).__name__}: {exc}")
+
+
 class LocalLLMServer:
     """The chat server around a `ChatModel`: ``start()`` / ``stop()`` or ``with``; ``url`` ends in ``/v1``.
 
@@ -428,16 +523,17 @@ class LocalLLMServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/v1"
 
+    def model_object(self) -> dict[str, Any]:
+        """The served model in OpenAI's shape, as ``/v1/models`` lists it and ``/v1/models/{id}`` answers."""
+        return {"id": self.model_name, "object": "model", "created": self.created, "owned_by": "live_stt_kernel"}
+
     def complete(self, request: ChatRequest) -> dict[str, Any]:
         """Run one request on the model (request threads; the model serialises them)."""
         try:
-            reply = self.chat.chat(request.messages, max_tokens=request.max_tokens,
-                                   temperature=request.temperature, stop=request.stop)
-        except PromptTooLong as exc:
-            raise BadRequest(400, str(exc), param="messages", code="context_length_exceeded") from None
+            reply = self.chat.chat(request.messages, max_tokens=request.max_tokens, temperature=request.temperature,
+                                   stop=request.stop, response_format=request.response_format)
         except Exception as exc:
-            log.exception("the local model failed")
-            raise BadRequest(500, f"the local model failed: {type(exc).__name__}: {exc}") from None
+            raise _model_failure(exc) from None
         # llama-cpp-python names the model by its file path: answer with the served name, as OpenAI does
         return {**reply, "model": self.model_name}
 
@@ -446,24 +542,21 @@ class LocalLLMServer:
         threads; the model serialises them). Failures are `BadRequest`, as in `complete`; closing the
         generator stops the model."""
         chat_stream = getattr(self.chat, "chat_stream", None)
+        if chat_stream is None:
+            yield from _as_chunks(self.complete(request), include_usage=request.include_usage)
+            return
+        usage = {"usage": None} if request.include_usage else {}  # as OpenAI: every chunk says it, the last has it
         try:
-            if chat_stream is None:
-                yield _as_chunk(self.complete(request))
-                return
             chunks = chat_stream(request.messages, max_tokens=request.max_tokens, temperature=request.temperature,
-                                 stop=request.stop)
+                                 stop=request.stop, response_format=request.response_format,
+                                 include_usage=request.include_usage)
             try:
                 for chunk in chunks:
-                    yield {**chunk, "model": self.model_name}
+                    yield {**usage, **chunk, "model": self.model_name}
             finally:
                 chunks.close()
-        except PromptTooLong as exc:
-            raise BadRequest(400, str(exc), param="messages", code="context_length_exceeded") from None
-        except BadRequest:
-            raise
         except Exception as exc:
-            log.exception("the local model failed")
-            raise BadRequest(500, f"the local model failed: {type(exc).__name__}: {exc}") from None
+            raise _model_failure(exc) from None
 
     def start(self) -> Self:
         """Bind (port 0: a free port, read back into ``port``) and serve on a daemon thread; raises `OSError` if the address is taken."""

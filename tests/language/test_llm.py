@@ -22,6 +22,7 @@ from live_stt_kernel.errors import (
 )
 from live_stt_kernel.language.backends import LocalModel, choose_backend, resolve_llm, resolve_translator
 from live_stt_kernel.language.llm import (
+    GATEWAY_URL,
     LeMUR,
     LLMGateway,
     OpenAICompatible,
@@ -197,6 +198,7 @@ def test_the_assemblyai_key_never_goes_to_a_third_party_url(gateway, monkeypatch
 
 def test_backend_rules(monkeypatch):
     monkeypatch.delenv("ASSEMBLYAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     assert choose_backend(None, base_url=None, api_key=None, default="local") == "local"
     assert choose_backend(None, base_url="https://llm-gateway.assemblyai.com/v1", api_key=None, default="local") == "gateway"
     assert choose_backend(None, base_url="http://localhost:11434/v1", api_key=None, default="local") == "openai"
@@ -212,6 +214,42 @@ def test_backend_rules(monkeypatch):
         resolve_llm("gateway")
     with pytest.raises(ConfigurationError, match="base_url"):
         resolve_llm("openai")
+
+
+def test_openai_base_url_in_the_environment_is_the_users_choice_of_host(gateway, monkeypatch):
+    server = gateway()
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")  # as the official openai client reads it
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-for-that-host")
+    monkeypatch.delenv("ASSEMBLYAI_API_KEY", raising=False)
+    chosen = resolve_llm(model="m", retry=FAST)
+    named = resolve_llm("openai", model="m", retry=FAST)  # before: "needs base_url"
+    translator = resolve_translator(model="m", retry=FAST)
+    assert [chosen.backend, named.backend, translator.backend] == ["openai"] * 3
+    assert chosen.complete(HELLO) == "[Spanish] hello" and named.complete(HELLO) == "[Spanish] hello"
+    assert translator.translate("good morning", target="es") == "[Spanish] good morning"  # the fake echoes the turn
+    assert len(server.requests) == 3
+    for request in server.requests:
+        assert request.path == "/v1/chat/completions" and request.headers["Authorization"] == "Bearer sk-for-that-host"
+
+
+def test_openai_base_url_never_gets_the_assemblyai_key_nor_overrides_an_explicit_choice(gateway, monkeypatch):
+    env_host, given_host = gateway(), gateway()
+    monkeypatch.setenv("OPENAI_BASE_URL", env_host.url + "/v1")
+    monkeypatch.setenv("ASSEMBLYAI_API_KEY", KEY)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    resolve_llm(model="m", retry=FAST).complete(HELLO)  # the named host wins over the AssemblyAI key, which stays home
+    assert "Authorization" not in env_host.requests[0].headers
+    resolve_llm(base_url=given_host.url + "/v1", model="m", retry=FAST).complete(HELLO)  # an explicit base_url wins
+    assert len(env_host.requests) == 1 and len(given_host.requests) == 1
+    gateway_llm = resolve_llm(api_key=KEY)  # a key passed outright is an AssemblyAI key: the gateway, not the env's host
+    assert isinstance(gateway_llm, LLMGateway) and gateway_llm.base_url == GATEWAY_URL
+    assert resolve_llm("gateway").base_url == GATEWAY_URL  # type: ignore[attr-defined]
+    # "" means no key and nothing from the environment: the local model (not started here), Apertium
+    assert isinstance(resolve_llm(api_key=""), LocalModel) and resolve_translator(api_key="").backend == "apertium"
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    monkeypatch.delenv("ASSEMBLYAI_API_KEY")
+    assert isinstance(resolve_llm(), LocalModel) and resolve_translator().backend == "apertium"  # nothing set: nothing leaves
+    assert len(env_host.requests) == 1
 
 
 # --- pure policy -------------------------------------------------------------------------------

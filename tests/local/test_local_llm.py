@@ -32,8 +32,8 @@ from live_stt_kernel.errors import EmbeddedServerError, ModelError
 from live_stt_kernel.local import launcher
 from live_stt_kernel.local.credentials import server_token
 from live_stt_kernel.local.launcher import LLM_SERVER, EmbeddedServer, embedded_llm_endpoint
-from live_stt_kernel.local.llm_model import QWEN_CODER_1_5B, SERVED_MODEL, resolve_gguf, verify_gguf
-from live_stt_kernel.local.llm_server import MAX_BODY, TOKEN_ENV, LocalLLMServer
+from live_stt_kernel.local.llm_model import QWEN_CODER_1_5B, SERVED_MODEL, UnusableSchema, json_grammar, resolve_gguf, verify_gguf
+from live_stt_kernel.local.llm_server import MAX_BODY, TOKEN_ENV, BadRequest, LocalLLMServer, parse_chat_request
 from live_stt_kernel.local.models import sha256_of
 
 
@@ -152,7 +152,7 @@ def test_concurrent_requests_are_both_answered(local_llm):
 class Broken:
     """A model that fails: the server must answer 500, not drop the connection."""
 
-    def chat(self, messages, *, max_tokens, temperature, stop):
+    def chat(self, messages, *, max_tokens, temperature, stop, response_format):
         raise RuntimeError("out of cheese")
 
 
@@ -173,9 +173,10 @@ class Echo:
     def __init__(self) -> None:
         self.calls = 0
 
-    def chat(self, messages, *, max_tokens, temperature, stop):
+    def chat(self, messages, *, max_tokens, temperature, stop, response_format):
         self.calls += 1
-        return {"object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}]}
+        return {"object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
 
 
 TOKEN = "t0ken-for-this-test"
@@ -419,10 +420,10 @@ class Slow:
     def __init__(self) -> None:
         self.closed = threading.Event()
 
-    def chat(self, messages, *, max_tokens, temperature, stop):
+    def chat(self, messages, *, max_tokens, temperature, stop, response_format):
         raise AssertionError("a streamed request uses chat_stream")
 
-    def chat_stream(self, messages, *, max_tokens, temperature, stop):
+    def chat_stream(self, messages, *, max_tokens, temperature, stop, response_format, include_usage):
         try:
             for i in range(500):
                 yield {"object": "chat.completion.chunk", "model": "x",
@@ -487,3 +488,148 @@ def test_closing_a_real_stream_frees_the_model_at_once(local_llm):
     assert post(base_url, token, ask("What is 2+3?", max_tokens=4)).status_code == 200
     # the rest of the story (~390 tokens) would take 390/rate seconds; the short question went first
     assert time.monotonic() - asked < 0.5 * 390 / rate, (time.monotonic() - asked, rate)
+
+
+# --- what the official openai client uses: response_format, tools, models.retrieve, include_usage ---------
+
+
+PERSON = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+          "required": ["name", "age"], "additionalProperties": False}
+TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}}}
+
+
+def chat_body(**fields: Any) -> bytes:
+    return json.dumps({"messages": [{"role": "user", "content": "hi"}], **fields}).encode()
+
+
+@pytest.mark.parametrize(("response_format", "expected"), [
+    (None, None),
+    ({"type": "text"}, None),
+    ({"type": "json_object"}, {"type": "json_object"}),
+    ({"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}},
+     {"type": "json_object", "schema": PERSON}),
+    ({"type": "json_schema", "json_schema": {"name": "anything"}}, {"type": "json_object"}),
+])
+def test_response_formats_are_parsed_into_llama_cpps_shape(response_format, expected):
+    assert parse_chat_request(chat_body(response_format=response_format)).response_format == expected
+
+
+@pytest.mark.parametrize(("fields", "param"), [
+    ({"response_format": {"type": "xml"}}, "response_format"),
+    ({"response_format": "json"}, "response_format"),
+    ({"response_format": {}}, "response_format"),
+    ({"response_format": {"type": "json_schema"}}, "response_format"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"schema": PERSON}}}, "response_format"),  # no name
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "p", "schema": "an object"}}}, "response_format"),
+    ({"tools": [TOOL]}, "tools"),
+    ({"tools": [TOOL], "tool_choice": "none"}, "tools"),
+    ({"functions": [TOOL["function"]]}, "functions"),
+    ({"tool_choice": "auto"}, "tool_choice"),
+    ({"tools": [], "tool_choice": "required"}, "tool_choice"),
+    ({"function_call": "auto"}, "function_call"),
+    ({"stream": True, "stream_options": {"include_usage": "yes"}}, "stream_options"),
+    ({"stream": True, "stream_options": [True]}, "stream_options"),
+])
+def test_requests_for_what_the_model_cannot_do_are_refused(fields, param):
+    with pytest.raises(BadRequest) as caught:
+        parse_chat_request(chat_body(**fields))
+    assert caught.value.status == 400 and caught.value.param == param
+    if param in ("tools", "functions", "tool_choice", "function_call"):
+        assert "does not call tools" in caught.value.message
+
+
+def test_no_tools_and_the_usage_option_are_accepted():
+    assert parse_chat_request(chat_body(tools=[], tool_choice="none", functions=None)).messages == ({"role": "user", "content": "hi"},)
+    assert parse_chat_request(chat_body(stream=True, stream_options={"include_usage": True})).include_usage
+    assert not parse_chat_request(chat_body(stream=True, stream_options={})).include_usage
+    assert not parse_chat_request(chat_body(stream=True)).include_usage
+    assert not parse_chat_request(chat_body(stream_options={"include_usage": True})).include_usage  # usage chunks are a stream's
+
+
+def test_a_schema_llama_cpp_cannot_follow_is_refused_not_ignored():
+    assert json_grammar(None) is None and json_grammar({"type": "text"}) is None
+    assert json_grammar({"type": "json_object"}) is not None and json_grammar({"type": "json_object", "schema": PERSON}) is not None
+    for bad in [{"type": "objectx"}, {"properties": {"a": {"$ref": "#/nowhere"}}}]:
+        with pytest.raises(UnusableSchema, match="cannot be used"):
+            json_grammar({"type": "json_object", "schema": bad})
+    with pytest.raises(UnusableSchema, match="not supported"):
+        json_grammar({"type": "xml"})
+
+
+@pytest.fixture
+def client(local_llm):
+    """The official openai client on the real model's server (no retries: a refusal is seen once)."""
+    import openai  # the dev extra installs it
+
+    base_url, token = local_llm
+    return openai.OpenAI(base_url=base_url, api_key=token, timeout=120, max_retries=0)
+
+
+def test_json_object_mode_answers_json_through_the_openai_client(client):
+    reply = client.chat.completions.create(
+        model="anything", max_tokens=40, temperature=0, response_format={"type": "json_object"},
+        messages=[{"role": "user", "content": 'What is the capital of France? Answer as JSON with the key "capital".'}])
+    choice = reply.choices[0]
+    assert choice.finish_reason == "stop", choice.message.content
+    data = json.loads(choice.message.content or "")
+    assert isinstance(data, dict) and "paris" in plain(json.dumps(data)), data
+
+
+def test_json_schema_mode_follows_the_schema(client):
+    reply = client.chat.completions.create(
+        model="anything", max_tokens=40, temperature=0,
+        response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}},
+        messages=[{"role": "user", "content": "Alice is thirty years old. Who is this?"}])
+    data = json.loads(reply.choices[0].message.content or "")
+    assert set(data) == {"name", "age"} and isinstance(data["name"], str) and type(data["age"]) is int, data
+    assert reply.usage is not None and reply.usage.completion_tokens <= 40
+
+
+def test_formats_and_tools_the_server_cannot_honour_are_bad_requests(client):
+    import openai
+
+    ask = {"model": "anything", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
+    refusals = [
+        ({"response_format": {"type": "xml"}}, "response_format"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"name": "bad", "schema": {"type": "objectx"}}}}, "response_format"),
+        ({"tools": [TOOL]}, "tools"),
+        ({"tools": [TOOL], "stream": True}, "tools"),
+    ]
+    for extra, param in refusals:
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.chat.completions.create(**ask, **extra)
+        assert caught.value.param == param and caught.value.status_code == 400
+    assert "does not call tools" in caught.value.message
+
+
+def test_models_retrieve_answers_the_served_model_only(client):
+    import openai
+
+    model = client.models.retrieve(SERVED_MODEL)
+    assert model.id == SERVED_MODEL and model.object == "model" and model.owned_by == "live_stt_kernel"
+    assert [m.id for m in client.models.list()] == [SERVED_MODEL]
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.models.retrieve("gpt-4o")
+    assert caught.value.code == "model_not_found" and "gpt-4o" in caught.value.message
+
+
+def test_a_stream_with_include_usage_ends_with_the_usage_of_the_whole_answer(client):
+    ask: dict[str, Any] = {"model": "anything", "max_tokens": 8, "temperature": 0,
+                           "messages": [{"role": "user", "content": "Count from 1 to 20, separated by commas."}]}
+    *chunks, last = list(client.chat.completions.create(**ask, stream=True, stream_options={"include_usage": True}))
+    assert last.choices == [] and last.usage is not None and all(c.usage is None and c.choices for c in chunks)
+    whole = client.chat.completions.create(**ask)
+    assert whole.usage is not None
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == whole.choices[0].message.content
+    streamed = (last.usage.prompt_tokens, last.usage.completion_tokens, last.usage.total_tokens)
+    assert streamed == (whole.usage.prompt_tokens, whole.usage.completion_tokens, whole.usage.total_tokens)
+    assert streamed[1:] == (8, streamed[0] + 8) and streamed[0] > 10  # cut at max_tokens: all 8 counted
+
+
+def test_a_model_without_chat_stream_reports_usage_when_asked():
+    with LocalLLMServer(Echo(), token=TOKEN) as server:
+        body = {"messages": [{"role": "user", "content": "hi"}], "stream": True, "stream_options": {"include_usage": True}}
+        *events, done = sse_data(post(server.url, TOKEN, body, stream=True))
+        content, usage = map(json.loads, events)
+        assert done == "[DONE]" and content["choices"][0]["delta"]["content"] == "ok"
+        assert usage["choices"] == [] and usage["usage"] == {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
