@@ -42,6 +42,7 @@ from .errors import (
     TerminationTimeout,
     TooManySessions,
     TranslatorError,
+    UnusableSchema,
 )
 from .events import Disconnected, Event, Reconnected, SessionBegan, SessionEnded, Turn, Word
 from .export import export, export_session
@@ -116,6 +117,7 @@ __all__ = [
     "TranslatorError",
     "Turn",
     "TurnRecord",
+    "UnusableSchema",
     "WavSource",
     "Word",
     "coach",

@@ -29,7 +29,8 @@
         └── LLMError                a language model failed
             ├── LLMRefused          400/401/403/404: the request, key or model is wrong; never retried
             │   ├── LLMGone         the endpoint is retired (LeMUR): use the LLM Gateway
-            │   └── PromptTooLong   the conversation does not fit the model's context window
+            │   ├── PromptTooLong   the conversation does not fit the model's context window
+            │   └── UnusableSchema  a response_format the local model cannot be held to
             ├── LLMRateLimited      429 on every attempt
             └── LLMUnavailable      5xx, timeouts, unreachable, unusable answers, after the retries
 
@@ -170,6 +171,11 @@ class PromptTooLong(LLMRefused):
     """The conversation does not fit the model's context window (the caller's input, not a model failure)."""
 
 
+class UnusableSchema(LLMRefused):
+    """A ``response_format`` the model cannot be held to: a JSON Schema llama.cpp cannot turn into a
+    grammar, or a type other than ``json_object`` (the caller's request, not a model failure)."""
+
+
 class LLMRateLimited(LLMError):
     """Still rate-limited after every retry."""
 
@@ -209,4 +215,5 @@ __all__ = [
     "TerminationTimeout",
     "TooManySessions",
     "TranslatorError",
+    "UnusableSchema",
 ]

@@ -20,7 +20,7 @@ PUBLIC = [
     "ProtocolError", "QueueSource", "ReconnectPolicy", "Reconnected", "RetryPolicy", "SavedSessionError",
     "ServerRefused", "ServerUnreachable", "Session", "SessionBegan", "SessionEnded", "SessionTimeout",
     "StreamingClient", "StreamingError", "StreamingParams", "TerminationTimeout", "TooManySessions", "Transcript",
-    "Translation", "Translator", "TranslatorError", "Turn", "TurnRecord", "WavSource", "Word", "coach", "export",
+    "Translation", "Translator", "TranslatorError", "Turn", "TurnRecord", "UnusableSchema", "WavSource", "Word", "coach", "export",
     "export_session", "input_devices", "load_session", "resolve_llm", "resolve_translator", "save_report", "start",
     "translate",
 ]

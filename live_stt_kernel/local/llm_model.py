@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import LLMRefused, ModelError, PromptTooLong
+from ..errors import ModelError, PromptTooLong, UnusableSchema
 from .models import cache_dir, verify_weights
 
 SERVED_MODEL = "qwen2.5-coder-1.5b-instruct"  # the name our server answers with, whatever the client asks for
@@ -52,11 +52,6 @@ QWEN_CODER_1_5B = PackagedGGUF(
 
 
 REPEAT_PENALTY = 1.15
-
-
-class UnusableSchema(LLMRefused):
-    """A ``response_format`` the model cannot be held to: a JSON Schema llama.cpp cannot turn into a
-    grammar, or a type other than ``json_object`` (the caller's request, not a model failure)."""
 
 
 def default_threads() -> int:
@@ -289,5 +284,5 @@ class _Usage:
                 "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}}
 
 
-__all__ = ["DEFAULT_CTX", "QWEN_CODER_1_5B", "SERVED_MODEL", "LocalChat", "PackagedGGUF", "UnusableSchema",
+__all__ = ["DEFAULT_CTX", "QWEN_CODER_1_5B", "SERVED_MODEL", "LocalChat", "PackagedGGUF",
            "json_grammar", "resolve_gguf", "verify_gguf"]

@@ -53,9 +53,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol, Self
 from urllib.parse import unquote, urlsplit
 
-from ..errors import ConfigurationError, LiveSTTError, PromptTooLong
+from ..errors import ConfigurationError, LiveSTTError, PromptTooLong, UnusableSchema
 from .credentials import server_token
-from .llm_model import DEFAULT_CTX, SERVED_MODEL, LocalChat, UnusableSchema
+from .llm_model import DEFAULT_CTX, SERVED_MODEL, LocalChat
 
 log = logging.getLogger(__name__)
 

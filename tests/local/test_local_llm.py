@@ -28,11 +28,11 @@ from typing import Any
 import pytest
 import requests
 
-from live_stt_kernel.errors import EmbeddedServerError, ModelError
+from live_stt_kernel.errors import EmbeddedServerError, ModelError, UnusableSchema
 from live_stt_kernel.local import launcher
 from live_stt_kernel.local.credentials import server_token
 from live_stt_kernel.local.launcher import LLM_SERVER, EmbeddedServer, embedded_llm_endpoint
-from live_stt_kernel.local.llm_model import QWEN_CODER_1_5B, SERVED_MODEL, UnusableSchema, json_grammar, resolve_gguf, verify_gguf
+from live_stt_kernel.local.llm_model import QWEN_CODER_1_5B, SERVED_MODEL, json_grammar, resolve_gguf, verify_gguf
 from live_stt_kernel.local.llm_server import MAX_BODY, TOKEN_ENV, BadRequest, LocalLLMServer, parse_chat_request
 from live_stt_kernel.local.models import sha256_of
 
