@@ -7,7 +7,7 @@ Only the session worker calls ``apply``; everyone else reads the snapshot it pub
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -97,6 +97,19 @@ def _record(turn: Turn, session_id: str, index: int, offset_ms: int) -> TurnReco
     )
 
 
+def _agreement(before: Sequence[Word], now: Sequence[Word]) -> int:
+    """How many leading words two partials of a turn agree on (case and punctuation aside), never the last one."""
+    n = 0
+    for a, b in zip(before, now, strict=False):
+        if a.text.strip(_PUNCTUATION).lower() != b.text.strip(_PUNCTUATION).lower():
+            break
+        n += 1
+    return min(n, max(0, len(now) - 1))
+
+
+_PUNCTUATION = ".,?!;:\"'"
+
+
 @dataclass(frozen=True, slots=True)
 class Transcript:
     """Immutable snapshot. ``apply`` returns a new one and never mutates this."""
@@ -110,6 +123,7 @@ class Transcript:
     reconnects: int = 0
     disconnected: str | None = None  # why, while a new connection is being tried
     warning: str | None = None  # the server's latest Warning, until the next final turn (e.g. "decoding is behind")
+    agreed: int = 0  # leading words of the open turn its last two partials agreed on (for servers that mark none final)
 
     @property
     def partial(self) -> str:
@@ -119,9 +133,11 @@ class Transcript:
     @property
     def partial_parts(self) -> tuple[str, str]:
         """The live line in two parts: its leading words the server says it will not change (show them steady) and
-        the tentative rest (its latest guess; show it lighter, or not at all where guesses must not flicker)."""
+        the tentative rest (its latest guess; show it lighter, or not at all where guesses must not flicker). The pro
+        models mark no partial word final (each partial re-transcribes the turn): then the words the last two
+        partials agree on are the steady part."""
         words = self.open_turn.words if self.open_turn else ()
-        settled = next((i for i, w in enumerate(words) if not w.is_final), len(words))
+        settled = next((i for i, w in enumerate(words) if not w.is_final), len(words)) or self.agreed
         return live_line(words[:settled]), live_line(words[settled:])
 
     def get(self, key: Key) -> TurnRecord | None:
@@ -157,7 +173,8 @@ class Transcript:
         if not turn.end_of_turn:
             if existing is not None:  # a straggling partial of a finished turn changes nothing
                 return self
-            return replace(self, open_turn=turn)
+            same_turn = self.open_turn is not None and self.open_turn.turn_order == turn.turn_order
+            return replace(self, open_turn=turn, agreed=_agreement(self.open_turn.words, turn.words) if same_turn and self.open_turn else 0)
         open_turn = None if self.open_turn is None or self.open_turn.turn_order == turn.turn_order else self.open_turn
         if existing is not None:
             if existing.formatted and not turn.formatted:

@@ -173,8 +173,24 @@ def test_the_live_line_splits_into_settled_words_and_a_tentative_tail():
     t = Transcript().apply(SessionBegan(session_id="s")).apply(Turn(turn_order=0, transcript="hello and", words=words))
     assert t.partial_parts == ("hello and", "wellcome to") and t.partial == "hello and wellcome to"
     first_guess = Turn(turn_order=0, transcript="", words=tuple(Word(text=w.text, start_ms=0, end_ms=1, is_final=False) for w in words))
-    assert t.apply(first_guess).partial_parts == ("", "hello and wellcome to")
+    assert Transcript().apply(SessionBegan(session_id="s")).apply(first_guess).partial_parts == ("", "hello and wellcome to")
     assert Transcript().partial_parts == ("", "")
+
+
+def test_pro_partials_mark_no_word_final_so_the_words_two_partials_agree_on_are_steady():
+    def partial(order: int, *texts: str) -> Turn:
+        words = tuple(Word(text=w, start_ms=i * 300, end_ms=i * 300 + 250, is_final=False) for i, w in enumerate(texts))
+        return Turn(turn_order=order, transcript=" ".join(texts), words=words)
+
+    t = Transcript().apply(SessionBegan(session_id="s")).apply(partial(0, "Hello"))
+    assert t.partial_parts == ("", "Hello")
+    t = t.apply(partial(0, "Hello,", "there"))  # punctuation and case aside, the first word agrees
+    assert t.partial_parts == ("Hello,", "there")
+    t = t.apply(partial(0, "Hello", "there,", "my", "friend"))
+    assert t.partial_parts == ("Hello there,", "my friend")
+    t = t.apply(partial(0, "Hello", "their", "friends"))  # a re-transcription that changes a word: steady up to it
+    assert t.partial_parts == ("Hello", "their friends")
+    assert t.apply(partial(1, "Next", "one")).partial_parts == ("", "Next one")  # a new turn agrees with nothing yet
 
 
 def test_a_server_warning_shows_until_the_next_final_turn():

@@ -86,7 +86,7 @@ def test_a_pro_model_speaks_the_pro_protocol(server, lesson):
         assert len(started) == order + 1  # one per turn, before the turn's first message
         assert started[-1]["timestamp"] <= final["words"][0]["start"] + 300 and started[-1]["confidence"] == 1.0
     text = normalise(" ".join(t["transcript"] for t in turns if t["end_of_turn"]))
-    assert text.startswith("good morning") and text.endswith("now"), text
+    assert text.startswith("good morning everyone") and "lesson" in text, text  # words, not accuracy: tiny.en on espeak varies
 
 
 def test_universal_streaming_keeps_its_own_behaviour(server, lesson):

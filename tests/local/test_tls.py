@@ -85,7 +85,7 @@ def test_our_client_streams_over_wss_trusting_the_printed_certificate(tls_server
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # what the server's start-up note tells a Python client to do
     session = Session(speech, url=url, api_key=TOKEN, realtime=False, folder=tmp_path / "s").start().wait(timeout=120)
     text = normalise(" ".join(session.df["text"]))
-    assert text.startswith("good morning") and text.endswith("now"), text
+    assert text.startswith("good morning everyone") and "lesson" in text, text  # words, not accuracy: tiny.en on espeak varies
 
 
 def test_an_untrusted_certificate_is_refused_by_a_verifying_client(tls_server):
@@ -114,7 +114,7 @@ def test_the_python_sdk_makes_a_temporary_token_over_https_and_streams_with_it(t
     client.disconnect(terminate=True)
     assert errors == []
     text = normalise(" ".join(finals))
-    assert text.startswith("good morning") and text.endswith("now"), text
+    assert text.startswith("good morning everyone") and "lesson" in text, text  # words, not accuracy: tiny.en on espeak varies
 
 
 def test_the_node_sdk_streams_over_wss(tls_server, speech, node_sdk, tmp_path):
@@ -129,7 +129,7 @@ def test_the_node_sdk_streams_over_wss(tls_server, speech, node_sdk, tmp_path):
     assert events[0]["type"] == "Begin" and events[-1]["type"] == "Closed"
     finals = [e["transcript"] for e in events if e["type"] == "Turn" and e["end_of_turn"] and e["turn_is_formatted"]]
     text = normalise(" ".join(finals))
-    assert text.startswith("good morning") and text.endswith("now"), text
+    assert text.startswith("good morning everyone") and "lesson" in text, text  # words, not accuracy: tiny.en on espeak varies
 
 
 def test_the_node_sdk_is_refused_without_trusting_the_certificate(tls_server, speech, node_sdk, tmp_path):
