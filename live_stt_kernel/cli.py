@@ -492,7 +492,7 @@ def text_file(text: str) -> str:
 ENVIRONMENT_HELP = f"""environment variables:
   {ASSEMBLYAI_KEY_ENV:<22} AssemblyAI API key: streaming in the cloud and the LLM Gateway (else: the embedded servers)
   {OPENAI_KEY_ENV:<22} key for an OpenAI-compatible endpoint (--backend openai)
-  OPENAI_BASE_URL        that endpoint's base URL when --base-url is not given, e.g. http://localhost:11434/v1
+  OPENAI_BASE_URL        with --backend openai and no --base-url: that endpoint, e.g. http://localhost:11434/v1
   {TOKEN_ENV:<22} live-stt serve: the token clients must send (default: a new one each start, in the cache folder)
   {LLM_TOKEN_ENV:<22} live-stt serve-llm: the same, for the LLM server
   LIVE_STT_CACHE         where models, tokens, certificates and logs are kept (default: ~/.cache/live_stt_kernel)

@@ -3,9 +3,8 @@ Read here and nowhere else, so that no module picks up a key the user did not me
 
 ``ASSEMBLYAI_API_KEY``  AssemblyAI's cloud: streaming, LLM Gateway, LeMUR (sent only to AssemblyAI hosts)
 ``OPENAI_API_KEY``      an OpenAI-compatible server named by ``base_url`` (or ``$OPENAI_BASE_URL``)
-``OPENAI_BASE_URL``     that server when no ``base_url`` is given, as the official ``openai`` client reads
-                        it: setting it is the user's choice of host (see `language.backends` for when it
-                        applies); unset, nothing is sent to any OpenAI-compatible host
+``OPENAI_BASE_URL``     that server when the ``openai`` backend is named and no ``base_url`` is given, as the
+                        official ``openai`` client reads it; on its own it sends nothing anywhere
 """
 
 from __future__ import annotations

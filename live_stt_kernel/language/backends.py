@@ -5,12 +5,13 @@ The rule everywhere (Python API and CLI alike):
 - a ``base_url`` alone means that OpenAI-compatible endpoint (or the LLM Gateway, if it is one);
 - else an ``api_key`` passed explicitly means the LLM Gateway (it is an AssemblyAI key; ``""`` means no key
   and none from the environment either: the embedded default);
-- else ``$OPENAI_BASE_URL``, when set, stands for ``base_url``, as the official ``openai`` client reads it;
 - else an AssemblyAI key in ``$ASSEMBLYAI_API_KEY`` means the LLM Gateway;
 - else the embedded default: Apertium for live translation, the local model for coaching.
 
-So nothing leaves the machine unless the user named a host (``base_url``, ``$OPENAI_BASE_URL``) or gave an
-AssemblyAI key. The ``openai`` backend named outright takes ``base_url``, else ``$OPENAI_BASE_URL``.
+So nothing leaves the machine unless the user named a host (``base_url``) or gave an AssemblyAI key. The ``openai``
+backend named outright (``backend="openai"``, ``--backend openai``) takes ``base_url``, else ``$OPENAI_BASE_URL``, as
+the official ``openai`` client reads it; the variable alone never moves a session's text off the machine (a panel or a
+demo with no key stays local even where it is set).
 
 The AssemblyAI key is only ever sent to AssemblyAI hosts; a third-party base URL gets ``api_key``
 when it is passed explicitly, or ``$OPENAI_API_KEY`` (see `keys`).
@@ -178,24 +179,21 @@ def is_gateway(base_url: str) -> bool:
     return host.startswith("llm-gateway.") and host.endswith(".assemblyai.com")
 
 
-def chosen_base_url(backend: str | None, *, base_url: str | None, api_key: str | None) -> str | None:
+def chosen_base_url(backend: str | None, *, base_url: str | None) -> str | None:
     """The base URL the rule above asks: ``base_url`` when given; else ``$OPENAI_BASE_URL`` for the ``openai``
-    backend named outright, or for the rule's own choice when no ``api_key`` was passed (not even ``""``);
-    else None (each backend's own host)."""
+    backend named outright; else None (each backend's own host)."""
     if base_url:
         return base_url
-    if backend == "openai" or (backend is None and api_key is None):
-        return openai_base_url()
-    return None
+    return openai_base_url() if backend == "openai" else None
 
 
 def choose_backend(backend: str | None, *, base_url: str | None, api_key: str | None, default: str) -> str:
-    """The backend name the rule above picks (``$OPENAI_BASE_URL`` included, see `chosen_base_url`)."""
+    """The backend name the rule above picks (``$OPENAI_BASE_URL`` only for the ``openai`` backend named outright)."""
     if backend is not None:
         if backend not in TRANSLATORS:
             raise ConfigurationError(f"unknown backend {backend!r}: choose one of {', '.join(TRANSLATORS)}")
         return backend
-    url = chosen_base_url(None, base_url=base_url, api_key=api_key)
+    url = chosen_base_url(None, base_url=base_url)
     if url:
         return "gateway" if is_gateway(url) else "openai"
     if assemblyai_key(api_key):
@@ -208,7 +206,7 @@ def resolve_llm(backend: str | None = None, *, base_url: str | None = None, mode
     """A chat model by the rule in this module's docstring. ``options`` go to the HTTP backend
     (``timeout``, ``retry``, ``requests_per_minute``)."""
     name = choose_backend(backend, base_url=base_url, api_key=api_key, default="local")
-    base_url = chosen_base_url(backend, base_url=base_url, api_key=api_key)
+    base_url = chosen_base_url(backend, base_url=base_url)
     if name == "apertium":
         raise ConfigurationError("apertium translates but does not write reports: choose gateway, openai, lemur or local")
     if name == "gateway":
@@ -232,7 +230,7 @@ def resolve_translator(backend: str | None = None, *, base_url: str | None = Non
         if prompt:
             raise ConfigurationError(NO_PROMPT)
         return ApertiumTranslator()
-    base_url = chosen_base_url(backend, base_url=base_url, api_key=api_key)
+    base_url = chosen_base_url(backend, base_url=base_url)
     return LLMTranslator(resolve_llm(name, base_url=base_url, model=model, api_key=api_key, **options), prompt=prompt)
 
 

@@ -216,40 +216,36 @@ def test_backend_rules(monkeypatch):
         resolve_llm("openai")
 
 
-def test_openai_base_url_in_the_environment_is_the_users_choice_of_host(gateway, monkeypatch):
+def test_openai_base_url_serves_the_openai_backend_when_it_is_named(gateway, monkeypatch):
     server = gateway()
     monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")  # as the official openai client reads it
     monkeypatch.setenv("OPENAI_API_KEY", "sk-for-that-host")
     monkeypatch.delenv("ASSEMBLYAI_API_KEY", raising=False)
-    chosen = resolve_llm(model="m", retry=FAST)
     named = resolve_llm("openai", model="m", retry=FAST)  # before: "needs base_url"
-    translator = resolve_translator(model="m", retry=FAST)
-    assert [chosen.backend, named.backend, translator.backend] == ["openai"] * 3
-    assert chosen.complete(HELLO) == "[Spanish] hello" and named.complete(HELLO) == "[Spanish] hello"
+    translator = resolve_translator("openai", model="m", retry=FAST)
+    assert [named.backend, translator.backend] == ["openai"] * 2
+    assert named.complete(HELLO) == "[Spanish] hello"
     assert translator.translate("good morning", target="es") == "[Spanish] good morning"  # the fake echoes the turn
-    assert len(server.requests) == 3
+    assert len(server.requests) == 2
     for request in server.requests:
         assert request.path == "/v1/chat/completions" and request.headers["Authorization"] == "Bearer sk-for-that-host"
 
 
-def test_openai_base_url_never_gets_the_assemblyai_key_nor_overrides_an_explicit_choice(gateway, monkeypatch):
+def test_openai_base_url_alone_moves_no_text_off_the_machine(gateway, monkeypatch):
     env_host, given_host = gateway(), gateway()
     monkeypatch.setenv("OPENAI_BASE_URL", env_host.url + "/v1")
-    monkeypatch.setenv("ASSEMBLYAI_API_KEY", KEY)
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    resolve_llm(model="m", retry=FAST).complete(HELLO)  # the named host wins over the AssemblyAI key, which stays home
-    assert "Authorization" not in env_host.requests[0].headers
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-for-that-host")
+    monkeypatch.delenv("ASSEMBLYAI_API_KEY", raising=False)
+    # no backend named, no key, no base_url: a panel's or a demo's translator and coach stay local
+    assert isinstance(resolve_llm(), LocalModel) and resolve_translator().backend == "apertium"
     resolve_llm(base_url=given_host.url + "/v1", model="m", retry=FAST).complete(HELLO)  # an explicit base_url wins
-    assert len(env_host.requests) == 1 and len(given_host.requests) == 1
-    gateway_llm = resolve_llm(api_key=KEY)  # a key passed outright is an AssemblyAI key: the gateway, not the env's host
+    monkeypatch.setenv("ASSEMBLYAI_API_KEY", KEY)
+    gateway_llm = resolve_llm()  # the AssemblyAI key means the gateway, never the variable's host
     assert isinstance(gateway_llm, LLMGateway) and gateway_llm.base_url == GATEWAY_URL
-    assert resolve_llm("gateway").base_url == GATEWAY_URL  # type: ignore[attr-defined]
-    # "" means no key and nothing from the environment: the local model (not started here), Apertium
-    assert isinstance(resolve_llm(api_key=""), LocalModel) and resolve_translator(api_key="").backend == "apertium"
-    monkeypatch.delenv("OPENAI_BASE_URL")
-    monkeypatch.delenv("ASSEMBLYAI_API_KEY")
-    assert isinstance(resolve_llm(), LocalModel) and resolve_translator().backend == "apertium"  # nothing set: nothing leaves
-    assert len(env_host.requests) == 1
+    named = resolve_llm("openai", model="m", retry=FAST)
+    named.complete(HELLO)
+    assert "Authorization" in env_host.requests[0].headers and KEY not in str(env_host.requests[0].headers)
+    assert len(env_host.requests) == 1 and len(given_host.requests) == 1
 
 
 # --- pure policy -------------------------------------------------------------------------------
