@@ -318,7 +318,8 @@ def _tls(args: argparse.Namespace) -> tuple[ssl.SSLContext | None, str]:
     if bool(args.cert) != bool(args.key):
         raise ConfigurationError("--cert and --key go together: the certificate chain and its private key")
     cert, key = (Path(args.cert), Path(args.key)) if args.cert else self_signed()
-    trust = "" if args.cert else f" (self-signed: trust it with NODE_EXTRA_CA_CERTS={cert} or SSL_CERT_FILE={cert})"
+    trust = "" if args.cert else (f" (self-signed: clients trust it with NODE_EXTRA_CA_CERTS={cert}, or in Python "
+                                  f"SSL_CERT_FILE={cert} for that process only: it replaces the system's trust store)")
     return server_context(cert, key), f"; TLS certificate: {cert}{trust}"
 
 
@@ -495,7 +496,8 @@ ENVIRONMENT_HELP = f"""environment variables:
   OPENAI_BASE_URL        with --backend openai and no --base-url: that endpoint, e.g. http://localhost:11434/v1
   {TOKEN_ENV:<22} live-stt serve: the token clients must send (default: a new one each start, in the cache folder)
   {LLM_TOKEN_ENV:<22} live-stt serve-llm: the same, for the LLM server
-  LIVE_STT_CACHE         where models, tokens, certificates and logs are kept (default: ~/.cache/live_stt_kernel)
+  LIVE_STT_CACHE         where models, tokens, certificates and logs are kept (default: $XDG_CACHE_HOME/live_stt_kernel,
+                         ~/.cache/live_stt_kernel without XDG_CACHE_HOME)
 Keys are never printed; a session without a key or a URL never uses a cloud service."""
 
 
@@ -604,6 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a GGUF file (default: the packaged Qwen2.5-Coder 1.5B Instruct)")
     sl.add_argument("--threads", type=whole_number(1, 256), default=None, help="CPU threads (default: all cores but one)")
     sl.set_defaults(run=cmd_serve_llm)
+    for command in sub.choices.values():  # every subcommand's --help names the environment variables too
+        command.epilog, command.formatter_class = ENVIRONMENT_HELP, argparse.RawDescriptionHelpFormatter
     return parser
 
 

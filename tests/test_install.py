@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -25,11 +26,19 @@ from live_stt_kernel.v3.replay import even_turns, turns_script
 INSTALL_TIMEOUT_S = 900  # a bound, not an estimate: from pip's cache it takes seconds, from the index about a minute
 
 
+pytestmark = pytest.mark.timeout(INSTALL_TIMEOUT_S + 600)  # the first test also builds and installs (bounds below)
+LEFT_OUT = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "sessions",
+                                  "test-artifacts", "out", ".ipynb_checkpoints")
+
+
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel and the sdist, built from this checkout without network (``--no-isolation``)."""
+    """The wheel and the sdist, built without network (``--no-isolation``) from a copy of this checkout, so the build
+    neither writes into it nor picks up what an earlier build left there."""
+    source = tmp_path_factory.mktemp("source") / "live_stt_kernel"
+    shutil.copytree(ROOT, source, ignore=LEFT_OUT)
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--wheel", "--sdist", "--outdir", str(out), str(ROOT)],
+    subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--wheel", "--sdist", "--outdir", str(out), str(source)],
                    check=True, capture_output=True, timeout=600)
     return out
 

@@ -322,10 +322,10 @@ class EngineStream:
                     continue
                 self.backlog_ms -= len(item) / BYTES_PER_MS
                 requests = self.detector.push(item)
-                await self._announce_speech()
                 while requests:  # the detector pauses after a due verdict; go on once it is settled
                     await self._run(requests)
                     requests = self.detector.push(b"")
+                await self._announce_speech()  # the turn still open (the closed ones' went out with their messages)
             finally:
                 self.inbox.task_done()
                 self.progressed.set()
@@ -425,8 +425,8 @@ class EngineStream:
 
 
     async def _announce_speech(self, request: Decode | None = None) -> None:
-        """Pro models: `SpeechStarted` once per turn, when the detector opens it (or, for a turn opened and decoded
-        within one push, before its first `Turn`)."""
+        """Pro models: `SpeechStarted` once per turn, in turn order: before the turn's first `Turn` (``request``),
+        or once the audio pushed so far is through the detector, for the turn still open."""
         if not self.config.pro:
             return
         turn, start = (request.turn_order, request.start_ms) if request else (self.detector.turn_order, self.detector.turn_start_ms)
@@ -436,8 +436,9 @@ class EngineStream:
 
 
 def vad_settings(threshold: float | None) -> tuple[int, float]:
-    """The voice activity detector for a ``vad_threshold`` (0-1; None: ours): WebRTC's aggressiveness (0-3; 3 below
-    0.3 already, ours) and an energy floor (mean square) that rises from -90 dBFS at 0.5 to -30 dBFS at 1, for noisy rooms."""
+    """The voice activity detector for a ``vad_threshold`` (0-1; None: ours): WebRTC's aggressiveness (0 below 0.1, 1
+    from 0.1, 2 from 0.2, 3, ours, from 0.3) and an energy floor (mean square; none up to 0.5, then rising from -90 dBFS
+    to -30 dBFS at 1) under which a frame is silence whatever WebRTC says: for noisy rooms."""
     if threshold is None:
         return VAD_MODE, 0.0
     mode = min(3, int(threshold * 10))

@@ -9,11 +9,15 @@ library, httpx, websockets and websocket-client all read it). The private key is
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import ipaddress
 import os
 import socket
 import ssl
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import ConfigurationError
@@ -21,6 +25,7 @@ from .models import cache_dir
 
 VALID_DAYS = 825  # the longest lifetime Apple's TLS clients accept for a server certificate
 RENEW_BEFORE = datetime.timedelta(days=7)
+LOCK_WAIT_S = 30.0  # making a certificate takes milliseconds: a lock held this long belongs to a stuck process
 
 
 def _names() -> tuple[list[str], list[str]]:
@@ -39,11 +44,14 @@ def _still_valid(cert_file: Path) -> bool:
     return cert.not_valid_after_utc - datetime.datetime.now(datetime.UTC) > RENEW_BEFORE
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    path.unlink(missing_ok=True)  # a file left there before never keeps a wider mode
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def _write_new(path: Path, data: bytes, mode: int) -> Path:
+    """``data`` into a fresh file beside ``path`` (created with ``mode``, never through a link left there), to be renamed."""
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
+    return partial
 
 
 def _make(cert_file: Path, key_file: Path) -> None:
@@ -76,20 +84,49 @@ def _make(cert_file: Path, key_file: Path) -> None:
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
         .sign(key, hashes.SHA256())
     )
-    _write_private(key_file, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
-    partial = cert_file.with_name(f"{cert_file.name}.{os.getpid()}.partial")
-    partial.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    os.replace(partial, cert_file)  # written last and whole: a certificate on disk always has its key beside it
+    key_partial = _write_new(key_file, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()), 0o600)
+    cert_partial = _write_new(cert_file, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    os.replace(key_partial, key_file)
+    os.replace(cert_partial, cert_file)
+
+
+def _usable(cert_file: Path, key_file: Path) -> bool:
+    """Both files there, the certificate not about to expire, and the key the certificate's."""
+    if not (key_file.exists() and _still_valid(cert_file)):
+        return False
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert_file, key_file)
+    except (OSError, ssl.SSLError):
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold the folder's lock file: two servers starting at once make one certificate, not two halves of two."""
+    with open(folder / ".lock", "w") as lock:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ConfigurationError(f"another process holds {folder / '.lock'}: cannot make the TLS certificate") from None
+                time.sleep(0.05)
+        yield  # closing the file lets go of the lock
 
 
 def self_signed(folder: Path | None = None) -> tuple[Path, Path]:
-    """``(cert.pem, key.pem)`` in ``folder`` (default: ``tls/`` in the cache folder), made now if missing or expiring."""
+    """``(cert.pem, key.pem)`` in ``folder`` (default: ``tls/`` in the cache folder), made now if missing, expiring,
+    or not a pair (a crash between the two writes, an older run)."""
     folder = folder if folder is not None else cache_dir() / "tls"
     cert_file, key_file = folder / "cert.pem", folder / "key.pem"
-    if not (key_file.exists() and _still_valid(cert_file)):
-        folder.mkdir(parents=True, exist_ok=True)
-        _make(cert_file, key_file)
+    folder.mkdir(parents=True, exist_ok=True)
+    with _locked(folder):
+        if not _usable(cert_file, key_file):
+            _make(cert_file, key_file)
     return cert_file, key_file
 
 

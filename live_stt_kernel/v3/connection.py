@@ -185,10 +185,11 @@ class ServerConnection:
         self.audio_ms = 0.0
 
     def begin(self, *, max_session_s: int = protocol.SESSION_LIMIT_S, session_id: str | None = None,
-              languages: Sequence[str] | None = None) -> dict[str, Any]:
-        """The `Begin` message; the session is open. ``languages``: what the server's model recognises (None: any)."""
+              languages: Sequence[str] | None = None, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The `Begin` message; the session is open. ``languages`` and ``defaults``: see `SessionConfig.public`."""
         self.state = State.OPEN
-        return begin_message(self.config.public(languages=languages), session_id=session_id, max_session_s=max_session_s)
+        configuration = self.config.public(languages=languages, defaults=defaults)
+        return begin_message(configuration, session_id=session_id, max_session_s=max_session_s)
 
     def receive_audio(self, frame: bytes) -> float:
         """Account for one audio frame; its duration in ms. Raises `Refusal` (3007) for a frame

@@ -276,10 +276,11 @@ class SessionConfig:
         """Bytes per audio sample in this encoding: 2 for ``pcm_s16le``, 1 for ``pcm_mulaw``."""
         return ENCODINGS[self.encoding]
 
-    def public(self, *, languages: Sequence[str] | None = None) -> dict[str, Any]:
+    def public(self, *, languages: Sequence[str] | None = None, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """What `Begin`'s ``configuration`` reports back: the keys the official SDKs parse (``model``, ``mode``,
-        ``api_version``) and what the session runs with. ``languages``: what the server's model can recognise (None:
-        any), reported with ``language_detection``."""
+        ``api_version``) and what the session runs with (``defaults``: the server's values of what the client left
+        unset, e.g. ``min_turn_silence``). ``languages``: the only languages the server's model knows, reported with
+        ``language_detection`` (a turn's ``language_code`` comes only then); None: any, and no ``language_code``."""
         configuration: dict[str, Any] = {
             "model": self.speech_model, "mode": self.mode, "api_version": API_VERSION,
             "speech_model": self.speech_model, "sample_rate": self.sample_rate, "encoding": self.encoding,
@@ -288,10 +289,16 @@ class SessionConfig:
             "min_turn_silence": self.min_turn_silence, "max_turn_silence": self.max_turn_silence,
             "vad_threshold": self.vad_threshold, "language_detection": self.language_detection,
         }
-        if self.language_detection:
-            configuration["languages"] = list(languages) if languages is not None else "any"
-        if self.not_applied:
-            configuration["not_applied"] = list(self.not_applied)
+        for name, value in (defaults or {}).items():
+            if configuration.get(name) is None:
+                configuration[name] = value
+        not_applied = list(self.not_applied)
+        if self.language_detection and languages is not None:
+            configuration["languages"] = list(languages)
+        elif self.language_detection:
+            not_applied.append("language_code")  # the model may hear any language, but no turn says which
+        if not_applied:
+            configuration["not_applied"] = not_applied
         return configuration
 
 

@@ -17,7 +17,7 @@ import soundfile as sf
 from helpers import raw_session, read_all
 from speech import espeak, normalise
 
-from live_stt_kernel.events import Turn
+from live_stt_kernel.events import SpeechStarted, Turn
 from live_stt_kernel.local.engine import Engine, vad_settings
 from live_stt_kernel.local.messages import end_of_turn_confidence
 from live_stt_kernel.local.server import LocalServer
@@ -97,7 +97,7 @@ def test_universal_streaming_keeps_its_own_behaviour(server, lesson):
     finals = [m for m in messages if m["type"] == "Turn" and m["end_of_turn"]]
     for order in {f["turn_order"] for f in finals}:
         assert [f["turn_is_formatted"] for f in finals if f["turn_order"] == order] == [False, True]
-    assert all(f["end_of_turn_confidence"] == 0.9 for f in finals)  # each ends a sentence
+    assert finals and all(f["end_of_turn_confidence"] == 0.9 for f in finals)  # each ends a sentence
 
 
 def test_begin_says_what_the_session_runs_with_and_what_it_does_not_apply(server):
@@ -109,6 +109,27 @@ def test_begin_says_what_the_session_runs_with_and_what_it_does_not_apply(server
     assert configuration["language_detection"] is True and configuration["languages"] == ["en"]  # tiny.en: English only
     assert configuration["not_applied"] == ["speaker_labels"]
     assert (configuration["end_of_turn_confidence_threshold"], configuration["vad_threshold"]) == (0.7, 0.5)
+    assert (configuration["min_turn_silence"], configuration["max_turn_silence"]) == (400, 800)  # the server's, unset here
+
+
+def test_update_configuration_changes_the_end_of_turn_threshold_mid_session(server, tmp_path):
+    first, second = (sf.read(espeak(tmp_path / f"{i}.wav", text), dtype="int16")[0]
+                     for i, text in enumerate(["Good morning everyone.", "Let us begin the lesson now."]))
+    audio = np.concatenate([first, np.zeros(11200, np.int16), second])
+
+    def finals(update: dict | None) -> int:
+        query = "sample_rate=16000&speech_model=u3-rt-pro&max_turn_silence=3000&end_of_turn_confidence_threshold=1"
+        ws = raw_session(server, query=query)
+        if update:
+            ws.send(json.dumps({"type": "UpdateConfiguration", **update}))
+        for i in range(0, len(audio), 1600):
+            ws.send_binary(audio[i : i + 1600].tobytes().ljust(3200, b"\0"))
+        ws.send(json.dumps({"type": "Terminate"}))
+        messages, _, _ = read_all(ws)
+        return sum(1 for m in messages if m["type"] == "Turn" and m["end_of_turn"])
+
+    assert finals(None) == 1  # threshold 1 and max_turn_silence 3 s: the pause between the sentences ends nothing
+    assert finals({"end_of_turn_confidence_threshold": 0.1}) == 2  # every pause's check is sure enough now
 
 
 def test_the_official_sdk_parses_begins_configuration(server):
@@ -168,3 +189,18 @@ def test_end_of_turn_confidence_and_vad_settings():
     assert vad_settings(None) == (3, 0.0) and vad_settings(0.1) == (1, 0.0) and vad_settings(0.4) == (3, 0.0)
     mode, floor = vad_settings(1.0)
     assert mode == 3 and 10 * np.log10(floor / 32768**2) == pytest.approx(-30)
+
+
+def test_speech_started_comes_once_per_turn_before_its_turn_even_when_one_push_holds_several_turns(engine, tmp_path):
+    first, second = (sf.read(espeak(tmp_path / f"{i}.wav", text), dtype="int16")[0]
+                     for i, text in enumerate(["Good morning everyone.", "Let us begin the lesson now."]))
+    audio = np.concatenate([first[: -12000], second[4000:]])  # espeak's padding cut to half a second between the sentences
+    config = SessionConfig(speech_model="u3-rt-pro", min_turn_silence=100, max_turn_silence=100)
+    pushes = [audio[i : i + 64000].tobytes() for i in range(0, len(audio), 64000)]  # 4 s pushes: a whole turn and the next one's start
+    events = [e for e in engine.transcribe(pushes, config=config) if isinstance(e, (SpeechStarted, Turn))]
+    orders = [e.turn_order for e in events if isinstance(e, Turn)]
+    assert len(set(orders)) >= 2, orders
+    for order in sorted(set(orders)):
+        first_turn = next(i for i, e in enumerate(events) if isinstance(e, Turn) and e.turn_order == order)
+        assert sum(isinstance(e, SpeechStarted) for e in events[:first_turn]) == order + 1, events
+    assert sum(isinstance(e, SpeechStarted) for e in events) == len(set(orders))

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,8 @@ from speech import espeak, normalise
 
 from live_stt_kernel import Session
 from live_stt_kernel.local.tls import self_signed, server_context
+
+pytestmark = pytest.mark.timeout(900)  # the first test also waits for the server, and for npm: bounds of their own below
 
 TOKEN = "tls-test-token-0123456789abcdef"
 READY_S = 180.0  # a bound on the model's load, not an estimate (a few seconds at idle)
@@ -139,7 +142,7 @@ def test_the_node_sdk_is_refused_without_trusting_the_certificate(tls_server, sp
     env = {k: v for k, v in os.environ.items() if k != "NODE_EXTRA_CA_CERTS"} | {"NODE_PATH": str(node_sdk)}
     done = subprocess.run(["node", str(ROOT / "tests" / "node" / "stream_turns.cjs"), url, TOKEN, str(pcm)],
                           capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 1 and "failed:" in done.stderr
+    assert done.returncode == 1 and "failed:" in done.stderr and "certificate" in done.stderr.lower(), done.stderr
 
 
 def test_the_certificate_is_made_once_and_kept(tmp_path):
@@ -151,3 +154,16 @@ def test_the_certificate_is_made_once_and_kept(tmp_path):
     key.unlink()
     self_signed(tmp_path)
     assert cert.read_bytes() != first  # a certificate without its key is remade
+
+
+def test_a_certificate_beside_another_ones_key_is_remade_and_servers_starting_together_make_one_pair(tmp_path):
+    _, other_key = self_signed(tmp_path / "other")
+    _, key = self_signed(tmp_path / "tls")
+    key.write_bytes(other_key.read_bytes())  # what two unsynchronised writers, or a crash between the writes, leave
+    server_context(*self_signed(tmp_path / "tls"))  # loads: remade as a pair
+    fresh = tmp_path / "together"
+    with ThreadPoolExecutor(8) as pool:
+        pairs = set(pool.map(lambda _: self_signed(fresh), range(8)))
+    assert pairs == {(fresh / "cert.pem", fresh / "key.pem")}
+    server_context(fresh / "cert.pem", fresh / "key.pem")
+    assert not list(fresh.glob("*.partial")) and (fresh / "key.pem").stat().st_mode & 0o777 == 0o600
