@@ -441,7 +441,7 @@ def vad_settings(threshold: float | None) -> tuple[int, float]:
     to -30 dBFS at 1) under which a frame is silence whatever WebRTC says: for noisy rooms."""
     if threshold is None:
         return VAD_MODE, 0.0
-    mode = min(3, int(threshold * 10))
+    mode = min(3, int(threshold * 10 + 1e-9))  # 0.3 is 2.9999... in binary
     floor_dbfs = -90 + 60 * (threshold - 0.5) / 0.5 if threshold > 0.5 else None
     return mode, 0.0 if floor_dbfs is None else (32768 * 10 ** (floor_dbfs / 20)) ** 2
 

@@ -19,13 +19,6 @@ from live_stt_kernel.v3.protocol import SessionConfig
 
 
 @pytest.fixture(scope="module")
-def engine(whisper):
-    running = Engine(whisper)
-    yield running
-    running.close()
-
-
-@pytest.fixture(scope="module")
 def talk(tmp_path_factory):
     path = tmp_path_factory.mktemp("engine") / "librivox.wav"
     reference = conversation(path, librivox()[:3])

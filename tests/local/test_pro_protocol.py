@@ -18,25 +18,11 @@ from helpers import raw_session, read_all
 from speech import espeak, normalise
 
 from live_stt_kernel.events import SpeechStarted, Turn
-from live_stt_kernel.local.engine import Engine, vad_settings
+from live_stt_kernel.local.engine import vad_settings
 from live_stt_kernel.local.messages import end_of_turn_confidence
-from live_stt_kernel.local.server import LocalServer
 from live_stt_kernel.v3.protocol import SessionConfig
 
 TWO_SENTENCES = "Good morning everyone. Let us begin the lesson now."
-
-
-@pytest.fixture(scope="module")
-def server(whisper):
-    with LocalServer(whisper) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def engine(whisper):
-    running = Engine(whisper)
-    yield running
-    running.close()
 
 
 @pytest.fixture(scope="module")

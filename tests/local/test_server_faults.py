@@ -24,13 +24,6 @@ from live_stt_kernel.local.server import MAX_SESSIONS, LocalServer
 from live_stt_kernel.samples import SAMPLE_SENTENCES, sample_wav
 from live_stt_kernel.v3.protocol import SessionConfig
 
-
-@pytest.fixture(scope="module")
-def server(whisper):
-    with LocalServer(whisper) as running:
-        yield running
-
-
 # --- flow control and fairness ------------------------------------------------------------------------------
 
 def test_a_stream_reads_no_further_ahead_than_its_backlog(whisper):
