@@ -35,7 +35,7 @@ from .coaching.report import coach, save_report
 from .endpoint import choose_endpoint, language_key
 from .errors import AudioFileError, ConfigurationError, LiveSTTError, SavedSessionError, ServerRefused
 from .extras import LLM, LOCAL, require
-from .keys import ASSEMBLYAI_KEY_ENV, OPENAI_KEY_ENV
+from .keys import ASSEMBLYAI_KEY_ENV, OPENAI_KEY_ENV, SHARED_TOKEN_ENV, SHARED_URL_ENV
 from .language.backends import as_translator
 from .language.batch import translate_records
 from .language.live import append_translations
@@ -494,6 +494,8 @@ ENVIRONMENT_HELP = f"""environment variables:
   {ASSEMBLYAI_KEY_ENV:<22} AssemblyAI API key: streaming in the cloud and the LLM Gateway (else: the embedded servers)
   {OPENAI_KEY_ENV:<22} key for an OpenAI-compatible endpoint (--backend openai)
   OPENAI_BASE_URL        with --backend openai and no --base-url: that endpoint, e.g. http://localhost:11434/v1
+  {SHARED_URL_ENV:<22} a shared v3 server (a class's live-stt serve) that sessions with no --url use instead of their own
+  {SHARED_TOKEN_ENV:<22} that server's token
   {TOKEN_ENV:<22} live-stt serve: the token clients must send (default: a new one each start, in the cache folder)
   {LLM_TOKEN_ENV:<22} live-stt serve-llm: the same, for the LLM server
   LIVE_STT_CACHE         where models, tokens, certificates and logs are kept (default: $XDG_CACHE_HOME/live_stt_kernel,

@@ -1,7 +1,8 @@
 """Which v3 server a session talks to, and with which credentials.
 
-The choice is pure and made at once (`choose_endpoint`): an explicit URL wins; else the cloud with an
-AssemblyAI key (the argument, or ``$ASSEMBLYAI_API_KEY``); with no key at all, the embedded local server.
+The choice is made at once from the arguments and the environment (`choose_endpoint`): an explicit URL wins; else
+the cloud with an AssemblyAI key passed as an argument; else a shared server named by ``$LIVE_STT_URL``; else the
+cloud with ``$ASSEMBLYAI_API_KEY``; with no key at all, the embedded local server.
 Getting the address is the I/O part (`Endpoint.resolve`): for the embedded default it starts the local
 server, or starts a new one if the last one died, so it runs on the session's worker thread, never in a
 constructor.
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
-from .keys import assemblyai_key
+from .keys import assemblyai_key, shared_server
 from .language.backends import is_gateway
 from .local.launcher import embedded_endpoint
 from .v3.protocol import CLOUD_URL, is_loopback, public_url
@@ -63,13 +64,19 @@ def language_key(endpoint: Endpoint, backend: object, base_url: str | None = Non
 
 
 def choose_endpoint(url: str | None = None, api_key: str | None = None, *, token: bool = False) -> Endpoint:
-    """An explicit ``url`` wins (with ``api_key`` or the environment's key); then the cloud when there
-    is a key; with none, the embedded local server. With a temporary ``token`` no key is sent, and no
-    URL means the cloud (tokens come from there)."""
+    """An explicit ``url`` wins (with ``api_key`` or the environment's key); then a key passed here means the
+    cloud; then a shared server named by ``$LIVE_STT_URL`` (with ``$LIVE_STT_TOKEN``: a class's server, which
+    never gets the AssemblyAI key); then the cloud when the environment has a key; with none, the embedded local
+    server. With a temporary ``token`` no key is sent, and no URL means the cloud (tokens come from there)."""
     key = None if token else assemblyai_key(api_key)
     if url is not None:
         return Endpoint("url", url, key)
-    if key or token:
+    if token or (api_key and key):
+        return Endpoint("cloud", CLOUD_URL, key)
+    shared = shared_server()
+    if shared is not None and api_key is None:
+        return Endpoint("url", *shared)
+    if key:
         return Endpoint("cloud", CLOUD_URL, key)
     return Endpoint("embedded")
 

@@ -51,6 +51,23 @@ def with_steps(*steps: Step, behaviour: str = "A") -> Script:
     return Script(steps=base.steps + steps)
 
 
+def test_a_shared_server_in_the_environment_serves_sessions_with_no_url_and_never_gets_the_assemblyai_key(
+        serve, make_wav, tmp_path, monkeypatch):
+    server = serve(turns_script(even_turns(TEXTS), "B"))
+    monkeypatch.setenv("LIVE_STT_URL", server.url)  # what a hub sets for every student kernel
+    monkeypatch.setenv("LIVE_STT_TOKEN", API_KEY)
+    monkeypatch.setenv("ASSEMBLYAI_API_KEY", "aai-student-key-0000000000")
+    session = Session(make_wav(4.0), realtime=False, folder=tmp_path / "s").start().wait(timeout=30)
+    assert session.df["text"].tolist() == ["One two three.", "Four five six."]
+    assert server.wait_for_client().headers["authorization"] == API_KEY  # the class's token, not the student's key
+    assert session.endpoint.kind == "url" and session.endpoint.url == server.url
+    # an argument still wins: a key passed here is the cloud; "" is no key at all, the embedded default
+    assert Session(make_wav(1.0), api_key="aai-explicit-000000000000", folder=None).endpoint.kind == "cloud"
+    assert Session(make_wav(1.0), api_key="", folder=None).endpoint.kind == "embedded"
+    monkeypatch.delenv("LIVE_STT_URL")
+    assert Session(make_wav(1.0), folder=None).endpoint.kind == "cloud"  # the environment's key, as before
+
+
 @pytest.mark.parametrize("behaviour, first", [("A", "One two three."), ("B", "One two three."), ("C", "one two three")])
 def test_file_streams_to_the_server_and_turns_come_back_once(serve, make_wav, tmp_path, behaviour, first):
     server = serve(turns_script(even_turns(TEXTS), behaviour))
