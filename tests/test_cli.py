@@ -292,7 +292,7 @@ def test_help_names_every_environment_variable_and_version_prints_the_package_ve
     for argv in (["--help"], ["serve", "--help"], ["transcribe", "--help"]):
         assert main(argv) == 0
         out = capsys.readouterr().out
-        for name in ("ASSEMBLYAI_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL", "LIVE_STT_URL", "LIVE_STT_TOKEN", "LIVE_STT_SERVER_TOKEN", "LIVE_STT_LLM_TOKEN",
-                     "LIVE_STT_CACHE", "XDG_CACHE_HOME"):
+        for name in ("ASSEMBLYAI_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL", "LIVE_STT_URL", "LIVE_STT_TOKEN",
+                     "LIVE_STT_SERVER_TOKEN", "LIVE_STT_LLM_TOKEN", "LIVE_STT_CACHE", "XDG_CACHE_HOME"):
             assert name in out, (argv, name)
     assert main(["--version"]) == 0 and capsys.readouterr().out.strip() == f"live-stt {__version__}"
