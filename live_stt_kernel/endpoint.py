@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from .keys import assemblyai_key, shared_server
 from .language.backends import is_gateway
 from .local.launcher import embedded_endpoint
-from .v3.protocol import CLOUD_URL, is_loopback, public_url
+from .v3.protocol import CLOUD_URL, is_loopback, public_host
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +38,14 @@ class Endpoint:
         """In plain words, for the panel and the command line."""
         if self.local:
             return "local"
-        host = urlsplit(self.url or "").hostname or ""
-        if self.kind == "cloud" or host.endswith(".assemblyai.com"):
+        if self.cloud:
             return "cloud (AssemblyAI)"
-        return urlsplit(public_url(self.url or "")).netloc  # host and port: never a user or password in the URL
+        return public_host(self.url or "")  # host and port: never a user or password in the URL
+
+    @property
+    def cloud(self) -> bool:
+        """AssemblyAI's cloud: the default cloud endpoint, or a URL at an ``.assemblyai.com`` host."""
+        return self.kind == "cloud" or (urlsplit(self.url or "").hostname or "").endswith(".assemblyai.com")
 
     def resolve(self) -> tuple[str, str | None]:
         """The URL to connect to and the key to send; starts the embedded server if it is not running."""

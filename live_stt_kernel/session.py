@@ -35,7 +35,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from .audio.pcm import dbfs
 from .audio.sources import AudioSource, MicSource, WavSource
@@ -50,7 +49,7 @@ from .local.models import DEFAULT_MODEL
 from .store import SessionStore, WavAppender, new_session_folder, read_turns
 from .transcript import Transcript, TurnRecord
 from .v3.client import StreamingClient
-from .v3.protocol import StreamingParams, control_message, public_url
+from .v3.protocol import StreamingParams, control_message, public_host, public_url
 from .v3.reconnect import RECONNECT, ReconnectPolicy, ResumableAudio, resilient_stream
 
 log = logging.getLogger(__name__)
@@ -472,17 +471,12 @@ def _public_match(match: re.Match[str]) -> str:
     return public_url(url) + match.group(0)[len(url):]
 
 
-def _host(url: str | None) -> str:
-    """The ``host[:port]`` of ``url`` ("" for none)."""
-    return urlsplit(public_url(url)).netloc if url else ""
-
-
 def _engine(endpoint: Endpoint, url: str | None) -> str:
     """Which server, in words, with its host: AssemblyAI's cloud, the embedded local server, or another."""
-    host = _host(url)
+    host = public_host(url) if url else ""
     if endpoint.kind == "embedded":
         where = "embedded local server"
-    elif endpoint.kind == "cloud" or host.split(":")[0].endswith(".assemblyai.com"):
+    elif endpoint.cloud:
         where = "AssemblyAI cloud"
     else:
         where = "local server" if endpoint.local else "server"

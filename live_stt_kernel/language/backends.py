@@ -193,9 +193,8 @@ def choose_backend(backend: str | None, *, base_url: str | None, api_key: str | 
         if backend not in TRANSLATORS:
             raise ConfigurationError(f"unknown backend {backend!r}: choose one of {', '.join(TRANSLATORS)}")
         return backend
-    url = chosen_base_url(None, base_url=base_url)
-    if url:
-        return "gateway" if is_gateway(url) else "openai"
+    if base_url:
+        return "gateway" if is_gateway(base_url) else "openai"
     if assemblyai_key(api_key):
         return "gateway"
     return default
@@ -230,7 +229,6 @@ def resolve_translator(backend: str | None = None, *, base_url: str | None = Non
         if prompt:
             raise ConfigurationError(NO_PROMPT)
         return ApertiumTranslator()
-    base_url = chosen_base_url(backend, base_url=base_url)
     return LLMTranslator(resolve_llm(name, base_url=base_url, model=model, api_key=api_key, **options), prompt=prompt)
 
 

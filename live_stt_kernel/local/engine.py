@@ -123,6 +123,11 @@ class Engine:
     def __repr__(self) -> str:
         return f"<Engine {type(self.recognizer).__name__} workers={self.workers}>"
 
+    @property
+    def languages(self) -> list[str] | None:
+        """The only languages the model knows (``["en"]`` for an English-only Whisper), or None: any."""
+        return None if getattr(self.recognizer, "multilingual", False) else ["en"]
+
     def stream(self, config: SessionConfig, emit: Emit, *, partials: bool = True) -> EngineStream:
         """A new stream on the running event loop (call it from a coroutine)."""
         return EngineStream(self, config, emit, partials=partials)
@@ -410,7 +415,8 @@ class EngineStream:
         if final:
             self.closed_turns.add(request.turn_order)
             self.last_final = request
-            language = "en" if self.config.language_detection and not getattr(self.engine.recognizer, "multilingual", False) else None
+            known = self.engine.languages  # one language known: every turn is in it; else no turn says which
+            language = known[0] if self.config.language_detection and known and len(known) == 1 else None
             for message in final_messages(order, words, request.start_ms, format_turns=self.config.format_turns,
                                           pro=self.config.pro, language=language):
                 await self.emit(message)

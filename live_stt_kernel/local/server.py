@@ -148,10 +148,9 @@ class LocalServer(LoopbackServer):
 
         stream = self.engine.stream(config, send)
         try:
-            english_only = not getattr(self.engine.recognizer, "multilingual", False)
             turns = self.engine.settings
             defaults = {"min_turn_silence": turns.min_turn_silence, "max_turn_silence": turns.max_turn_silence}
-            await send(connection.begin(max_session_s=ws.limit_s, languages=["en"] if english_only else None, defaults=defaults))
+            await send(connection.begin(max_session_s=ws.limit_s, languages=self.engine.languages, defaults=defaults))
             deadline = started + ws.limit_s
             while True:
                 timeout = min(config.inactivity_timeout or self.idle_timeout_s, deadline - time.monotonic())

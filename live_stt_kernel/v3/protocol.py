@@ -354,6 +354,11 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc + (f":{port}" if port else ""), parts.path, "", ""))
 
 
+def public_host(url: str) -> str:
+    """The ``host[:port]`` of ``url``, fit to show (see `public_url`)."""
+    return urlsplit(public_url(url)).netloc
+
+
 def auth_headers(api_key: str | None) -> dict[str, str]:
     """The raw key in `Authorization` (no ``Bearer``), or nothing when a temporary token is in the query."""
     return {"Authorization": api_key} if api_key else {}
@@ -789,6 +794,7 @@ __all__ = [
     "parse_control",
     "parse_message",
     "pcm_ms",
+    "public_host",
     "public_url",
     "redact_url",
     "refusal",
