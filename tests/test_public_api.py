@@ -13,7 +13,7 @@ from live_stt_kernel import errors
 
 PUBLIC = [
     "ApertiumTranslator", "AudioDeviceError", "AudioError", "AudioFileError", "AudioSource", "AuthenticationError",
-    "BackendError", "CoachingReport", "ConfigurationError", "ConnectTimeout", "ConnectionLost", "Disconnected",
+    "BackendError", "BatchResult", "CoachingReport", "ConfigurationError", "ConnectTimeout", "ConnectionLost", "Disconnected",
     "EmbeddedError", "EmbeddedServerError", "Event", "LLM", "LLMError", "LLMGateway", "LLMGone", "LLMRateLimited",
     "LLMRefused", "LLMTranslator", "LLMUnavailable", "LeMUR", "LiveSTTError", "LiveTranslation", "LocalModel",
     "MicSource", "MissingExtra", "ModelError", "NoInputDevice", "OpenAICompatible", "PortAudioMissing", "PromptTooLong",
@@ -22,7 +22,7 @@ PUBLIC = [
     "StreamingClient", "StreamingError", "StreamingParams", "TerminationTimeout", "TooManySessions", "Transcript",
     "Translation", "Translator", "TranslatorError", "Turn", "TurnRecord", "UnusableSchema", "WavSource", "Word", "coach", "export",
     "export_session", "input_devices", "load_session", "resolve_llm", "resolve_translator", "save_report", "start",
-    "translate",
+    "translate", "batch",
 ]
 # control flow inside our servers, never raised to a caller of the package
 INTERNAL_SIGNALS = {"Refusal", "BadRequest", "_Closed", "_Stop", "_Stopped", "_Cancelled", "_HTTPStatus", "_PanelClosed"}

@@ -1,0 +1,77 @@
+"""The Dask side of a batch: the cluster (one this process starts, or the caller's), the speech model loaded once
+per worker, and the recordings' tasks, gathered as they finish. Imported only when `distributed` is needed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from distributed import Client, LocalCluster, WorkerPlugin, as_completed
+
+from ..local.launcher import SERVER_ENV
+from ..progress import Progress
+from .plan import BatchSettings
+from .work import Job, Outcome, close_engines, run_job, shared_engine
+
+PLUGIN_NAME = "live-stt-engine"
+
+
+class EnginePlugin(WorkerPlugin):  # type: ignore[misc, unused-ignore]
+    """Loads the speech model as a worker starts (and again after its nanny restarts it), before its first
+    recording, and closes it with the worker."""
+
+    def __init__(self, settings: BatchSettings, cpu_threads: int):
+        self.settings = settings
+        self.cpu_threads = cpu_threads
+
+    def setup(self, worker: Any) -> None:
+        """Load the model (Dask calls this as the worker starts)."""
+        shared_engine(self.settings, self.cpu_threads)
+
+    def teardown(self, worker: Any) -> None:
+        """Close it (as the worker closes)."""
+        close_engines()
+
+
+def on_dask(jobs: list[Job], *, client: Client | str | None, workers: int, settings: BatchSettings,
+            bar: Progress) -> list[Outcome]:
+    """Run ``jobs`` on ``client`` (a `Client` or a scheduler address), or on a `LocalCluster` of ``workers``
+    processes started here and closed at the end; outcomes in the order of ``jobs``."""
+    owned: list[Any] = []
+    try:
+        if client is None:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                   env=dict(SERVER_ENV))
+            owned.append(cluster)
+            client = Client(cluster)
+            owned.append(client)
+        elif isinstance(client, str):
+            client = Client(client)
+            owned.append(client)
+        if not settings.remote:
+            client.register_plugin(EnginePlugin(settings, jobs[0].cpu_threads), name=PLUGIN_NAME)
+        return _gather(client, jobs, bar)
+    finally:
+        for thing in reversed(owned):
+            thing.close()
+
+
+def _gather(client: Client, jobs: list[Job], bar: Progress) -> list[Outcome]:
+    futures = client.map(run_job, jobs, key=[f"live-stt-{j.recording.name}-{j.recording.key}" for j in jobs],
+                         pure=False)
+    by_future = dict(zip(futures, jobs, strict=True))
+    outcomes: dict[str, Outcome] = {}
+    try:
+        for future in as_completed(futures):
+            job = by_future[future]
+            try:
+                outcome = future.result()
+            except Exception as exc:  # e.g. KilledWorker: the recording killed every worker it ran on
+                outcome = Outcome(key=job.recording.key, path=job.recording.path, error=f"{type(exc).__name__}: {exc}")
+            outcomes[job.recording.key] = outcome
+            bar.advance(failed=outcome.error is not None)
+    finally:
+        client.cancel([f for f in futures if not f.done()])
+    return [outcomes[j.recording.key] for j in jobs]
+
+
+__all__ = ["PLUGIN_NAME", "EnginePlugin", "on_dask"]

@@ -1,0 +1,288 @@
+"""One recording, on whichever process runs it (a Dask worker, or this one): transcribed, translated, measured,
+and put in place atomically.
+
+Everything is written under ``.partial/`` first and renamed into place at the end, the session folder last (its
+presence means "done"): a worker killed half-way leaves only a scratch folder, which the next run clears, and Dask
+runs the recording again elsewhere. A recording that fails (an unreadable file, a server that refuses) comes back
+as an `Outcome` with ``error`` set and an ``errors/<key>.json`` beside the others; it never stops the batch.
+
+Each worker process loads the speech model once (`shared_engine`; on Dask, `cluster.EnginePlugin` loads it as the
+worker starts).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..audio.sources import WavSource
+from ..coaching.report import CoachingReport, save_report, write_report
+from ..errors import AudioFileError, ConfigurationError
+from ..events import SessionBegan, Turn
+from ..export import to_parquet
+from ..language.backends import as_translator, resolve_llm
+from ..language.batch import translate_records
+from ..language.live import append_translations
+from ..local.engine import Engine
+from ..local.recognizer import WhisperRecognizer
+from ..session import Session, load_session
+from ..store import SessionStore, as_records
+from ..transcript import Transcript, TurnRecord
+from ..v3.protocol import SessionConfig, StreamingParams
+from .plan import BatchSettings, Layout, Recording
+
+log = logging.getLogger(__name__)
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """What a worker needs for one recording. The credentials travel only to the workers (never in a repr)."""
+
+    recording: Recording
+    out: str
+    settings: BatchSettings
+    cpu_threads: int = 1
+    url: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # the v3 server's (remote)
+    token: str | None = field(default=None, repr=False)
+    language_key: str | None = field(default=None, repr=False)  # for translation and coaching: see `language_key`
+    concurrency: int = 0  # remote: sessions at once across the cluster (0: no cap here)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """What became of one recording: ``error`` is None when its outputs are in place."""
+
+    key: str
+    path: str
+    audio_seconds: float = 0.0
+    seconds: float = 0.0  # wall-clock time of the work
+    turns: int = 0
+    error: str | None = None
+    worker: str = ""
+
+
+# --- the model, once per process ---------------------------------------------------------------
+
+_ENGINES: dict[tuple[str, int, str], Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def shared_engine(settings: BatchSettings, cpu_threads: int) -> Engine:
+    """This process's `Engine` for ``settings`` (loaded on first use, then reused by every recording)."""
+    cache_key = (settings.model, cpu_threads, json.dumps(asdict(settings.turns), sort_keys=True))
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(cache_key)
+        if engine is None:
+            # one decode at a time, on cpu_threads threads, and no second copy of the model for lone decodes:
+            # a batch worker decodes one recording after another, and more workers use more cores
+            recognizer = WhisperRecognizer(settings.model, cpu_threads=cpu_threads, workers=1, alone_threads=cpu_threads)
+            engine = _ENGINES[cache_key] = Engine(recognizer, settings=replace(settings.turns), workers=1)
+        return engine
+
+
+def close_engines() -> None:
+    """Close every engine this process loaded."""
+    with _ENGINES_LOCK:
+        engines = list(_ENGINES.values())
+        _ENGINES.clear()
+    for engine in engines:
+        engine.close()
+
+
+# --- one recording ----------------------------------------------------------------------------
+
+def run_job(job: Job) -> Outcome:
+    """Transcribe one recording and put its outputs in place; failures come back in the `Outcome`."""
+    layout = Layout(Path(job.out))
+    rec = job.recording
+    scratch = layout.partial / f"{rec.key}-{uuid.uuid4().hex[:8]}"
+    started = time.perf_counter()
+    worker = _worker_name()
+    try:
+        audio_seconds, turns = (_remote if job.settings.remote else _local)(job, scratch)
+        _finish(job, layout, scratch, audio_seconds, time.perf_counter() - started, worker)
+    except Exception as exc:  # any failure of one recording is that recording's error row, never the batch's end
+        shutil.rmtree(scratch, ignore_errors=True)
+        message = f"{type(exc).__name__}: {exc}"
+        log.info("%s failed: %s", rec.path, message)
+        _write_error(layout, job, exc)
+        return Outcome(key=rec.key, path=rec.path, seconds=time.perf_counter() - started, error=message, worker=worker)
+    return Outcome(key=rec.key, path=rec.path, audio_seconds=audio_seconds, seconds=time.perf_counter() - started,
+                   turns=turns, worker=worker)
+
+
+def _local(job: Job, scratch: Path) -> tuple[float, int]:
+    """Decode through this process's engine at full speed: the turns a live session would get."""
+    source = WavSource(job.recording.path, realtime=False)  # AudioFileError for a file it cannot read
+    engine = shared_engine(job.settings, job.cpu_threads)
+    store = SessionStore(scratch)
+    try:
+        store.update_meta(started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), server=f"in-process engine ({job.settings.model})",
+                          source=f"file:{Path(job.recording.path).name}", status="running")
+
+        def recorded() -> Iterator[bytes]:
+            for pcm in source:
+                store.audio.append(pcm)
+                yield pcm
+
+        config = SessionConfig(format_turns=True, keyterms_prompt=list(job.settings.keyterms))
+        transcript = Transcript()
+        session_ids: list[str] = []
+        for event in engine.transcribe(recorded(), config=config):
+            before, transcript = transcript, transcript.apply(event)
+            if isinstance(event, SessionBegan):
+                session_ids.append(event.session_id)
+            if isinstance(event, Turn) and event.end_of_turn:
+                for row in transcript.changed_rows(before, [event.turn_order]):
+                    store.append_turn(row)
+        store.update_meta(session_ids=session_ids, audio_seconds=round(store.audio.seconds, 3), turns=len(transcript.rows))
+    finally:
+        store.close()
+    _translate(job, scratch, list(transcript.rows))
+    return store.audio.seconds, len(transcript.rows)
+
+
+def _translate(job: Job, scratch: Path, rows: list[TurnRecord]) -> None:
+    if not job.settings.translate_to or not rows:
+        return
+    translator = as_translator(job.settings.translator, api_key=job.language_key)
+    try:
+        results = translate_records(rows, to=job.settings.translate_to, translator=translator, progress=False)
+    finally:
+        close = getattr(translator, "close", None)
+        if close is not None:
+            close()
+    append_translations(scratch, results)
+
+
+def _remote(job: Job, scratch: Path) -> tuple[float, int]:
+    """Stream to a v3 server (the cloud at real time, or a shared server), ``job.concurrency`` at once across the
+    cluster; the session writes the folder itself."""
+    with RemoteSlot(job.concurrency):
+        session = Session(job.recording.path, url=job.url, api_key=job.api_key, token=job.token, folder=scratch,
+                          realtime=False, params=StreamingParams(format_turns=True, keyterms_prompt=list(job.settings.keyterms)),
+                          translate_to=list(job.settings.translate_to) or None, translator=job.settings.translator)
+        session.start().wait()  # every wait inside is bounded by the session's stall windows
+    meta = json.loads((scratch / "meta.json").read_text(encoding="utf-8"))
+    return float(meta.get("audio_seconds") or 0.0), int(meta.get("turns") or 0)
+
+
+class RemoteSlot:
+    """A lease of the cluster-wide `distributed.Semaphore` that caps sessions at once (the account's limit);
+    nothing outside a Dask worker (there, the caller's thread pool is the cap)."""
+
+    def __init__(self, concurrency: int):
+        self.semaphore: Any = None
+        if concurrency > 0 and _worker_name():
+            from distributed import Semaphore
+
+            self.semaphore = Semaphore(max_leases=concurrency, name=f"live-stt-sessions-{concurrency}")
+
+    def __enter__(self) -> None:
+        if self.semaphore is not None:
+            self.semaphore.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.semaphore is not None:
+            self.semaphore.release()
+
+
+def _finish(job: Job, layout: Layout, scratch: Path, audio_seconds: float, seconds: float, worker: str) -> None:
+    """Measure, write the turns and metrics parts, then rename the session folder into place (the last step)."""
+    rec = job.recording
+    frame = load_session(scratch)
+    records = as_records(frame)
+    report = write_report(records, llm=resolve_llm(None, api_key=job.language_key) if job.settings.coach else None)
+    if job.settings.coach:
+        save_report(report, scratch)
+    meta_path = scratch / "meta.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta.update(ended_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), status="completed", batch={
+        "recording": rec.key, "path": rec.path, "settings": job.settings.digest(), "seconds": round(seconds, 3),
+        "worker": worker})
+    _write_atomic(meta_path, json.dumps(meta, indent=2, ensure_ascii=False, default=str))
+    labelled = frame.copy()
+    for position, (column, value) in enumerate((("recording", rec.key), ("name", rec.name), ("path", rec.path))):
+        labelled.insert(position, column, value)
+        labelled[column] = labelled[column].astype("string")
+    _parquet_atomic(labelled, layout.turns / f"{rec.key}.parquet")
+    _parquet_atomic(metrics_row(rec, report, audio_seconds=audio_seconds, seconds=seconds, worker=worker),
+                    layout.metrics / f"{rec.key}.parquet")
+    target = layout.session(rec)
+    try:
+        os.replace(scratch, target)
+    except OSError:  # another run of the same recording finished first (a task run twice): its outputs stand
+        if not target.is_dir():
+            raise
+        shutil.rmtree(scratch, ignore_errors=True)
+    (layout.errors / f"{rec.key}.json").unlink(missing_ok=True)
+
+
+def metrics_row(rec: Recording, report: CoachingReport, *, audio_seconds: float, seconds: float, worker: str) -> Any:
+    """One recording's row of the metrics table."""
+    import pandas as pd
+
+    m = report.metrics
+    row = {
+        "recording": rec.key, "name": rec.name, "path": rec.path,
+        "audio_seconds": round(audio_seconds, 3), "seconds": round(seconds, 3),
+        "speed": round(audio_seconds / seconds, 2) if seconds > 0 else None,  # audio seconds per second of work
+        "turns": m.turns, "words": m.words, "speaking_seconds": round(m.speaking_seconds, 3), "wpm": m.wpm,
+        "fillers": len(m.fillers), "filler_rate": round(m.filler_rate, 2), "hedges": len(m.hedges),
+        "hedge_rate": round(m.hedge_rate, 2), "pauses": len(m.pauses), "long_sentences": len(m.long_sentences),
+        "questions": len(m.questions), "repeats": len(m.repeats), "worker": worker,
+    }
+    frame = pd.DataFrame([row])
+    for column in ("recording", "name", "path", "worker"):
+        frame[column] = frame[column].astype("string")
+    return frame.astype({"wpm": "float64", "speed": "float64"})
+
+
+def _parquet_atomic(frame: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    if "text" in frame.columns:
+        to_parquet(frame, tmp)
+    else:
+        frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _write_error(layout: Layout, job: Job, exc: Exception) -> None:
+    rec = job.recording
+    record = {"recording": rec.key, "name": rec.name, "path": rec.path, "error": type(exc).__name__,
+              "message": str(exc), "permanent": isinstance(exc, (AudioFileError, ConfigurationError)),
+              "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "worker": _worker_name()}
+    try:
+        _write_atomic(layout.errors / f"{rec.key}.json", json.dumps(record, indent=2, ensure_ascii=False))
+    except OSError as write_error:  # the outcome still carries the error to the caller
+        log.warning("could not record the error of %s: %s", rec.path, write_error)
+
+
+def _worker_name() -> str:
+    """The Dask worker's address, or "" outside one."""
+    try:
+        from distributed import get_worker
+    except ImportError:
+        return ""
+    try:
+        return str(get_worker().address)
+    except ValueError:  # not in a worker
+        return ""
+
+
+__all__ = ["Job", "Outcome", "close_engines", "metrics_row", "run_job", "shared_engine"]
