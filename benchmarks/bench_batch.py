@@ -1,0 +1,170 @@
+"""A folder of recordings four ways, in one run on the same files: a plain loop of live sessions (``lsk.start(path,
+realtime=False)`` one after another against the embedded server: what a user wrote before `batch`), `batch` in this
+process (``workers=0``), and `batch` on a Dask `LocalCluster` of 1 and 2 worker processes.
+
+    .venv/bin/python benchmarks/bench_batch.py [--recordings 12] [--workers 1,2] [--repeat 2]
+
+Each way runs in a fresh Python process and starts cold, as a user's run does (imports, the loop's server, the
+cluster and its workers' models are part of its time), into a fresh output folder. Reports audio hours per wall-clock hour, the ratio to the loop, word error rate
+against the LibriVox transcripts, and the peak memory of each worker process (resident set, sampled every 0.2 s).
+Results go to ``benchmarks/out/batch-results.json``; the table is printed in Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tests"))  # tests/speech.py: librivox(), conversation(), wer()
+
+from speech import conversation, librivox, wer  # noqa: E402
+
+import live_stt_kernel as lsk  # noqa: E402
+
+
+def make_recordings(folder: Path, count: int) -> dict[str, str]:
+    """``count`` conversations of two or three LibriVox utterances each (in turning orders); reference text by stem."""
+    utterances = librivox()
+    refs = {}
+    for n in range(count):
+        picked = [utterances[(n + k) % len(utterances)] for k in range(2 + n % 2)]
+        refs[f"talk{n:02d}"] = conversation(folder / f"talk{n:02d}.wav", picked)
+    return refs
+
+
+class PeakMemory:
+    """Samples the resident set of this process's children (Dask workers, the embedded server) and of itself."""
+
+    def __init__(self) -> None:
+        self.peaks: dict[int, float] = {}
+        self.own_peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._stop.wait(0.2):
+            self.own_peak = max(self.own_peak, me.memory_info().rss / 2**20)
+            for child in me.children(recursive=True):
+                try:
+                    rss = child.memory_info().rss / 2**20
+                except psutil.Error:
+                    continue
+                self.peaks[child.pid] = max(self.peaks.get(child.pid, 0.0), rss)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def heavy(self) -> list[float]:
+        """Peaks of the children that held a model (over 100 MB), largest first."""
+        return sorted((p for p in self.peaks.values() if p > 100), reverse=True)
+
+
+def plain_loop(paths: list[Path], out: Path) -> dict[str, str]:
+    texts = {}
+    for path in paths:
+        session = lsk.start(path, realtime=False, panel=False, folder=out / path.stem).wait()
+        texts[path.stem] = " ".join(session.df["text"])
+    return texts
+
+
+def with_batch(paths: list[Path], out: Path, **options: Any) -> dict[str, str]:
+    result = lsk.batch(paths, out=out, progress=False, **options)
+    assert not result.failed, result.failed
+    turns = result.turns
+    return {name: " ".join(group.sort_values("turn_order")["text"]) for name, group in turns.groupby("name")}
+
+
+def run_way(way: int, folder: Path, workers: list[int]) -> dict[str, Any]:
+    """One way, timed in this (fresh) process: its wall time, texts and memory."""
+    paths = sorted(folder.glob("*.wav"))
+    ways: list[tuple[str, Callable[[Path], dict[str, str]]]] = [
+        ("plain loop of live sessions (embedded server)", lambda out: plain_loop(paths, out)),
+        ("batch, in this process (workers=0)", lambda out: with_batch(paths, out, workers=0)),
+    ]
+    ways += [(f"batch, LocalCluster {n} worker{'s' if n > 1 else ''}", lambda out, n=n: with_batch(paths, out, workers=n))
+             for n in workers]
+    label, run = ways[way]
+    out = Path(tempfile.mkdtemp(prefix="out-", dir=folder.parent))
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        texts = run(out)
+        wall = time.perf_counter() - started
+    return {"way": label, "wall_s": round(wall, 2), "texts": texts, "child_peaks_mb": [round(p) for p in memory.heavy()],
+            "own_peak_mb": round(memory.own_peak)}
+
+
+def measure(way: int, folder: Path, workers: str, refs: dict[str, str], audio_s: float) -> dict[str, Any]:
+    child = subprocess.run([sys.executable, __file__, "--way", str(way), "--folder", str(folder), "--workers", workers],
+                           capture_output=True, text=True, check=True)
+    row = json.loads(child.stdout.strip().splitlines()[-1])
+    texts = row.pop("texts")
+    row["wer"] = round(statistics.mean(wer(refs[name], texts.get(name, "")) for name in refs), 4)
+    row["audio_hours_per_hour"] = round(audio_s / row["wall_s"], 2)
+    print(f"  {row['way']}: {row['wall_s']:.1f} s, {row['audio_hours_per_hour']:.1f} audio h/h, WER {row['wer']:.3f}, "
+          f"peaks {row['child_peaks_mb']} MB (own {row['own_peak_mb']} MB)", file=sys.stderr, flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--recordings", type=int, default=12)
+    parser.add_argument("--workers", default="1,2", help="LocalCluster sizes to run, comma-separated")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of every way (their order alternates)")
+    parser.add_argument("--way", type=int, help=argparse.SUPPRESS)  # a child process: run this one way
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sizes = [int(x) for x in args.workers.split(",")]
+    if args.way is not None:
+        print(json.dumps(run_way(args.way, args.folder, sizes)))
+        return
+    work = Path(tempfile.mkdtemp(prefix="bench-batch-"))
+    folder = work / "in"
+    folder.mkdir()
+    refs = make_recordings(folder, args.recordings)
+    paths = sorted(folder.glob("*.wav"))
+    audio_s = sum(lsk.WavSource(p).duration for p in paths)
+    print(f"{len(paths)} recordings, {audio_s / 60:.1f} min of audio; {os.cpu_count()} cores", file=sys.stderr)
+    order = list(range(2 + len(sizes)))
+    rows = []
+    for repeat in range(args.repeat):
+        for way in order if repeat % 2 == 0 else order[::-1]:
+            rows.append(measure(way, folder, args.workers, refs, audio_s))
+    base = statistics.median(r["audio_hours_per_hour"] for r in rows if r["way"].startswith("plain"))
+    for row in rows:
+        row["vs_loop"] = round(row["audio_hours_per_hour"] / base, 2)
+    results = {"machine": {"cores": os.cpu_count(), "python": platform.python_version(),
+                           "memory_gb": round(psutil.virtual_memory().total / 2**30, 1)},
+               "recordings": len(paths), "audio_s": round(audio_s, 1), "load_before": os.getloadavg(), "rows": rows}
+    (HERE / "out").mkdir(exist_ok=True)
+    (HERE / "out" / "batch-results.json").write_text(json.dumps(results, indent=2))
+    print("| way | wall s | audio hours per hour | vs loop | WER | peak MB: model processes (this process) |")
+    print("|---|---:|---:|---:|---:|---|")
+    for r in rows:
+        peaks = ", ".join(map(str, r["child_peaks_mb"])) or "-"
+        print(f"| {r['way']} | {r['wall_s']} | {r['audio_hours_per_hour']} | {r['vs_loop']} | {r['wer']:.3f} | "
+              f"{peaks} ({r['own_peak_mb']}) |")
+
+
+if __name__ == "__main__":
+    main()
