@@ -3,6 +3,7 @@ per worker, and the recordings' tasks, gathered as they finish. Imported only wh
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed
@@ -56,7 +57,8 @@ def on_dask(jobs: list[Job], *, client: Client | str | None, workers: int, setti
 
 
 def _gather(client: Client, jobs: list[Job], bar: Progress) -> list[Outcome]:
-    futures = client.map(run_job, jobs, key=[f"live-stt-{j.recording.name}-{j.recording.key}" for j in jobs],
+    run = uuid.uuid4().hex[:6]  # a new key each batch: a finished task of an earlier one is never taken for this one's
+    futures = client.map(run_job, jobs, key=[f"live-stt-{j.recording.name}-{j.recording.key}-{run}" for j in jobs],
                          pure=False)
     by_future = dict(zip(futures, jobs, strict=True))
     outcomes: dict[str, Outcome] = {}

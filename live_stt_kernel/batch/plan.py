@@ -122,9 +122,10 @@ class Layout:
             raise ConfigurationError(f"cannot write the batch output folder {self.out}: {exc.strerror or exc}") from exc
 
 
-def find_audio(inputs: str | Path | Iterable[str | Path]) -> list[Path]:
+def find_audio(inputs: str | Path | Iterable[str | Path], *, outside: Path | None = None) -> list[Path]:
     """The files named by ``inputs``: a directory (searched recursively for audio files), a glob pattern
-    (``"lectures/**/*.flac"``), a file, or a list of these; each file once, in a stable order. Raises
+    (``"lectures/**/*.flac"``), a file, or a list of these; each file once, in a stable order. Files under
+    ``outside`` (a batch's own output folder, whose ``audio.wav`` files are no inputs) are left out. Raises
     `ConfigurationError` when nothing matches."""
     specs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     found: dict[Path, None] = {}
@@ -141,7 +142,9 @@ def find_audio(inputs: str | Path | Iterable[str | Path]) -> list[Path]:
         else:
             raise ConfigurationError(f"no such file, folder or pattern: {text}")
         for match in matches:
-            found.setdefault(match.resolve(), None)
+            resolved = match.resolve()
+            if outside is None or not resolved.is_relative_to(outside.resolve()):
+                found.setdefault(resolved, None)
     if not found:
         raise ConfigurationError(f"no audio files in {', '.join(map(str, specs)) or 'an empty list'}")
     return list(found)

@@ -172,7 +172,7 @@ def batch(
     layout.make()
     with OnlyWriter(layout):
         _tidy(layout)
-        recordings = [recording(path, content_hash(path), settings) for path in find_audio(inputs)]
+        recordings = [recording(path, content_hash(path), settings) for path in find_audio(inputs, outside=layout.out)]
         if force:
             _forget([r for r in recordings if r.key in layout.done_keys()], layout)
         # an unreadable file fails the same way every time (a repaired one has new bytes, so a new key)
@@ -193,15 +193,14 @@ def batch(
 
 
 def _execute(jobs: list[Job], *, client: Any, workers: int | None, settings: BatchSettings, bar: Progress) -> list[Outcome]:
-    if client is None and workers == 0:
+    if client is None and (workers == 0 or settings.remote):  # streams wait on the network: threads here suffice
         if not settings.remote:
             shared_engine(settings, jobs[0].cpu_threads)  # loaded before the first recording's clock starts
         return _here(jobs, bar)
     require(BATCH, "lsk.batch on a Dask cluster (workers=0 runs without one)")
     from .cluster import on_dask
 
-    return on_dask(jobs, client=client, workers=workers or default_workers(jobs[0].cpu_threads, remote=settings.remote),
-                   settings=settings, bar=bar)
+    return on_dask(jobs, client=client, workers=workers or default_workers(jobs[0].cpu_threads), settings=settings, bar=bar)
 
 
 def _here(jobs: list[Job], bar: Progress) -> list[Outcome]:
@@ -217,11 +216,8 @@ def _here(jobs: list[Job], bar: Progress) -> list[Outcome]:
     return sorted(outcomes, key=lambda o: order[o.key])
 
 
-def default_workers(cpu_threads: int, *, remote: bool) -> int:
-    """Worker processes for a `LocalCluster` on this machine: one per ``cpu_threads`` cores, as many as memory
-    holds; a remote batch needs one (its sessions wait on the network, not the CPU)."""
-    if remote:
-        return 1
+def default_workers(cpu_threads: int) -> int:
+    """Worker processes for a `LocalCluster` on this machine: one per ``cpu_threads`` cores, as many as memory holds."""
     import psutil
 
     cores = len(os.sched_getaffinity(0))

@@ -134,9 +134,13 @@ def test_a_worker_killed_mid_recording_leaves_no_trace_and_the_batch_completes(r
 
 
 def test_in_process_batch_translates_and_force_redoes(recordings, tmp_path):
-    folder, _refs = recordings
-    result = batch(folder / "week2", out=tmp_path / "out", workers=0, translate_to="es", translator="apertium",
-                   progress=False)
+    folder, _ = recordings
+    inputs = tmp_path / "week2"
+    inputs.mkdir()
+    (inputs / "reading.wav").write_bytes((folder / "week2" / "reading.wav").read_bytes())
+    out = inputs / "results"  # inside the inputs: its audio.wav files are no recordings
+    options = {"out": out, "workers": 0, "progress": False}
+    result = batch(inputs, translate_to="es", translator="apertium", **options)
     [session] = result.sessions
     saved = load_session(session)
     assert "translation_es" in saved.columns and saved["translation_es"].notna().all()
@@ -144,10 +148,11 @@ def test_in_process_batch_translates_and_force_redoes(recordings, tmp_path):
     assert "translation_es" in result.turns.columns
     before = (session / "meta.json").stat().st_mtime_ns
 
-    other = batch(folder / "week2", out=tmp_path / "out", workers=0, progress=False)  # other settings: another key
-    assert len(other.done) == 1 and len(list(Layout(tmp_path / "out").sessions.iterdir())) == 2
-    forced = batch(folder / "week2", out=tmp_path / "out", workers=0, translate_to="es", translator="apertium",
-                   force=True, progress=False)
+    again = batch(inputs, translate_to="es", translator="apertium", **options)
+    assert len(again.recordings) == 1 and again.outcomes == []
+    other = batch(inputs, **options)  # other settings: another key, another folder
+    assert len(other.done) == 1 and len(list(Layout(out).sessions.iterdir())) == 2
+    forced = batch(inputs, translate_to="es", translator="apertium", force=True, **options)
     assert len(forced.done) == 1 and forced.sessions[0].name == session.name
     assert (session / "meta.json").stat().st_mtime_ns != before
 
