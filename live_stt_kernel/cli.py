@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import logging
 import math
 import os
 import socket
@@ -40,7 +41,7 @@ from .language.backends import as_translator
 from .language.batch import translate_records
 from .language.live import append_translations
 from .language.translation import Translation, language_code
-from .local.credentials import server_token
+from .local.credentials import UserTokens, server_token
 from .local.launcher import READY_PREFIX, SERVER_ENV, TOKEN_ENV
 from .local.llm_server import TOKEN_ENV as LLM_TOKEN_ENV
 from .local.llm_server import main as serve_llm
@@ -302,6 +303,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     require(LOCAL, "live-stt serve")
     token, where = server_token(TOKEN_ENV, "server-token")
     token_note = f"auth: Authorization header or token= with {where} (GET /v3/token makes one-time tokens)"
+    users = UserTokens(args.tokens) if args.tokens else None  # a bad file stops here, before the model loads
+    if users is not None:
+        token_note += f", or a user's token from {users.path} ({len(users.names)} names; re-read when it changes)"
     try:
         recognizer = WhisperRecognizer(args.model, cpu_threads=args.cpu_threads, workers=args.workers,
                                        alone_threads=args.alone_threads)
@@ -309,7 +313,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"--model {args.model}: {exc}") from exc
     context, tls_note = _tls(args)
     server = LocalServer(recognizer, host=args.host, port=args.port, token=token, workers=args.workers,
-                         max_sessions=args.max_sessions, idle_timeout_s=args.idle_timeout, ssl_context=context)
+                         max_sessions=args.max_sessions, idle_timeout_s=args.idle_timeout, ssl_context=context,
+                         users=users)
+    _log_sessions()
 
     def ready(srv: LocalServer) -> None:
         print(f"{READY_PREFIX}{srv.url}/v3/ws", flush=True)
@@ -324,6 +330,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     server.run(on_ready=ready)
     return 0
+
+
+def _log_sessions() -> None:
+    """``serve`` logs one line per session (its user's name, never a token) and token-file reloads to stderr."""
+    logger = logging.getLogger("live_stt_kernel.local")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 def _tls(args: argparse.Namespace) -> tuple[ssl.SSLContext | None, str]:
@@ -614,6 +630,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "made once into the cache folder; its path is printed on start")
     v.add_argument("--cert", type=existing_file, metavar="PEM", help="serve TLS with this certificate chain (with --key)")
     v.add_argument("--key", type=existing_file, metavar="PEM", help="the private key of --cert")
+    v.add_argument("--tokens", type=existing_file, metavar="FILE",
+                   help="per-user tokens: one 'name token' line per user (mode 600; re-read when it changes); each "
+                        "session's log line names its user. The server's own token keeps working")
     v.add_argument("--watch-stdin", action="store_true", help=argparse.SUPPRESS)
     v.set_defaults(run=cmd_serve)
 

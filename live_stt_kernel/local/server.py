@@ -1,7 +1,9 @@
 """The embedded server: AssemblyAI Universal Streaming v3 on loopback, a thin adapter over the engine.
 
 Any v3 client (ours, the official SDKs) connects to ``ws://127.0.0.1:PORT/v3/ws`` (``wss://`` with an
-``ssl_context``, see `tls`) with the server's token in `Authorization` or a one-time token from ``GET /v3/token``. Per connection, a
+``ssl_context``, see `tls`) with the server's token in `Authorization`, a user's token from a token file
+(``users``, ``live-stt serve --tokens``) or a one-time token from ``GET /v3/token`` (see `credentials`; each session's
+log line names its user, never the token). Per connection, a
 `ServerConnection` says what is legal and what to answer, and an `EngineStream` turns the audio into
 `Turn` messages; the shared model runs on the engine's pool, so a slow decode never stalls the event
 loop, other sessions, or audio reception. Violations are answered as AssemblyAI answers them: an
@@ -31,9 +33,9 @@ from websockets.exceptions import ConnectionClosed
 
 from ..audio.pcm import ToPCM16
 from ..v3.connection import ServerConnection
-from ..v3.protocol import PATH, TOKEN_PATH, Refusal, param_problem, same_secret
+from ..v3.protocol import PATH, TOKEN_PATH, Refusal, param_problem
 from ..v3.server_base import LoopbackServer
-from .credentials import Tokens
+from .credentials import Grant, Tokens, UserTokens
 from .engine import Engine
 from .recognizer import Recognizer
 from .turns import TurnSettings
@@ -55,10 +57,11 @@ class LocalServer(LoopbackServer):
 
     def __init__(self, recognizer: Recognizer, *, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
                  settings: TurnSettings | None = None, workers: int = 2, max_sessions: int = MAX_SESSIONS,
-                 idle_timeout_s: float = IDLE_TIMEOUT_S, ssl_context: ssl.SSLContext | None = None):
+                 idle_timeout_s: float = IDLE_TIMEOUT_S, ssl_context: ssl.SSLContext | None = None,
+                 users: UserTokens | None = None):
         super().__init__(host=host, port=port, ssl_context=ssl_context)
         self.engine = Engine(recognizer, settings=settings, workers=workers)
-        self.tokens = Tokens(token or secrets.token_urlsafe(24))
+        self.tokens = Tokens(token or secrets.token_urlsafe(24), users=users)
         self.max_sessions = max_sessions
         self.idle_timeout_s = idle_timeout_s
         self.active_sessions = 0
@@ -87,12 +90,13 @@ class LocalServer(LoopbackServer):
             return self._issue_token(connection, header, query)
         if parts.path != PATH:
             return connection.respond(http.HTTPStatus.NOT_FOUND, "Not Found: the streaming endpoint is /v3/ws\n")
-        connection.admitted, connection.limit_s = self.tokens.admit(offered)
+        connection.grant = self.tokens.admit(offered)
         connection.query = query
         return None
 
     def _issue_token(self, connection: Any, header: str | None, query: Mapping[str, str]) -> Any:
-        if not header or not same_secret(header, self.tokens.master):
+        issuer = self.tokens.owner(header) if header else None
+        if issuer is None:
             return self._json(connection, http.HTTPStatus.UNAUTHORIZED, {"error": "Unauthorized: invalid API key"})
         try:
             expires_in = int(query.get("expires_in_seconds", "60"))
@@ -103,7 +107,7 @@ class LocalServer(LoopbackServer):
         if problem:
             return self._json(connection, http.HTTPStatus.BAD_REQUEST, {"error": problem})
         return self._json(connection, http.HTTPStatus.OK,
-                          {"token": self.tokens.issue(expires_in, max_session), "expires_in_seconds": expires_in})
+                          {"token": self.tokens.issue(expires_in, max_session, issuer=issuer), "expires_in_seconds": expires_in})
 
     @staticmethod
     def _json(connection: Any, status: http.HTTPStatus, body: dict[str, Any]) -> Any:
@@ -115,16 +119,23 @@ class LocalServer(LoopbackServer):
     # --- one streaming session ----------------------------------------------------------------
 
     async def _handle(self, ws: Any) -> None:
+        grant: Grant | None = ws.grant
         try:
-            if not ws.admitted:
+            if grant is None:
+                log.info("session refused: no valid token")
                 raise Refusal(1008, "Unauthorized Connection: Invalid token")
             if self.active_sessions >= self.max_sessions:
+                log.info("session refused for %s: %d sessions at once already", grant.who, self.active_sessions)
                 raise Refusal(3009, f"Too many concurrent sessions: this server serves {self.max_sessions} at once")
             self.active_sessions += 1  # counted while it is served, not while its socket closes
+            started = time.monotonic()
+            log.info("session opened for %s (%d at once)", grant.who, self.active_sessions)
             try:
-                await self._serve(ws)
+                await self._serve(ws, grant)
             finally:
                 self.active_sessions -= 1
+                log.info("session ended for %s after %.1f s (%d at once)", grant.who, time.monotonic() - started,
+                         self.active_sessions)
         except Refusal as refusal:
             with contextlib.suppress(Exception):
                 await ws.send(json.dumps(refusal.message()))
@@ -136,7 +147,7 @@ class LocalServer(LoopbackServer):
             with contextlib.suppress(Exception):
                 await ws.close(3005, "Internal server error")
 
-    async def _serve(self, ws: Any) -> None:
+    async def _serve(self, ws: Any, grant: Grant) -> None:
         """One session: validate what arrives, hand the audio to an engine stream, send what it says."""
         started = time.monotonic()
         connection = ServerConnection(ws.query)
@@ -150,8 +161,8 @@ class LocalServer(LoopbackServer):
         try:
             turns = self.engine.settings
             defaults = {"min_turn_silence": turns.min_turn_silence, "max_turn_silence": turns.max_turn_silence}
-            await send(connection.begin(max_session_s=ws.limit_s, languages=self.engine.languages, defaults=defaults))
-            deadline = started + ws.limit_s
+            await send(connection.begin(max_session_s=grant.limit_s, languages=self.engine.languages, defaults=defaults))
+            deadline = started + grant.limit_s
             while True:
                 timeout = min(config.inactivity_timeout or self.idle_timeout_s, deadline - time.monotonic())
                 try:
