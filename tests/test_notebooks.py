@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 from helpers import ROOT
 from nbclient import NotebookClient
@@ -23,7 +24,7 @@ def execute(name: str, cwd: Path, timeout: int = 120) -> nbformat.NotebookNode:
 def test_every_notebook_is_tested():
     assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == [
         "01_quickstart.ipynb", "02_live_translation.ipynb", "03_coaching.ipynb", "04_browser_microphone.ipynb",
-        "05_protocol_tour.ipynb", "06_export_and_load.ipynb"]
+        "05_protocol_tour.ipynb", "06_export_and_load.ipynb", "07_batch_and_class.ipynb"]
 
 
 @pytest.mark.timeout(180)
@@ -104,3 +105,36 @@ def test_browser_microphone_notebook_falls_back_to_the_sample_without_a_browser(
     table = outputs[2]["text/plain"]
     assert "Hello and welcome to this short demonstration." in table and "Hola" in table
     assert "'state': 'idle'" in outputs[3]["text/plain"] and "'chunks': 0" in outputs[3]["text/plain"]
+
+
+@pytest.mark.timeout(300)
+def test_batch_notebook_runs_a_folder_on_a_local_cluster(tmp_path):
+    nb = execute("07_batch_and_class.ipynb", tmp_path)
+    outputs = outputs_by_code_cell(nb)
+    printed = ["".join(o.get("text", "") for o in c.outputs) for c in nb.cells if c.cell_type == "code"]
+    out = tmp_path / "batch_demo" / "out"
+    good = ["update-part1", "update-part2", "welcome"]
+    assert "broken.wav" in printed[0] and "welcome.wav" in printed[0]
+    assert "processes=2 threads=2" in outputs[1]["text/plain"] and "Dashboard" in outputs[1]["text/html"]
+    assert "4 recordings: 3 transcribed now, 3 done in all, 1 failed (.errors)" in printed[2], printed[2]
+    assert "application/vnd.jupyter.widget-view+json" in outputs[2]  # the progress bar
+
+    def row_names(html: str) -> list[str]:
+        return re.findall(r"<tr>\s*<th>([^<]*)</th>", html.split("<tbody>", 1)[1])
+
+    assert row_names(outputs[3]["text/html"]) == good  # one row per good recording, the broken file in none
+    assert "wpm" in outputs[3]["text/plain"] and "filler_rate" in outputs[3]["text/plain"]
+    svg = outputs[4]["image/svg+xml"]
+    assert svg.lstrip().startswith("<svg") and "Words per minute" in svg and "Fillers per 100 words" in svg
+    assert svg.count('fill="#3d85c6"') == 2 * len(good) and all(svg.count(f">{name}<") == 2 for name in good)
+    assert row_names(outputs[5]["text/html"]) == ["0"]  # one error, the unreadable file
+    assert "broken" in outputs[5]["text/plain"] and "AudioFileError" in outputs[5]["text/plain"]
+    assert "update-part1" in outputs[6]["text/plain"] and "making onboarding faster" in outputs[6]["text/plain"]
+    dataset = pd.read_parquet(out / "turns")
+    assert f"out/turns: {len(dataset)} turns of 3 recordings, the same table as result.turns" in printed[7]
+    assert sorted(dataset["name"].unique()) == good and len(dataset) >= len(good)
+    session = tmp_path / printed[8].strip()  # the first session folder, loaded in the notebook
+    assert session.parent == out / "sessions" and (session / "meta.json").is_file()
+    assert "making onboarding faster" in outputs[8]["text/plain"]
+    assert "4 recordings: 0 transcribed now, 3 done in all, 1 failed (.errors)" in printed[9], printed[9]
+    assert sorted(p.name.rsplit("-", 1)[0] for p in (out / "sessions").iterdir()) == good
