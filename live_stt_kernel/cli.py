@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 from ._version import __version__
 from .audio.sources import WavSource
+from .batch import batch
 from .coaching.report import coach, save_report
 from .endpoint import choose_endpoint, language_key
 from .errors import AudioFileError, ConfigurationError, LiveSTTError, SavedSessionError, ServerRefused
@@ -283,8 +284,6 @@ def _prompt_text(args: argparse.Namespace) -> str | None:
 def cmd_batch(args: argparse.Namespace) -> int:
     """``live-stt batch``: transcribe recordings on Dask; a line on stderr per recording that failed, the summary on
     stdout; exit code 4 if any failed."""
-    from .batch import batch
-
     result = batch(args.inputs, out=args.out, translate_to=args.to or None, translator=args.translator, coach=args.coach,
                    client=args.scheduler, workers=args.workers, cpu_threads=args.cpu_threads, model=args.model,
                    keyterms=args.keyterm, url=args.url, api_key=args.api_key, concurrency=args.concurrency,

