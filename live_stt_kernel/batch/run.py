@@ -136,7 +136,7 @@ def batch(
     coach: bool = False,
     client: Any = None,
     workers: int | None = None,
-    cpu_threads: int = 1,
+    cpu_threads: int | None = None,
     model: str = DEFAULT_MODEL,
     keyterms: Sequence[str] = (),
     url: str | None = None,
@@ -152,7 +152,8 @@ def batch(
     ``coach``: also write each recording's coaching report (an LLM call per recording; the speaking metrics are
     always measured). ``client``: a `distributed.Client` or a scheduler address; None starts a `LocalCluster` of
     ``workers`` processes (default: as many as cores and memory allow) and closes it at the end; ``workers=0``
-    runs here, one recording after another, without Dask. Each decode uses ``cpu_threads`` threads.
+    runs here, one recording after another, without Dask. Each decode uses ``cpu_threads`` threads (default: 1 on
+    a cluster, whose workers fill the cores; the cores, at most 4, with ``workers=0``).
 
     The server is chosen as for a live session: ``url``/``api_key`` (or ``$LIVE_STT_URL``, ``$ASSEMBLYAI_API_KEY``)
     stream each recording to that server, at most ``concurrency`` at once (the cloud: at real time, default
@@ -182,7 +183,8 @@ def batch(
         if todo:
             url_, key_ = endpoint.resolve() if remote else (None, None)
             cap = (concurrency or (CLOUD_CONCURRENCY if endpoint.cloud else 4)) if remote else 0
-            jobs = [Job(recording=r, out=str(layout.out), settings=settings, cpu_threads=cpu_threads, url=url_,
+            threads = cpu_threads or (min(4, len(os.sched_getaffinity(0))) if workers == 0 and client is None else 1)
+            jobs = [Job(recording=r, out=str(layout.out), settings=settings, cpu_threads=threads, url=url_,
                         api_key=key_, token=token, concurrency=cap, language_key=language_key(endpoint, translator))
                     for r in todo]
             with Progress(len(jobs), "transcribing", enabled=progress) as bar:
