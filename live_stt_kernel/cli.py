@@ -649,11 +649,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, type=save_folder, metavar="DIR", help="where the outputs go (see docs/scaling.md)")
     where = b.add_mutually_exclusive_group()
     where.add_argument("--workers", type=whole_number(0, 1024), default=None,
-                       help="worker processes of a local Dask cluster (default: as many as cores and memory allow; "
+                       help="worker processes of a local Dask cluster (default: one per two cores, as memory allows; "
                             "0: in this process, no Dask)")
     where.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
-    b.add_argument("--cpu-threads", type=whole_number(1, 256), default=None,
-                   help="threads per decode (default: 1 on a cluster; with --workers 0 the cores, at most 4)")
+    b.add_argument("--cpu-threads", type=whole_number(1, 256), default=1,
+                   help="threads per decode (each worker runs two decodes at once)")
     b.add_argument("--model", default="tiny.en", help="the offline speech model (tiny.en, base, a CTranslate2 folder)")
     b.add_argument("--keyterm", action="append", default=[], type=keyterm, help="a term to boost (repeatable)")
     b.add_argument("--to", action="append", default=[], metavar="LANG", type=target_language,

@@ -31,7 +31,7 @@ from ..language.live import normalise_targets
 from ..local.models import DEFAULT_MODEL
 from ..progress import Progress
 from .plan import BatchSettings, Layout, Recording, content_hash, find_audio, pending, recording
-from .work import Job, Outcome, run_job, shared_engine
+from .work import DECODES, Job, Outcome, run_job, shared_engine
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class BatchResult:
 
     out: Path
     recordings: list[Recording]
-    outcomes: list[Outcome] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)  # this run's, longest recording first
     skipped: list[Recording] = field(default_factory=list)  # done by an earlier run, or unreadable then
     seconds: float = 0.0
 
@@ -136,7 +136,7 @@ def batch(
     coach: bool = False,
     client: Any = None,
     workers: int | None = None,
-    cpu_threads: int | None = None,
+    cpu_threads: int = 1,
     model: str = DEFAULT_MODEL,
     keyterms: Sequence[str] = (),
     url: str | None = None,
@@ -152,8 +152,8 @@ def batch(
     ``coach``: also write each recording's coaching report (an LLM call per recording; the speaking metrics are
     always measured). ``client``: a `distributed.Client` or a scheduler address; None starts a `LocalCluster` of
     ``workers`` processes (default: as many as cores and memory allow) and closes it at the end; ``workers=0``
-    runs here, one recording after another, without Dask. Each decode uses ``cpu_threads`` threads (default: 1 on
-    a cluster, whose workers fill the cores; the cores, at most 4, with ``workers=0``).
+    runs here, one recording after another, without Dask. Each worker runs `DECODES` decodes at once, each on
+    ``cpu_threads`` threads.
 
     The server is chosen as for a live session: ``url``/``api_key`` (or ``$LIVE_STT_URL``, ``$ASSEMBLYAI_API_KEY``)
     stream each recording to that server, at most ``concurrency`` at once (the cloud: at real time, default
@@ -183,10 +183,10 @@ def batch(
         if todo:
             url_, key_ = endpoint.resolve() if remote else (None, None)
             cap = (concurrency or (CLOUD_CONCURRENCY if endpoint.cloud else 4)) if remote else 0
-            threads = cpu_threads or (min(4, len(os.sched_getaffinity(0))) if workers == 0 and client is None else 1)
-            jobs = [Job(recording=r, out=str(layout.out), settings=settings, cpu_threads=threads, url=url_,
+            # longest first: the run ends on short recordings, not with one long one on a single busy worker
+            jobs = [Job(recording=r, out=str(layout.out), settings=settings, cpu_threads=cpu_threads, url=url_,
                         api_key=key_, token=token, concurrency=cap, language_key=language_key(endpoint, translator))
-                    for r in todo]
+                    for r in sorted(todo, key=lambda r: os.path.getsize(r.path), reverse=True)]
             with Progress(len(jobs), "transcribing", enabled=progress) as bar:
                 result.outcomes = _execute(jobs, client=client, workers=workers, settings=settings, bar=bar)
         result.seconds = time.perf_counter() - started
@@ -219,11 +219,12 @@ def _here(jobs: list[Job], bar: Progress) -> list[Outcome]:
 
 
 def default_workers(cpu_threads: int) -> int:
-    """Worker processes for a `LocalCluster` on this machine: one per ``cpu_threads`` cores, as many as memory holds."""
+    """Worker processes for a `LocalCluster` on this machine: one per `DECODES` x ``cpu_threads`` cores, as many as
+    memory holds."""
     import psutil
 
     cores = len(os.sched_getaffinity(0))
-    return max(1, min(cores // max(1, cpu_threads), int(psutil.virtual_memory().available // WORKER_MEMORY_BYTES)))
+    return max(1, min(cores // (DECODES * cpu_threads), int(psutil.virtual_memory().available // WORKER_MEMORY_BYTES)))
 
 
 class OnlyWriter:

@@ -72,6 +72,12 @@ class Outcome:
 
 # --- the model, once per process ---------------------------------------------------------------
 
+# Decodes at once per process, each on ``cpu_threads`` threads. Two single-thread decodes beat one decode on two threads:
+# a recording's check of the turn so far runs beside the final of the turn before (on 2 cores, 8 LibriVox conversations:
+# 13.6x real time against 9.0x, the same turns; benchmarks/README.md, "Batch")
+DECODES = 2
+BLOCK_MS = 1000  # audio handed to the engine at a time: fewer hand-offs than a live 100 ms, the same turns (measured)
+
 _ENGINES: dict[tuple[str, int, str], Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
@@ -82,10 +88,9 @@ def shared_engine(settings: BatchSettings, cpu_threads: int) -> Engine:
     with _ENGINES_LOCK:
         engine = _ENGINES.get(cache_key)
         if engine is None:
-            # one decode at a time, on cpu_threads threads, and no second copy of the model for lone decodes:
-            # a batch worker decodes one recording after another, and more workers use more cores
-            recognizer = WhisperRecognizer(settings.model, cpu_threads=cpu_threads, workers=1, alone_threads=cpu_threads)
-            engine = _ENGINES[cache_key] = Engine(recognizer, settings=replace(settings.turns), workers=1)
+            # no second copy of the model for lone decodes (the server's default): more workers use more cores
+            recognizer = WhisperRecognizer(settings.model, cpu_threads=cpu_threads, workers=DECODES, alone_threads=cpu_threads)
+            engine = _ENGINES[cache_key] = Engine(recognizer, settings=replace(settings.turns), workers=DECODES)
         return engine
 
 
@@ -122,7 +127,7 @@ def run_job(job: Job) -> Outcome:
 
 def _local(job: Job, scratch: Path) -> tuple[float, int]:
     """Decode through this process's engine at full speed: the turns a live session would get."""
-    source = WavSource(job.recording.path, realtime=False)  # AudioFileError for a file it cannot read
+    source = WavSource(job.recording.path, realtime=False, block_ms=BLOCK_MS)  # AudioFileError for a file it cannot read
     engine = shared_engine(job.settings, job.cpu_threads)
     store = SessionStore(scratch)
     try:
@@ -285,4 +290,4 @@ def _worker_name() -> str:
         return ""
 
 
-__all__ = ["Job", "Outcome", "close_engines", "metrics_row", "run_job", "shared_engine"]
+__all__ = ["DECODES", "Job", "Outcome", "close_engines", "metrics_row", "run_job", "shared_engine"]
