@@ -222,6 +222,7 @@ def test_a_token_one_server_issued_opens_a_session_on_another_with_the_same_mast
             assert answer.status_code == 200, answer.text
             return str(answer.json()["token"])
 
+        assert not any(secret in repr(x) for x in (first, first.tokens, roster) for secret in (master, alice))
         token = issue(first, master)
         assert opens(second.url, token, header=False)  # issued by the first, verified by the second
         assert not opens(second.url, token, header=False)  # once per server
