@@ -197,6 +197,7 @@ def rung(server: ServerProcess, tokens: list[str], n: int, args: argparse.Namesp
         "wall_s": round(wall1 - wall0, 2),
         "server_cores_busy": round((cpu1 - cpu0) / (wall1 - wall0), 3),
         "client_cpu_s_each": [r.get("client_cpu_s") for r in results],
+        "partials_each": [r.get("partials") for r in results],
         "server_rss_idle_mb": idle_rss,
         "server_rss_peak_mb": peak_rss,
         "rss_per_session_mb": round((peak_rss - idle_rss) / n, 1),
