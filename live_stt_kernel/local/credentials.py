@@ -77,7 +77,7 @@ def read_user_tokens(path: str | os.PathLike[str]) -> tuple[tuple[str, str], ...
     twice); the message names the file and line, never a token.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(path, os.O_RDONLY)  # a link is followed (a mounted secret is one): the mode checked is the file's
     except OSError as exc:
         raise ConfigurationError(f"token file {path}: cannot open it ({exc.strerror or exc})") from None
     with os.fdopen(fd, "rb") as f:

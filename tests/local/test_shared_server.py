@@ -145,6 +145,12 @@ def test_a_token_file_others_can_read_is_refused(tmp_path, mode):
     with pytest.raises(ConfigurationError, match="chmod 600") as refused:
         UserTokens(path)
     assert secret not in str(refused.value) and f"{mode:04o}" in str(refused.value)
+    link = tmp_path / "linked"
+    link.symlink_to(path)  # as a mounted secret is: the file behind the link is what is checked
+    with pytest.raises(ConfigurationError, match="chmod 600"):
+        UserTokens(link)
+    path.chmod(0o600)
+    assert UserTokens(link).lookup(secret) == "alice"
 
 
 @pytest.mark.parametrize("lines, problem", [
