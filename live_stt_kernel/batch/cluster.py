@@ -3,8 +3,10 @@ per worker, and the recordings' tasks, gathered as they finish. Imported only wh
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
+import logging
 import uuid
 from typing import Any
 
@@ -13,27 +15,29 @@ from distributed import Client, LocalCluster, WorkerPlugin, as_completed
 from ..local.launcher import SERVER_ENV
 from ..progress import Progress
 from .plan import BatchSettings
-from .work import Job, Outcome, close_engines, run_job, shared_engine
+from .work import Job, Outcome, hold_engine, release_engine, run_job
+
+log = logging.getLogger(__name__)
 
 PLUGIN_NAME = "live-stt-engine"
 
 
 class EnginePlugin(WorkerPlugin):  # type: ignore[misc, unused-ignore]
     """Loads the speech model as a worker starts (and again after its nanny restarts it), before its first
-    recording, and closes it with the worker."""
+    recording, and lets go of it when the batch ends or the worker closes (the last holder closes it)."""
 
     def __init__(self, settings: BatchSettings, cpu_threads: int):
         self.settings = settings
         self.cpu_threads = cpu_threads
 
-    def setup(self, worker: Any) -> None:
-        """Load the model (Dask calls this as the worker starts)."""
+    async def setup(self, worker: Any) -> None:
+        """Load the model off the worker's event loop (Dask calls this as the worker starts)."""
         keep_large_allocations_mapped()
-        shared_engine(self.settings, self.cpu_threads)
+        await asyncio.get_running_loop().run_in_executor(None, hold_engine, self.settings, self.cpu_threads)
 
     def teardown(self, worker: Any) -> None:
-        """Close it (as the worker closes)."""
-        close_engines()
+        """Let go of it (Dask calls this when the plugin is removed or the worker closes)."""
+        release_engine(self.settings, self.cpu_threads)
 
 
 # glibc's M_MMAP_THRESHOLD and its ceiling on 64-bit systems (malloc.c: DEFAULT_MMAP_THRESHOLD_MAX)
@@ -64,17 +68,25 @@ def on_dask(jobs: list[Job], *, client: Client | str | None, workers: int, setti
     owned: list[Any] = []
     try:
         if client is None:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                   env=dict(SERVER_ENV))
+            # loopback only: the dashboard shows recordings' names, and the scheduler runs what it is sent
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                   dashboard_address="127.0.0.1:0", env=dict(SERVER_ENV))
             owned.append(cluster)
             client = Client(cluster)
             owned.append(client)
+            log.info("batch: a LocalCluster of %d workers; dashboard %s", workers, client.dashboard_link)
         elif isinstance(client, str):
             client = Client(client)
             owned.append(client)
-        if not settings.remote:
-            client.register_plugin(EnginePlugin(settings, jobs[0].cpu_threads), name=PLUGIN_NAME)
-        return _gather(client, jobs, bar)
+        if settings.remote:
+            return _gather(client, jobs, bar)
+        name = f"{PLUGIN_NAME}-{uuid.uuid4().hex[:6]}"  # this batch's: another batch on the same client keeps its own
+        client.register_plugin(EnginePlugin(settings, jobs[0].cpu_threads), name=name)
+        try:
+            return _gather(client, jobs, bar)
+        finally:
+            if client.status == "running":
+                client.unregister_worker_plugin(name)  # a long-lived cluster's workers free the model
     finally:
         for thing in reversed(owned):
             thing.close()

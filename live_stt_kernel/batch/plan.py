@@ -45,7 +45,7 @@ class BatchSettings:
     translate_to: tuple[str, ...] = ()
     translator: str | None = None
     coach: bool = False
-    remote: bool = False  # streamed to a v3 server (the cloud, a shared `live-stt serve`) instead of decoded here
+    remote: str = ""  # "cloud" or "server": streamed to AssemblyAI or a v3 server (``model`` is then theirs, "")
 
     def digest(self) -> str:
         """A short, stable hash of the settings."""
@@ -122,10 +122,10 @@ class Layout:
             raise ConfigurationError(f"cannot write the batch output folder {self.out}: {exc.strerror or exc}") from exc
 
 
-def find_audio(inputs: str | Path | Iterable[str | Path], *, outside: Path | None = None) -> list[Path]:
+def find_audio(inputs: str | Path | Iterable[str | Path], *, outside: Sequence[Path] = ()) -> list[Path]:
     """The files named by ``inputs``: a directory (searched recursively for audio files), a glob pattern
-    (``"lectures/**/*.flac"``), a file, or a list of these; each file once, in a stable order. Files under
-    ``outside`` (a batch's own output folder, whose ``audio.wav`` files are no inputs) are left out. Raises
+    (``"lectures/**/*.flac"``), a file, or a list of these; each file once, in a stable order. Files under the
+    folders ``outside`` (a batch's own session folders, whose ``audio.wav`` files are no inputs) are left out. Raises
     `ConfigurationError` when nothing matches."""
     specs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     found: dict[Path, None] = {}
@@ -143,7 +143,7 @@ def find_audio(inputs: str | Path | Iterable[str | Path], *, outside: Path | Non
             raise ConfigurationError(f"no such file, folder or pattern: {text}")
         for match in matches:
             resolved = match.resolve()
-            if outside is None or not resolved.is_relative_to(outside.resolve()):
+            if not any(resolved.is_relative_to(folder.resolve()) for folder in outside):
                 found.setdefault(resolved, None)
     if not found:
         raise ConfigurationError(f"no audio files in {', '.join(map(str, specs)) or 'an empty list'}")

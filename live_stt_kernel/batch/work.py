@@ -53,7 +53,8 @@ class Job:
     url: str | None = None
     api_key: str | None = field(default=None, repr=False)  # the v3 server's (remote)
     token: str | None = field(default=None, repr=False)
-    language_key: str | None = field(default=None, repr=False)  # for translation and coaching: see `language_key`
+    language_key: str | None = field(default=None, repr=False)  # for the translator: see `endpoint.language_key`
+    coach_key: str | None = field(default=None, repr=False)  # the same for the coaching model (the default backend)
     concurrency: int = 0  # remote: sessions at once across the cluster (0: no cap here)
 
 
@@ -79,31 +80,61 @@ DECODES = 2
 BLOCK_MS = 1000  # audio handed to the engine at a time: fewer hand-offs than a live 100 ms, the same turns (measured)
 
 _ENGINES: dict[tuple[str, int, str], Engine] = {}
+_USERS: dict[tuple[str, int, str], int] = {}  # batches (or worker plugins) holding each engine
 _ENGINES_LOCK = threading.Lock()
 
 
+def _engine_key(settings: BatchSettings, cpu_threads: int) -> tuple[str, int, str]:
+    return settings.model, cpu_threads, json.dumps(asdict(settings.turns), sort_keys=True)
+
+
 def shared_engine(settings: BatchSettings, cpu_threads: int) -> Engine:
-    """This process's `Engine` for ``settings`` (loaded on first use, then reused by every recording)."""
-    cache_key = (settings.model, cpu_threads, json.dumps(asdict(settings.turns), sort_keys=True))
+    """This process's `Engine` for ``settings`` (loaded on first use, then reused by every recording). Raises
+    `ConfigurationError` for a model name faster-whisper does not know."""
+    cache_key = _engine_key(settings, cpu_threads)
     with _ENGINES_LOCK:
         engine = _ENGINES.get(cache_key)
         if engine is None:
             # no second copy of the model for lone decodes (the server's default): more workers use more cores
-            recognizer = WhisperRecognizer(settings.model, cpu_threads=cpu_threads, workers=DECODES, alone_threads=cpu_threads)
+            try:
+                recognizer = WhisperRecognizer(settings.model, cpu_threads=cpu_threads, workers=DECODES,
+                                               alone_threads=cpu_threads)
+            except ValueError as exc:  # faster-whisper's answer to a model name it does not know
+                raise ConfigurationError(f"model {settings.model!r}: {exc}") from exc
             engine = _ENGINES[cache_key] = Engine(recognizer, settings=replace(settings.turns), workers=DECODES)
         return engine
 
 
-def close_engines() -> None:
-    """Close every engine this process loaded."""
+def hold_engine(settings: BatchSettings, cpu_threads: int) -> Engine:
+    """`shared_engine`, counted as in use until `release_engine`: a batch here, or a Dask worker's plugin."""
+    engine = shared_engine(settings, cpu_threads)
     with _ENGINES_LOCK:
-        engines = list(_ENGINES.values())
-        _ENGINES.clear()
-    for engine in engines:
+        key = _engine_key(settings, cpu_threads)
+        _USERS[key] = _USERS.get(key, 0) + 1
+    return engine
+
+
+def release_engine(settings: BatchSettings, cpu_threads: int) -> None:
+    """One holder is done with the engine; the last one closes it (its decode threads end, its model is freed)."""
+    key = _engine_key(settings, cpu_threads)
+    with _ENGINES_LOCK:
+        _USERS[key] = _USERS.get(key, 1) - 1
+        engine = _ENGINES.pop(key) if _USERS[key] <= 0 and key in _ENGINES else None
+        if _USERS[key] <= 0:
+            del _USERS[key]
+    if engine is not None:
         engine.close()
 
 
 # --- one recording ----------------------------------------------------------------------------
+
+STOPPING = threading.Event()  # set by a batch run in this process when the user interrupts it
+STOP_POLL_S = 0.2
+
+
+class Interrupted(Exception):
+    """The batch was interrupted while this recording was being streamed: its session ended early."""
+
 
 def run_job(job: Job) -> Outcome:
     """Transcribe one recording and put its outputs in place; failures come back in the `Outcome`."""
@@ -117,6 +148,9 @@ def run_job(job: Job) -> Outcome:
         _finish(job, layout, scratch, audio_seconds, time.perf_counter() - started, worker)
     except Exception as exc:  # any failure of one recording is that recording's error row, never the batch's end
         shutil.rmtree(scratch, ignore_errors=True)
+        if not layout.session(rec).is_dir():  # parts already renamed into place, without the folder that makes them count
+            for part in (layout.turns / f"{rec.key}.parquet", layout.metrics / f"{rec.key}.parquet"):
+                part.unlink(missing_ok=True)
         message = f"{type(exc).__name__}: {exc}"
         log.info("%s failed: %s", rec.path, message)
         _write_error(layout, job, exc)
@@ -176,7 +210,12 @@ def _remote(job: Job, scratch: Path) -> tuple[float, int]:
         session = Session(job.recording.path, url=job.url, api_key=job.api_key, token=job.token, folder=scratch,
                           realtime=False, params=StreamingParams(format_turns=True, keyterms_prompt=list(job.settings.keyterms)),
                           translate_to=list(job.settings.translate_to) or None, translator=job.settings.translator)
-        session.start().wait()  # every wait inside is bounded by the session's stall windows
+        session.start()
+        while session.running:  # every wait inside the session is bounded by its stall windows
+            if STOPPING.wait(STOP_POLL_S):
+                session.stop()  # bounded; what it streamed is not the whole recording, so it is not kept
+                raise Interrupted("the batch was interrupted")
+        session.wait()
     meta = json.loads((scratch / "meta.json").read_text(encoding="utf-8"))
     return float(meta.get("audio_seconds") or 0.0), int(meta.get("turns") or 0)
 
@@ -199,6 +238,7 @@ class RemoteSlot:
     def __exit__(self, *exc: Any) -> None:
         if self.semaphore is not None:
             self.semaphore.release()
+            self.semaphore.close()  # its lease-refresh callback ends with it
 
 
 def _finish(job: Job, layout: Layout, scratch: Path, audio_seconds: float, seconds: float, worker: str) -> None:
@@ -206,7 +246,7 @@ def _finish(job: Job, layout: Layout, scratch: Path, audio_seconds: float, secon
     rec = job.recording
     frame = load_session(scratch)
     records = as_records(frame)
-    report = write_report(records, llm=resolve_llm(None, api_key=job.language_key) if job.settings.coach else None)
+    report = write_report(records, llm=resolve_llm(None, api_key=job.coach_key) if job.settings.coach else None)
     if job.settings.coach:
         save_report(report, scratch)
     meta_path = scratch / "meta.json"
@@ -270,12 +310,18 @@ def _write_atomic(path: Path, text: str) -> None:
 def _write_error(layout: Layout, job: Job, exc: Exception) -> None:
     rec = job.recording
     record = {"recording": rec.key, "name": rec.name, "path": rec.path, "error": type(exc).__name__,
-              "message": str(exc), "permanent": isinstance(exc, (AudioFileError, ConfigurationError)),
+              "message": str(exc), "permanent": _depends_on_bytes(exc, Path(rec.path)),
               "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "worker": _worker_name()}
     try:
         _write_atomic(layout.errors / f"{rec.key}.json", json.dumps(record, indent=2, ensure_ascii=False))
     except OSError as write_error:  # the outcome still carries the error to the caller
         log.warning("could not record the error of %s: %s", rec.path, write_error)
+
+
+def _depends_on_bytes(exc: Exception, path: Path) -> bool:
+    """Whether the failure comes from the file's contents (not audio, damaged), so it will fail the same way until
+    the bytes change; a missing file (not there on this worker), settings or the machine may be fixed meanwhile."""
+    return isinstance(exc, AudioFileError) and path.is_file() and os.access(path, os.R_OK)
 
 
 def _worker_name() -> str:
@@ -290,4 +336,5 @@ def _worker_name() -> str:
         return ""
 
 
-__all__ = ["DECODES", "Job", "Outcome", "close_engines", "metrics_row", "run_job", "shared_engine"]
+__all__ = ["DECODES", "STOPPING", "Interrupted", "Job", "Outcome", "hold_engine", "metrics_row", "release_engine", "run_job",
+           "shared_engine"]

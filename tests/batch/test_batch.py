@@ -109,17 +109,20 @@ def test_a_worker_killed_mid_recording_leaves_no_trace_and_the_batch_completes(r
     runner.start()
     scratch = Layout(out).partial
 
-    def working_key() -> str | None:
-        entries = list(scratch.iterdir()) if scratch.is_dir() else []
-        return entries[0].name.split("-")[0] if entries else None
+    def in_progress() -> tuple[str, str] | None:
+        """A recording a worker is decoding now (its scratch folder exists), and that worker."""
+        keys = [p.name.split("-")[0] for p in scratch.iterdir()] if scratch.is_dir() else []
+        working = client.processing()
+        return next(((key, address) for key in keys for address, tasks in working.items()
+                     if any(key in str(task) for task in tasks)), None)
 
-    wait_until(lambda: working_key() is not None or not runner.is_alive(), WORKER_WAIT_S, what="a recording in progress")
-    key = working_key()
-    assert key is not None, "the batch ended before any recording was seen in progress"
-    victim = next(address for address, keys in client.processing().items() if any(key in str(k) for k in keys))
+    wait_until(lambda: in_progress() is not None or not runner.is_alive(), WORKER_WAIT_S, what="a recording in progress")
+    seen = in_progress()
+    assert seen is not None, "the batch ended before any recording was seen in progress"
+    key, victim = seen
     try:
         client.run(os._exit, 1, workers=[victim])
-    except Exception:
+    except Exception:  # the worker dies before it answers
         pass
     runner.join(WORKER_WAIT_S)
     assert not runner.is_alive()
@@ -180,6 +183,22 @@ def test_the_command_line_runs_a_batch_and_says_what_failed(recordings, tmp_path
     assert "3 recordings: 2 transcribed now, 2 done in all, 1 failed" in captured.out
     assert "failed: " in captured.err and "broken.wav: AudioFileError" in captured.err
     assert main(["batch", str(tmp_path / "nothing-*.wav"), "--out", str(tmp_path / "out2"), "--workers", "0"]) == 2
+
+    # the unreadable file is not tried again, unless forced (which redoes the others too)
+    assert main(["batch", str(folder / "broken.wav"), "--out", str(tmp_path / "out"), "--workers", "0", "-q"]) == 4
+    assert "1 recordings: 0 transcribed now, 0 done in all, 1 failed" in capsys.readouterr().out
+    assert main(["batch", str(folder / "talk-c.wav"), str(folder / "broken.wav"), "--out", str(tmp_path / "out"),
+                 "--workers", "0", "--force", "-q"]) == 4
+    assert "2 recordings: 1 transcribed now, 1 done in all, 1 failed" in capsys.readouterr().out
+
+
+def test_a_backend_that_cannot_be_used_stops_the_batch_before_any_work(recordings, tmp_path, monkeypatch):
+    folder, _ = recordings
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(ConfigurationError, match="base_url"):
+        batch(folder / "talk-c.wav", out=tmp_path / "out", workers=0, translate_to="es", translator="openai",
+              progress=False)
+    assert not (tmp_path / "out").exists()
 
 
 def test_plans_are_pure_and_keys_follow_bytes_and_settings(recordings, tmp_path):
