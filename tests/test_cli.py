@@ -136,15 +136,15 @@ def test_demo_streams_the_bundled_sample_through_the_embedded_server(tmp_path):
 def test_ctrl_c_ends_the_stream_like_end_of_file(serve, make_wav):
     # the second turn's final only comes when the server flushes on Terminate
     server = serve(turns_script(even_turns(["one two", "three four"], gap_ms=300), "A", final_delay_ms=3000))
-    process = subprocess.Popen([LIVE_STT, "transcribe", str(make_wav(10.0)), "--url", server.url, "--api-key", API_KEY,
+    process = subprocess.Popen([LIVE_STT, "transcribe", str(make_wav(20.0)), "--url", server.url, "--api-key", API_KEY,
                                 "--format", "jsonl"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first = json.loads(process.stdout.readline())  # real time: about 3.9 s in
+    first = json.loads(process.stdout.readline())  # real time: about 3.9 s in (later on a busy machine)
     process.send_signal(signal.SIGINT)
     rest, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert first["text"] == "One two." and [json.loads(line)["text"] for line in rest.splitlines()] == ["Three four."]
     record = server.wait_for_client()
-    assert record.terminated and record.audio_ms < 8000  # stopped early, not at the end of the file
+    assert record.terminated and record.audio_ms < 18000  # stopped early, not at the end of the file
 
 
 # --- bad arguments and paths: one line on stderr naming the argument, exit code 2, never a traceback ------------

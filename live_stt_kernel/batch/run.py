@@ -50,7 +50,7 @@ class BatchResult:
 
     out: Path
     recordings: list[Recording]
-    outcomes: list[Outcome] = field(default_factory=list)  # this run's, longest recording first
+    outcomes: list[Outcome] = field(default_factory=list)  # this run's, in input order
     skipped: list[Recording] = field(default_factory=list)  # done by an earlier run, or unreadable then
     seconds: float = 0.0
 

@@ -132,8 +132,9 @@ STOPPING = threading.Event()  # set by a batch run in this process when the user
 STOP_POLL_S = 0.2
 
 
-class Interrupted(Exception):
-    """The batch was interrupted while this recording was being streamed: its session ended early."""
+class _Interrupted(Exception):
+    """The batch was interrupted while this recording was being streamed: its session ended early (caught below:
+    the recording's error row says "Interrupted")."""
 
 
 def run_job(job: Job) -> Outcome:
@@ -151,7 +152,7 @@ def run_job(job: Job) -> Outcome:
         if not layout.session(rec).is_dir():  # parts already renamed into place, without the folder that makes them count
             for part in (layout.turns / f"{rec.key}.parquet", layout.metrics / f"{rec.key}.parquet"):
                 part.unlink(missing_ok=True)
-        message = f"{type(exc).__name__}: {exc}"
+        message = f"{_kind(exc)}: {exc}"
         log.info("%s failed: %s", rec.path, message)
         _write_error(layout, job, exc)
         return Outcome(key=rec.key, path=rec.path, seconds=time.perf_counter() - started, error=message, worker=worker)
@@ -214,7 +215,7 @@ def _remote(job: Job, scratch: Path) -> tuple[float, int]:
         while session.running:  # every wait inside the session is bounded by its stall windows
             if STOPPING.wait(STOP_POLL_S):
                 session.stop()  # bounded; what it streamed is not the whole recording, so it is not kept
-                raise Interrupted("the batch was interrupted")
+                raise _Interrupted("the batch was interrupted")
         session.wait()
     meta = json.loads((scratch / "meta.json").read_text(encoding="utf-8"))
     return float(meta.get("audio_seconds") or 0.0), int(meta.get("turns") or 0)
@@ -309,13 +310,17 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def _write_error(layout: Layout, job: Job, exc: Exception) -> None:
     rec = job.recording
-    record = {"recording": rec.key, "name": rec.name, "path": rec.path, "error": type(exc).__name__,
+    record = {"recording": rec.key, "name": rec.name, "path": rec.path, "error": _kind(exc),
               "message": str(exc), "permanent": _depends_on_bytes(exc, Path(rec.path)),
               "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "worker": _worker_name()}
     try:
         _write_atomic(layout.errors / f"{rec.key}.json", json.dumps(record, indent=2, ensure_ascii=False))
     except OSError as write_error:  # the outcome still carries the error to the caller
         log.warning("could not record the error of %s: %s", rec.path, write_error)
+
+
+def _kind(exc: Exception) -> str:
+    return type(exc).__name__.lstrip("_")
 
 
 def _depends_on_bytes(exc: Exception, path: Path) -> bool:
@@ -336,5 +341,5 @@ def _worker_name() -> str:
         return ""
 
 
-__all__ = ["DECODES", "STOPPING", "Interrupted", "Job", "Outcome", "hold_engine", "metrics_row", "release_engine", "run_job",
+__all__ = ["DECODES", "STOPPING", "Job", "Outcome", "hold_engine", "metrics_row", "release_engine", "run_job",
            "shared_engine"]

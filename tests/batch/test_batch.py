@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 from distributed import Client, LocalCluster
 from helpers import wait_until
@@ -174,12 +175,16 @@ def test_a_batch_through_a_v3_server_streams_each_recording(whisper, recordings,
     assert server.token not in json.dumps([json.loads((s / "meta.json").read_text()) for s in result.sessions])
 
 
-def test_the_command_line_runs_a_batch_and_says_what_failed(recordings, tmp_path, capsys):
+def test_the_command_line_runs_a_batch_on_its_own_cluster_and_says_what_failed(recordings, tmp_path, capsys):
     folder, _refs = recordings
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
     code = main(["batch", str(folder / "talk-*.wav"), str(folder / "broken.wav"), "--out", str(tmp_path / "out"),
-                 "--workers", "0", "-q"])
+                 "--workers", "1", "-q"])
     captured = capsys.readouterr()
     assert code == 4
+    # the LocalCluster it started is gone: no worker process left behind
+    wait_until(lambda: {p.pid for p in psutil.Process().children(recursive=True)} <= before, WORKER_WAIT_S,
+               what="the batch's worker processes to end")
     assert "3 recordings: 2 transcribed now, 2 done in all, 1 failed" in captured.out
     assert "failed: " in captured.err and "broken.wav: AudioFileError" in captured.err
     assert main(["batch", str(tmp_path / "nothing-*.wav"), "--out", str(tmp_path / "out2"), "--workers", "0"]) == 2
