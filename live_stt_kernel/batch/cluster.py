@@ -86,7 +86,10 @@ def on_dask(jobs: list[Job], *, client: Client | str | None, workers: int, setti
             return _gather(client, jobs, bar)
         finally:
             if client.status == "running":
-                client.unregister_worker_plugin(name)  # a long-lived cluster's workers free the model
+                try:
+                    client.unregister_worker_plugin(name)  # a long-lived cluster's workers free the model
+                except Exception as exc:  # the results are in: a worker that cannot let go must not lose them
+                    log.warning("batch: could not remove the model plugin from the workers: %s", exc)
     finally:
         for thing in reversed(owned):
             thing.close()
