@@ -35,7 +35,7 @@ from ..language.live import append_translations
 from ..local.engine import Engine
 from ..local.recognizer import WhisperRecognizer
 from ..session import Session, load_session
-from ..store import SessionStore, as_records
+from ..store import SessionStore, as_records, write_json_atomic
 from ..transcript import Transcript, TurnRecord
 from ..v3.protocol import SessionConfig, StreamingParams
 from .plan import BatchSettings, Layout, Recording
@@ -255,7 +255,7 @@ def _finish(job: Job, layout: Layout, scratch: Path, audio_seconds: float, secon
     meta.update(ended_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), status="completed", batch={
         "recording": rec.key, "path": rec.path, "settings": job.settings.digest(), "seconds": round(seconds, 3),
         "worker": worker})
-    _write_atomic(meta_path, json.dumps(meta, indent=2, ensure_ascii=False, default=str))
+    write_json_atomic(meta_path, meta)
     labelled = frame.copy()
     for position, (column, value) in enumerate((("recording", rec.key), ("name", rec.name), ("path", rec.path))):
         labelled.insert(position, column, value)
@@ -302,19 +302,13 @@ def _parquet_atomic(frame: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _write_error(layout: Layout, job: Job, exc: Exception) -> None:
     rec = job.recording
     record = {"recording": rec.key, "name": rec.name, "path": rec.path, "error": _kind(exc),
               "message": str(exc), "permanent": _depends_on_bytes(exc, Path(rec.path)),
               "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "worker": _worker_name()}
     try:
-        _write_atomic(layout.errors / f"{rec.key}.json", json.dumps(record, indent=2, ensure_ascii=False))
+        write_json_atomic(layout.errors / f"{rec.key}.json", record)
     except OSError as write_error:  # the outcome still carries the error to the caller
         log.warning("could not record the error of %s: %s", rec.path, write_error)
 
